@@ -1,0 +1,83 @@
+"""Open pika connections from ``AMQP_URL``, one per thread and process.
+
+pika connections are not thread-safe and do not survive a fork, so nothing here
+hands a connection from one thread or process to another: each holder checks the
+pid and thread that made it, and makes a new one where they differ.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pika
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
+
+
+def amqp_url() -> str:
+    """Return the broker URL from the environment."""
+    return os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)
+
+
+def parameters(
+    url: str | None = None, *, heartbeat: int = 30, socket_timeout: float = 5.0
+) -> pika.URLParameters:
+    """Return connection parameters with heartbeats and timeouts that fail fast.
+
+    A blocked connection (broker out of memory or disk) times out instead of
+    hanging a web request or a relay forever.
+    """
+    params = pika.URLParameters(url or amqp_url())
+    params.heartbeat = heartbeat
+    params.blocked_connection_timeout = max(2 * heartbeat, 10)
+    params.socket_timeout = socket_timeout
+    params.stack_timeout = socket_timeout * 2
+    params.connection_attempts = 1
+    params.client_properties = {"connection_name": f"nighttalk pid={os.getpid()}"}
+    return params
+
+
+def connect(url: str | None = None, **kwargs) -> pika.BlockingConnection:
+    """Open a blocking connection in the calling thread."""
+    return pika.BlockingConnection(parameters(url, **kwargs))
+
+
+class ThreadLocalConnection:
+    """Hold one connection per (process, thread), made in the thread that uses it."""
+
+    def __init__(self, url: str | None = None, **kwargs) -> None:
+        self._url = url
+        self._kwargs = kwargs
+        self._local = threading.local()
+
+    def get(self) -> pika.BlockingConnection:
+        """Return this thread's open connection, opening it if needed."""
+        conn = getattr(self._local, "conn", None)
+        pid = getattr(self._local, "pid", None)
+        if conn is None or pid != os.getpid() or not conn.is_open:
+            self._local.conn = connect(self._url, **self._kwargs)
+            self._local.pid = os.getpid()
+            self._local.channel = None
+        return self._local.conn
+
+    def discard(self) -> None:
+        """Drop this thread's connection after an error (closing it if still open)."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        self._local.channel = None
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            try:
+                if conn.is_open:
+                    conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail any way
+                pass
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        self.discard()
+
+    @property
+    def local(self) -> threading.local:
+        """Per-thread storage that goes with the connection (e.g. its channel)."""
+        return self._local

@@ -1,0 +1,231 @@
+"""Consume a service's queue: apply each event once, ack only after the commit.
+
+The connection lives in the thread that runs :meth:`Consumer.run`; handlers run in
+one worker thread of their own, so a long handler never starves the connection's
+heartbeats. The worker hands acks back with ``add_callback_threadsafe``, as pika's
+own examples do. A message that cannot be decoded or validated is rejected to the
+service's dead-letter queue; a handler that fails for another reason is retried
+(infrastructure errors in place, other errors by redelivery up to the delivery limit).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import pika
+import pika.exceptions
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+
+from eventbus import topology, tracing
+from eventbus.connection import connect
+from eventbus.envelope import PoisonMessage, ReceivedEvent, decode
+from eventbus.names import service_queue
+from eventbus.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[UnitOfWork, ReceivedEvent], None]
+
+
+@dataclass
+class _Delivery:
+    tag: int
+    routing_key: str
+    properties: pika.BasicProperties
+    body: bytes
+    redelivered: bool
+
+
+def backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
+    """Return an exponential backoff with full jitter for the given attempt (from 1)."""
+    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+
+
+class Consumer:
+    """Read one service's quorum queue and apply events with the given handlers."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        handlers: Mapping[str, Handler],
+        unit_of_work: Callable[[], UnitOfWork],
+        url: str | None = None,
+        prefetch: int = 20,
+        heartbeat: int = 30,
+        delivery_limit: int = topology.DEFAULT_DELIVERY_LIMIT,
+        on_ready: Callable[[], None] | None = None,
+        setup: Callable[[pika.adapters.blocking_connection.BlockingChannel], None] | None = None,
+    ) -> None:
+        self.service = service
+        self.handlers = dict(handlers)
+        self.unit_of_work = unit_of_work
+        self.url = url
+        self.prefetch = prefetch
+        self.heartbeat = heartbeat
+        self.delivery_limit = delivery_limit
+        self.on_ready = on_ready
+        self.setup = setup
+        self.stopping = threading.Event()
+
+    # -- the connection's thread -------------------------------------------------------
+
+    def run(self) -> None:
+        """Consume until :meth:`stop`; reconnect with backoff whenever the broker is lost."""
+        attempt = 0
+        while not self.stopping.is_set():
+            try:
+                self._run_connected()
+                attempt = 0
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                attempt += 1
+                delay = backoff(attempt)
+                log.warning(
+                    "broker connection lost; reconnecting",
+                    extra={"service": self.service, "error": repr(exc), "retry_in": round(delay, 2)},
+                )
+                self.stopping.wait(delay)
+
+    def stop(self) -> None:
+        """Ask the consumer to finish the message in hand and return from :meth:`run`."""
+        self.stopping.set()
+
+    def _run_connected(self) -> None:
+        conn = connect(self.url, heartbeat=self.heartbeat)
+        work: queue.Queue[_Delivery | None] = queue.Queue()
+        worker: threading.Thread | None = None
+        try:
+            channel = conn.channel()
+            worker = threading.Thread(
+                target=self._work, args=(conn, channel, work), name=f"{self.service}-worker",
+                daemon=True,
+            )
+            topology.declare_service_queue(
+                channel, self.service, self.handlers.keys(), delivery_limit=self.delivery_limit
+            )
+            if self.setup:
+                self.setup(channel)
+            channel.basic_qos(prefetch_count=self.prefetch)
+
+            def on_message(ch, method, properties, body):
+                work.put(
+                    _Delivery(method.delivery_tag, method.routing_key, properties, body,
+                              method.redelivered)
+                )
+
+            channel.basic_consume(service_queue(self.service), on_message, auto_ack=False)
+            worker.start()
+            log.info("consuming", extra={"service": self.service, "queue": service_queue(self.service)})
+            if self.on_ready:
+                self.on_ready()
+            while not self.stopping.is_set():
+                conn.process_data_events(time_limit=0.5)
+        finally:
+            # Let the worker finish the message in hand; what is still queued is
+            # unacked and will be redelivered to whoever consumes next.
+            work.put(None)
+            if worker is not None and worker.is_alive():
+                while worker.is_alive():
+                    worker.join(timeout=0.2)
+                    if conn.is_open:
+                        try:
+                            conn.process_data_events(time_limit=0)
+                        except (pika.exceptions.AMQPError, OSError):
+                            break
+            if conn.is_open:
+                try:
+                    conn.close()
+                except (pika.exceptions.AMQPError, OSError):
+                    pass
+
+    # -- the worker thread --------------------------------------------------------------
+
+    def _work(self, conn: pika.BlockingConnection, channel, work: queue.Queue) -> None:
+        while True:
+            delivery = work.get()
+            if delivery is None:
+                return
+            outcome = self._handle(delivery)
+            try:
+                conn.add_callback_threadsafe(
+                    functools.partial(self._settle, channel, delivery, outcome)
+                )
+            except (pika.exceptions.AMQPError, OSError, AssertionError):
+                # The connection is gone; the broker will redeliver the message and the
+                # inbox makes the second application a no-op.
+                return
+
+    @staticmethod
+    def _settle(channel, delivery: _Delivery, outcome: str) -> None:
+        """Ack, reject or requeue on the connection's thread, if the channel still stands."""
+        if not channel.is_open:
+            return
+        if outcome == "ack":
+            channel.basic_ack(delivery.tag)
+        elif outcome == "dead":
+            channel.basic_reject(delivery.tag, requeue=False)
+        else:
+            channel.basic_nack(delivery.tag, requeue=True)
+
+    def _handle(self, delivery: _Delivery) -> str:
+        """Apply one delivery; return 'ack', 'dead' (reject to dead letters) or 'retry'."""
+        try:
+            event = decode(delivery.properties, delivery.body, delivery.routing_key)
+        except PoisonMessage as exc:
+            log.error("poison message dead-lettered",
+                      extra={"service": self.service, "routing_key": delivery.routing_key,
+                             "reason": str(exc)})
+            return "dead"
+        handler = self.handlers.get(delivery.routing_key)
+        if handler is None:
+            log.warning("no handler; acknowledged", extra={"routing_key": delivery.routing_key,
+                                                          "event_id": event.id})
+            return "ack"
+        tracing.continue_trace(event.traceparent)
+        attempt = 0
+        try:
+            while True:
+                attempt += 1
+                try:
+                    self._apply(handler, event)
+                    return "ack"
+                except PoisonMessage as exc:
+                    log.error("invalid event dead-lettered",
+                              extra={"service": self.service, "event_id": event.id,
+                                     "case_id": event.subject, "reason": str(exc)})
+                    return "dead"
+                except IntegrityError:
+                    # Another consumer applied the same event concurrently: its inbox row won.
+                    log.info("duplicate event ignored", extra={"event_id": event.id})
+                    return "ack"
+                except (OperationalError, InterfaceError) as exc:
+                    # The database is away: hold the message and retry in place, so an
+                    # outage does not burn the delivery limit and dead-letter good events.
+                    delay = backoff(attempt)
+                    log.warning("database unavailable; retrying event",
+                                extra={"event_id": event.id, "error": repr(exc),
+                                       "retry_in": round(delay, 2)})
+                    if self.stopping.wait(delay):
+                        return "retry"
+                except Exception:  # noqa: BLE001 - a bug must not kill the consumer
+                    log.exception("handler failed; requeued",
+                                  extra={"event_id": event.id, "case_id": event.subject})
+                    self.stopping.wait(min(2.0, backoff(attempt)))
+                    return "retry"
+        finally:
+            tracing.clear()
+
+    def _apply(self, handler: Handler, event: ReceivedEvent) -> None:
+        with self.unit_of_work() as uow:
+            if uow.already_applied(event.id, self.service):
+                return
+            handler(uow, event)
+            uow.mark_applied(event.id, self.service, event.type)
+            uow.commit()

@@ -1,0 +1,154 @@
+"""The transactional outbox: write events with the state, publish them right after commit.
+
+A row is marked sent only after the broker confirmed it. What a crash or a broker
+outage leaves unsent, the relay publishes later. On PostgreSQL, rows are claimed
+with ``FOR UPDATE SKIP LOCKED`` so a web worker and any number of relays never
+publish the same row twice; on SQLite one relay runs and the write lock serialises.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import Engine, Table, func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from eventbus.envelope import OutgoingEvent
+from eventbus.publisher import Publisher, PublishError, Unroutable
+
+log = logging.getLogger(__name__)
+
+BATCH = 100
+
+
+def now() -> dt.datetime:
+    """Return the current UTC time (one place, so tests and sweeps agree on it)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def notify_channel(service: str) -> str:
+    """Return the PostgreSQL LISTEN/NOTIFY channel that wakes a service's relay."""
+    return f"nighttalk_outbox_{service}"
+
+
+def add(session: Session, table: Table, event: OutgoingEvent) -> None:
+    """Write an event into the outbox within the caller's transaction."""
+    session.execute(
+        insert(table).values(
+            event_id=event.event_id,
+            exchange=event.exchange,
+            routing_key=event.routing_key,
+            headers=event.headers,
+            body=event.body,
+            created_at=now(),
+        )
+    )
+
+
+def _event_of(row) -> OutgoingEvent:
+    return OutgoingEvent(
+        exchange=row.exchange,
+        routing_key=row.routing_key,
+        event_id=row.event_id,
+        headers=dict(row.headers),
+        body=bytes(row.body),
+    )
+
+
+class Outbox:
+    """Publish a service's outbox rows: at once after a commit, or by sweeping."""
+
+    def __init__(self, engine: Engine, table: Table, publisher: Publisher, service: str) -> None:
+        self.engine = engine
+        self.table = table
+        self.publisher = publisher
+        self.service = service
+
+    def publish_committed(self, event_ids: Sequence[str]) -> int:
+        """Publish the rows a transaction just committed; leave them to the relay on failure.
+
+        Called on the hot path right after a commit, so it never waits for a broker that
+        is known to be away: the rows stay unsent and the relay is woken instead.
+        """
+        if not event_ids:
+            return 0
+        if not self.publisher.available():
+            self._wake_relay()
+            return 0
+        condition = self.table.c.event_id.in_(list(event_ids))
+        sent = self._publish_where(condition, limit=len(event_ids))
+        if sent < len(event_ids):
+            self._wake_relay()
+        return sent
+
+    def sweep(self, older_than: dt.timedelta = dt.timedelta(0)) -> int:
+        """Publish every unsent row created before ``now - older_than``; return how many."""
+        total = 0
+        while True:
+            cutoff = now() - older_than
+            condition = self.table.c.created_at <= cutoff
+            sent = self._publish_where(condition, limit=BATCH)
+            total += sent
+            if sent < BATCH:
+                return total
+
+    def backlog(self) -> tuple[int, float]:
+        """Return the number of unsent rows and the age in seconds of the oldest."""
+        with self.engine.connect() as conn:
+            count, oldest = conn.execute(
+                select(func.count(), func.min(self.table.c.created_at)).where(
+                    self.table.c.sent_at.is_(None)
+                )
+            ).one()
+        if not oldest:
+            return 0, 0.0
+        if oldest.tzinfo is None:  # SQLite hands back naive datetimes
+            oldest = oldest.replace(tzinfo=dt.UTC)
+        return count, max(0.0, (now() - oldest).total_seconds())
+
+    def _publish_where(self, condition, *, limit: int) -> int:
+        """Claim unsent rows matching ``condition``, publish them in order, mark the sent ones."""
+        t = self.table
+        sent = 0
+        with Session(self.engine) as session, session.begin():
+            rows = session.execute(
+                select(t)
+                .where(t.c.sent_at.is_(None), condition)
+                .order_by(t.c.position)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                try:
+                    self.publisher.publish(_event_of(row))
+                except PublishError as exc:
+                    session.execute(
+                        update(t)
+                        .where(t.c.position == row.position)
+                        .values(attempts=t.c.attempts + 1, last_error=str(exc)[:500])
+                    )
+                    log.warning(
+                        "outbox publish failed",
+                        extra={"event_id": row.event_id, "routing_key": row.routing_key,
+                               "error": str(exc)},
+                    )
+                    if isinstance(exc, Unroutable):
+                        continue  # this row has no queue yet; the others may well have
+                    break
+                session.execute(
+                    update(t).where(t.c.position == row.position).values(sent_at=now())
+                )
+                sent += 1
+        return sent
+
+    def _wake_relay(self) -> None:
+        if self.engine.dialect.name != "postgresql":
+            return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(text("SELECT pg_notify(:channel, '')"),
+                             {"channel": notify_channel(self.service)})
+        except Exception:  # noqa: BLE001 - waking is a courtesy; the relay sweeps anyway
+            log.exception("could not wake the relay")

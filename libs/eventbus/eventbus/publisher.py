@@ -1,0 +1,85 @@
+"""Publish events with publisher confirms and ``mandatory``, so a publish either lands or fails.
+
+``publish`` returns only once the broker has confirmed the message into a queue;
+an unroutable or nacked message raises, and the caller (the outbox) keeps it unsent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+import pika
+import pika.exceptions
+
+from eventbus import topology
+from eventbus.connection import ThreadLocalConnection
+from eventbus.envelope import OutgoingEvent
+
+log = logging.getLogger(__name__)
+
+
+class PublishError(Exception):
+    """The broker did not take the message: unroutable, nacked, or unreachable."""
+
+
+class Unroutable(PublishError):
+    """No queue is bound for the message's routing key; the broker returned it."""
+
+
+class Publisher:
+    """A confirming publisher bound to the calling thread's own connection."""
+
+    def __init__(self, url: str | None = None, *, retry_after: float = 2.0) -> None:
+        self._connections = ThreadLocalConnection(url)
+        # After a failed connect, web requests stop trying for a moment rather than
+        # each paying a connect timeout while the broker is away; the relay catches up.
+        self._retry_after = retry_after
+        self._down_until = 0.0
+
+    def _channel(self):
+        local = self._connections.local
+        conn = self._connections.get()
+        channel = getattr(local, "channel", None)
+        if channel is None or not channel.is_open:
+            channel = conn.channel()
+            topology.declare_exchanges(channel)  # idempotent; a fresh broker has none
+            channel.confirm_delivery()
+            local.channel = channel
+        return channel
+
+    def available(self) -> bool:
+        """Return False while a recent failure says the broker is unreachable."""
+        return time.monotonic() >= self._down_until
+
+    def publish(self, event: OutgoingEvent) -> None:
+        """Publish one event and wait for its confirm, or raise PublishError."""
+        self.publish_many([event])
+
+    def publish_many(self, events: Iterable[OutgoingEvent]) -> None:
+        """Publish events in order, each confirmed, or raise PublishError at the first failure."""
+        try:
+            channel = self._channel()
+            for event in events:
+                channel.basic_publish(
+                    exchange=event.exchange,
+                    routing_key=event.routing_key,
+                    body=event.body,
+                    properties=event.properties(),
+                    mandatory=True,
+                )
+        except pika.exceptions.UnroutableError as exc:
+            # The channel stays usable: the broker returned the message, nothing is wrong
+            # with the connection. No queue is bound for this key yet.
+            raise Unroutable(f"unroutable: {event.exchange} {event.routing_key}") from exc
+        except pika.exceptions.NackError as exc:
+            raise PublishError(f"nacked by broker: {event.exchange} {event.routing_key}") from exc
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            self._connections.discard()
+            self._down_until = time.monotonic() + self._retry_after
+            raise PublishError(f"broker unreachable: {exc.__class__.__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        self._connections.close()

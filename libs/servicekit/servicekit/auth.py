@@ -1,0 +1,119 @@
+"""Bearer JWTs: mint them for operators, check them on every request but the probes.
+
+Tokens are HS256 with a secret shared by the services (``NIGHTTALK_JWT_SECRET``);
+only that algorithm is accepted, so ``alg: none`` and algorithm-confusion tokens
+fail. Claims: ``sub``, ``unit`` (unit code), ``roles`` (subset of ROLES), ``exp``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import re
+from dataclasses import dataclass
+
+import jwt
+from flask import current_app, g, request
+from flask_smorest import abort
+
+ROLES = frozenset({"reception", "partner", "supervisor", "admin"})
+ISSUER = "nighttalk"
+ALGORITHM = "HS256"
+DEV_SECRET = "dev-only-secret-change-me-in-production-0123456789"
+UNIT_CODE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def secret() -> str:
+    """Return the signing secret from the environment."""
+    return os.environ.get("NIGHTTALK_JWT_SECRET", DEV_SECRET)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a subject acting for a unit, with roles."""
+
+    sub: str
+    unit: str
+    roles: frozenset[str]
+
+    def has(self, *roles: str) -> bool:
+        """Return True if the caller holds any of the given roles."""
+        return bool(self.roles.intersection(roles))
+
+
+def mint(unit: str, roles: list[str], *, sub: str | None = None, ttl: int = 3600,
+         key: str | None = None) -> str:
+    """Return a signed token for a unit and roles, valid for ``ttl`` seconds."""
+    unknown = set(roles) - ROLES
+    if unknown:
+        raise ValueError(f"unknown roles: {', '.join(sorted(unknown))}")
+    if not UNIT_CODE.match(unit):
+        raise ValueError(f"not a unit code: {unit!r}")
+    now = dt.datetime.now(dt.UTC)
+    claims = {
+        "iss": ISSUER,
+        "sub": sub or f"{unit}:operator",
+        "unit": unit,
+        "roles": sorted(set(roles)),
+        "iat": now,
+        "exp": now + dt.timedelta(seconds=ttl),
+    }
+    return jwt.encode(claims, key or secret(), algorithm=ALGORITHM)
+
+
+class InvalidToken(Exception):
+    """The token is missing, malformed, expired, or wrongly signed."""
+
+
+def verify(token: str, key: str | None = None) -> Principal:
+    """Return the principal of a valid token, or raise InvalidToken saying why."""
+    try:
+        claims = jwt.decode(
+            token,
+            key or secret(),
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            options={"require": ["exp", "sub", "iss"]},
+            leeway=30,
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise InvalidToken("token expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise InvalidToken(f"invalid token: {exc}") from exc
+    unit, roles = claims.get("unit"), claims.get("roles")
+    if not isinstance(unit, str) or not UNIT_CODE.match(unit):
+        raise InvalidToken("invalid token: claim 'unit' must be a unit code")
+    if not isinstance(roles, list) or not roles or not set(roles) <= ROLES:
+        raise InvalidToken(f"invalid token: claim 'roles' must be a non-empty subset of {sorted(ROLES)}")
+    return Principal(sub=str(claims["sub"]), unit=unit, roles=frozenset(roles))
+
+
+def current_principal() -> Principal:
+    """Return the caller of the current request (set by :func:`require`)."""
+    return g.principal
+
+
+def require(*roles: str):
+    """Refuse the request with 401 without a valid token, 403 without one of ``roles``."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                abort(401, message="missing bearer token: send 'Authorization: Bearer <JWT>'")
+            try:
+                principal = verify(token.strip(), current_app.config.get("JWT_SECRET"))
+            except InvalidToken as exc:
+                abort(401, message=str(exc))
+            if roles and not principal.has(*roles):
+                abort(403, message=f"this needs one of the roles: {', '.join(roles)}")
+            g.principal = principal
+            return view(*args, **kwargs)
+
+        wrapper._nighttalk_roles = roles  # noqa: SLF001 - read by the OpenAPI decoration
+        return wrapper
+
+    return decorator

@@ -1,0 +1,50 @@
+"""The ``nighttalk`` command: ``nighttalk token`` and one command group per installed service.
+
+Each service registers its group under the ``nighttalk.services`` entry point, so
+``nighttalk routing seed`` works wherever the routing package is installed, and
+only the packages of the service asked for are imported.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+import click
+
+from servicekit import auth
+
+
+def _service_entry_points():
+    return {ep.name: ep for ep in entry_points(group="nighttalk.services")}
+
+
+class _Services(click.Group):
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(_service_entry_points()))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        ep = _service_entry_points().get(name)
+        return ep.load() if ep else None
+
+
+@click.group(cls=_Services)
+def main() -> None:
+    """Run and operate the Night Talk services."""
+
+
+@main.command()
+@click.option("--unit", required=True, help="Unit code the token acts for, e.g. city-org.")
+@click.option("--role", "roles", multiple=True, required=True,
+              type=click.Choice(sorted(auth.ROLES)), help="A role; repeat for several.")
+@click.option("--sub", default=None, help="Subject (who); defaults to '<unit>:operator'.")
+@click.option("--ttl", default=3600, show_default=True, type=click.IntRange(1, 366 * 86400),
+              help="Seconds until the token expires.")
+def token(unit: str, roles: tuple[str, ...], sub: str | None, ttl: int) -> None:
+    """Print a signed bearer token for a unit and roles (uses NIGHTTALK_JWT_SECRET)."""
+    try:
+        click.echo(auth.mint(unit, list(roles), sub=sub, ttl=ttl))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc

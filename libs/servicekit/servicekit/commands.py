@@ -1,0 +1,115 @@
+"""The commands every service has: migrate, api, relay and, for consumers, consume."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping
+
+import click
+from sqlalchemy import MetaData
+
+from eventbus import relay as outbox_relay
+from eventbus.consumer import Consumer, Handler
+from servicekit import logs, migrations
+from servicekit.db import var_dir
+from servicekit.runtime import Runtime, make_runtime
+
+
+def stop_on_signals() -> threading.Event:
+    """Return an event set by SIGTERM or SIGINT, so long-running commands end cleanly."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def service_group(
+    service: str,
+    *,
+    package: str,
+    port: int,
+    metadata: Callable[[], MetaData],
+    handlers: Callable[[Runtime], Mapping[str, Handler]] | None = None,
+    consumer_setup: Callable[[Runtime], Callable] | None = None,
+) -> click.Group:
+    """Build ``nighttalk <service>`` with its standard commands."""
+
+    @click.group(name=service, help=f"Operate the {service} service.")
+    def group() -> None:
+        logs.configure(service)
+
+    @group.command()
+    def migrate() -> None:
+        """Apply this service's database migrations up to head."""
+        migrations.upgrade(service, package)
+        click.echo(f"{service}: database at head")
+
+    @group.command()
+    @click.option("-m", "--message", required=True, help="What the migration changes.")
+    def revision(message: str) -> None:
+        """Write a new migration from the difference between the models and the database."""
+        from alembic import command
+
+        command.revision(migrations.config(service, package), message=message, autogenerate=True)
+
+    @group.command()
+    @click.option("--port", "port_option", type=int, default=None,
+                  help=f"Port (env PORT, default {port}).")
+    @click.option("--host", default="0.0.0.0", show_default=True)
+    def api(port_option: int | None, host: str) -> None:
+        """Serve the HTTP API with gunicorn (workers: WEB_CONCURRENCY)."""
+        chosen = port_option or int(os.environ.get("PORT", port))
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            folder = var_dir() / "metrics" / service
+            shutil.rmtree(folder, ignore_errors=True)  # stale samples of a previous run
+            folder.mkdir(parents=True, exist_ok=True)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+        argv = [
+            sys.executable, "-m", "gunicorn",
+            "-c", "python:servicekit.gunicorn_conf",
+            "--bind", f"{host}:{chosen}",
+            "--name", f"nighttalk-{service}",
+            f"{package}.app:create_app()",
+        ]
+        os.execv(sys.executable, argv)
+
+    @group.command()
+    @click.option("--interval", type=float, default=5.0, show_default=True,
+                  help="Seconds between sweeps when nothing wakes the relay.")
+    @click.option("--grace", type=float, default=2.0, show_default=True,
+                  help="Leave rows younger than this to the process that wrote them.")
+    def relay(interval: float, grace: float) -> None:
+        """Publish outbox rows that a crash or a broker outage left unsent."""
+        stop = stop_on_signals()
+        runtime = make_runtime(service, metadata())
+        try:
+            outbox_relay.run(runtime.outbox, stop, interval=interval, grace=grace)
+        finally:
+            runtime.close()
+
+    if handlers is not None:
+
+        @group.command()
+        @click.option("--prefetch", type=int, default=20, show_default=True)
+        def consume(prefetch: int) -> None:
+            """Consume this service's queue until stopped."""
+            stop = stop_on_signals()
+            runtime = make_runtime(service, metadata())
+            consumer = Consumer(
+                service=service,
+                handlers=handlers(runtime),
+                unit_of_work=runtime.unit_of_work,
+                prefetch=prefetch,
+                setup=consumer_setup(runtime) if consumer_setup else None,
+            )
+            threading.Thread(target=lambda: (stop.wait(), consumer.stop()), daemon=True).start()
+            try:
+                consumer.run()
+            finally:
+                runtime.close()
+
+    return group

@@ -1,0 +1,52 @@
+"""Make a service's database engine: a SQLite file by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+
+
+def var_dir() -> Path:
+    """Return the folder that holds local SQLite files (``NIGHTTALK_VAR_DIR``, default ``var``)."""
+    return Path(os.environ.get("NIGHTTALK_VAR_DIR", "var")).resolve()
+
+
+def database_url(service: str) -> str:
+    """Return ``<SERVICE>_DATABASE_URL``, or a SQLite file under the var folder."""
+    url = os.environ.get(f"{service.upper()}_DATABASE_URL")
+    if url:
+        return url
+    folder = var_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / f'{service}.db'}"
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine tuned for several processes sharing one database."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        _tune_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    # Several processes (web workers, consumer, relay) write the same file: WAL lets
+    # readers go on while one writes, and BEGIN IMMEDIATE takes the write lock up
+    # front, so two transactions never deadlock upgrading a read lock (where SQLite
+    # would fail at once instead of waiting out the busy timeout).
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,63 @@
+"""Prometheus metrics that stay correct under several gunicorn workers.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (``nighttalk <service> api`` sets it), each
+worker writes its samples to that folder and ``/metrics`` aggregates them all.
+We use prometheus-client directly rather than prometheus-flask-exporter because
+the design asks for the conventional names (``http_requests_total``), which that
+exporter does not produce.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests answered.", ["service", "method", "endpoint", "status"]
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request.",
+    ["service", "method", "endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
+def render() -> Response:
+    """Return every worker's metrics in the Prometheus text format."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def init_app(app: Flask, service: str) -> None:
+    """Count and time every request by its endpoint (not its URL, which carries ids)."""
+
+    @app.before_request
+    def _start_timer():
+        g._metrics_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response):
+        started = g.pop("_metrics_started", None)
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        if started is not None:
+            HTTP_DURATION.labels(service, request.method, endpoint).observe(
+                time.perf_counter() - started
+            )
+        HTTP_REQUESTS.labels(service, request.method, endpoint, str(response.status_code)).inc()
+        return response

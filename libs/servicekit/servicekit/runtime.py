@@ -1,0 +1,45 @@
+"""One service's connections in one process: its database, its outbox, its publisher.
+
+Made after a fork (in ``create_app`` or a worker command), never at import time,
+so no engine or broker connection crosses a process boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, MetaData, Table
+from sqlalchemy.orm import Session, sessionmaker
+
+from eventbus.outbox import Outbox
+from eventbus.publisher import Publisher
+from eventbus.unit_of_work import UnitOfWork
+from servicekit.db import database_url, make_engine
+
+
+@dataclass
+class Runtime:
+    """The live parts a service's use cases need."""
+
+    service: str
+    engine: Engine
+    sessions: sessionmaker
+    outbox: Outbox
+    inbox_table: Table
+
+    def unit_of_work(self) -> UnitOfWork:
+        """Return a new unit of work on this service's database."""
+        return UnitOfWork(self.sessions, self.outbox, self.inbox_table)
+
+    def close(self) -> None:
+        """Close the broker connection of this thread and the engine's pool."""
+        self.outbox.publisher.close()
+        self.engine.dispose()
+
+
+def make_runtime(service: str, metadata: MetaData, url: str | None = None) -> Runtime:
+    """Connect a service to its database and the broker (lazily: nothing opens yet)."""
+    engine = make_engine(url or database_url(service))
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    box = Outbox(engine, metadata.tables["outbox"], Publisher(), service)
+    return Runtime(service, engine, sessions, box, metadata.tables["inbox"])

@@ -1,0 +1,133 @@
+"""The common frame of a service's Flask app: config, API docs, errors, probes, tracing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+
+from flask import Flask, g, jsonify, request
+from flask_smorest import Api
+from sqlalchemy import MetaData
+from werkzeug.exceptions import HTTPException
+
+from eventbus import tracing
+from servicekit import health, metrics
+from servicekit.runtime import make_runtime
+
+log = logging.getLogger("servicekit.http")
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+def create_service_app(
+    service: str,
+    *,
+    title: str,
+    description: str,
+    metadata: MetaData,
+    config: dict | None = None,
+    register: Callable[[Flask, Api], None],
+) -> Flask:
+    """Build a service's app: its runtime, the API docs, probes, metrics and JSON errors."""
+    app = Flask(service)
+    app.config.update(
+        SERVICE=service,
+        API_TITLE=title,
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        API_SPEC_OPTIONS={
+            "info": {"description": description},
+            "security": [{"bearerAuth": []}],
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                }
+            },
+        },
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        DATABASE_URL=None,
+        AMQP_URL=os.environ.get("AMQP_URL"),
+        JWT_SECRET=None,
+    )
+    app.config.update(config or {})
+
+    app.extensions["runtime"] = make_runtime(service, metadata, app.config["DATABASE_URL"])
+    api = Api(app)
+    app.register_blueprint(health.blp)
+    metrics.init_app(app, service)
+    _init_request_context(app)
+    _init_errors(app)
+    register(app, api)
+    return app
+
+
+def _init_request_context(app: Flask) -> None:
+    @app.before_request
+    def _begin():
+        g._started = time.perf_counter()
+        tracing.continue_trace(request.headers.get("traceparent"))
+        # Everything under /v1 speaks JSON; say so plainly rather than failing on fields.
+        if (
+            request.path.startswith("/v1/")
+            and request.method in ("POST", "PUT", "PATCH")
+            and (request.content_length or request.headers.get("Transfer-Encoding"))
+            and not request.is_json
+        ):
+            return jsonify(
+                code=415, status="Unsupported Media Type",
+                message="send the body as JSON with 'Content-Type: application/json'",
+            ), 415
+        return None
+
+    @app.after_request
+    def _log(response):
+        trace_id = tracing.current_trace_id()
+        if trace_id:
+            response.headers["X-Trace-Id"] = trace_id
+        if request.path not in ("/healthz", "/readyz", "/metrics"):
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.url_rule.rule if request.url_rule else "unmatched",
+                    "status": response.status_code,
+                    "ms": round((time.perf_counter() - g.get("_started", time.perf_counter())) * 1000, 2),
+                },
+            )
+        return response
+
+    @app.teardown_request
+    def _end(_exc):
+        tracing.clear()
+
+
+def _init_errors(app: Flask) -> None:
+    # flask-smorest renders HTTP errors as JSON already; these cover what it does not.
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        body = {"code": exc.code, "status": exc.name, "message": exc.description}
+        data = getattr(exc, "data", None)
+        if isinstance(data, dict):
+            if data.get("message"):
+                body["message"] = data["message"]
+            if "messages" in data:
+                body["errors"] = data["messages"]
+            if "errors" in data:
+                body["errors"] = data["errors"]
+        if exc.code == 413:
+            body["message"] = f"request body too large: at most {app.config['MAX_CONTENT_LENGTH']} bytes"
+        response = jsonify(body)
+        response.status_code = exc.code or 500
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return jsonify(code=500, status="Internal Server Error",
+                       message="an unexpected error occurred; it has been logged"), 500

@@ -1,0 +1,26 @@
+"""The intake API's application factory."""
+
+from __future__ import annotations
+
+from servicekit import logs
+from servicekit.web import create_service_app
+
+
+def create_app(config: dict | None = None):
+    """Create the intake app (reception desk API)."""
+    from intake import cases, models, visits
+
+    logs.configure("intake")
+
+    def register(app, api):
+        api.register_blueprint(visits.blp)
+        api.register_blueprint(cases.blp)
+
+    return create_service_app(
+        "intake",
+        title="Night Talk intake",
+        description="The reception desk (接访登记): register visits, their cases and follow-ups.",
+        metadata=models.metadata,
+        config=config,
+        register=register,
+    )

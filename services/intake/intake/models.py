@@ -1,0 +1,183 @@
+"""Intake's tables and domain objects: visits (batches), cases, case numbers.
+
+Domain objects record what happened in ``events`` (in-process domain events);
+the use case turns them into integration events in the same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from eventbus.tables import add_event_tables
+from servicekit.types import UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+add_event_tables(metadata)
+
+OPEN = "open"
+RESOLVED_ON_SPOT = "resolved_on_spot"
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# -- domain events (in-process; see events.py for what leaves the service) -------------
+
+
+@dataclass(frozen=True)
+class CaseRegistered:
+    case: Case
+
+
+@dataclass(frozen=True)
+class CaseResolvedOnSpot:
+    case: Case
+
+
+@dataclass(frozen=True)
+class VisitRegistered:
+    visit: Visit
+
+
+@dataclass(frozen=True)
+class VisitorContactRecorded:
+    visit: Visit
+    name: str | None
+    phone: str | None
+    address: str | None
+
+
+@dataclass(frozen=True)
+class VisitFollowedUp:
+    visit: Visit
+    case: Case
+
+
+# -- aggregates ------------------------------------------------------------------------
+
+
+class Visit(Base):
+    """One batch (批) received by a unit: who came, how many, what they raised."""
+
+    __tablename__ = "visits"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    unit: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+    registered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    registered_by: Mapped[str] = mapped_column(String(120))
+    leader: Mapped[str | None] = mapped_column(String(50))
+    headcount: Mapped[int] = mapped_column(Integer)
+    # The lead visitor, protected (see pii.py): never the ID number in clear.
+    visitor_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    visitor_name_enc: Mapped[str | None] = mapped_column(Text)
+    visitor_phone_enc: Mapped[str | None] = mapped_column(Text)
+    visitor_address_enc: Mapped[str | None] = mapped_column(Text)
+    visitor_id_last4: Mapped[str | None] = mapped_column(String(4))
+    follow_ups: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    cases: Mapped[list[Case]] = relationship(back_populates="visit", order_by="Case.position")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.events: list[Any] = []
+
+    def record(self, event: Any) -> None:
+        """Remember a domain event for the use case to publish."""
+        if not hasattr(self, "events"):
+            self.events = []
+        self.events.append(event)
+
+
+class Case(Base):
+    """One issue raised in a visit, with the number people read out over the phone."""
+
+    __tablename__ = "cases"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    case_number: Mapped[str] = mapped_column(String(90), unique=True)
+    visit_id: Mapped[str] = mapped_column(ForeignKey("visits.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    unit: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(20))
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    category: Mapped[str] = mapped_column(String(40))
+    summary: Mapped[str] = mapped_column(String(200))
+    details: Mapped[str | None] = mapped_column(Text)
+    location: Mapped[str | None] = mapped_column(String(200))
+    accused_unit: Mapped[str | None] = mapped_column(String(64))
+    accused_person: Mapped[str | None] = mapped_column(String(50))
+    disposition: Mapped[str] = mapped_column(String(20))
+    sign_over_unit: Mapped[str | None] = mapped_column(String(64))
+    answer: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    due_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    visitor_key: Mapped[str | None] = mapped_column(String(64))
+    repeat_of: Mapped[str | None] = mapped_column(String(36))
+    repeat_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    visit: Mapped[Visit] = relationship(back_populates="cases")
+
+    __table_args__ = (
+        Index("ix_cases_unit_received", "unit", "received_at"),
+        Index("ix_cases_visitor_category_status", "visitor_key", "category", "status"),
+    )
+
+
+class CaseNumberCounter(Base):
+    """The last sequence number handed out for a unit on a day."""
+
+    __tablename__ = "case_number_counters"
+
+    unit: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+class IdempotentRequest(Base):
+    """The first answer to a request sent with an Idempotency-Key, replayed on retries."""
+
+    __tablename__ = "idempotent_requests"
+
+    unit: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+@dataclass
+class Registration:
+    """What registering a visit produced: the visit and the cases it opened."""
+
+    visit: Visit
+    cases: list[Case] = field(default_factory=list)

@@ -1,0 +1,190 @@
+"""What the reception desk sends and gets back, validated field by field.
+
+Unknown fields are refused (marshmallow's default), every string and list is
+bounded, and the errors name the field that is wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from intake.catalogue import CATEGORIES, CHANNELS, DISPOSITIONS
+
+UNIT_CODE = validate.Regexp(
+    r"^[a-z0-9][a-z0-9-]{0,62}$", error="must be a unit code such as 'lw-buwen'"
+)
+CASE_NUMBER = validate.Regexp(
+    r"^[a-z0-9][a-z0-9-]{0,62}-\d{8}-\d{4,}$",
+    error="must be a case number such as 'city-org-20261115-0042'",
+)
+PHONE = validate.Regexp(r"^\+?\d{5,15}$", error="must be a phone number of 5 to 15 digits")
+ID_NUMBER = validate.Regexp(
+    r"^(\d{15}|\d{17}[\dXx])$", error="must be a 15- or 18-character resident ID number"
+)
+MAX_SKEW = dt.timedelta(minutes=10)
+OLDEST = dt.timedelta(days=366)
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("must not be blank")
+
+
+def text(max_length: int, *, required: bool = False, **kwargs) -> fields.String:
+    """A bounded string field; a required one must not be blank."""
+    validators = [validate.Length(max=max_length)]
+    if required:
+        validators.append(validate.Length(min=1))
+        validators.append(_not_blank)
+    return fields.String(required=required, validate=validators, **kwargs)
+
+
+class VisitorIn(Schema):
+    name = text(50, required=True)
+    phone = fields.String(validate=PHONE)
+    id_number = fields.String(validate=ID_NUMBER)
+    address = text(200)
+
+
+class AccusedIn(Schema):
+    unit = fields.String(validate=UNIT_CODE)
+    person = text(50)
+
+    @validates_schema
+    def _one_of(self, data, **kwargs):
+        if not data.get("unit") and not data.get("person"):
+            raise ValidationError("name the accused unit, person, or both", "_schema")
+
+
+class DispositionIn(Schema):
+    action = fields.String(required=True, validate=validate.OneOf(DISPOSITIONS))
+    answer = text(2000)
+    unit = fields.String(validate=UNIT_CODE)
+
+    @validates_schema
+    def _consistent(self, data, **kwargs):
+        action = data.get("action")
+        if action == "resolved_on_spot" and not (data.get("answer") or "").strip():
+            raise ValidationError("the answer given on the spot is required", "answer")
+        if action == "sign_over" and not data.get("unit"):
+            raise ValidationError("the unit to sign the case over to is required", "unit")
+        if action != "sign_over" and data.get("unit"):
+            raise ValidationError("a unit is only given when signing over", "unit")
+
+
+class IssueIn(Schema):
+    category = fields.String(
+        required=True,
+        validate=validate.OneOf(sorted(CATEGORIES), error="unknown category; one of: {choices}"),
+    )
+    summary = text(200, required=True)
+    details = text(5000)
+    location = text(200)
+    accused = fields.Nested(AccusedIn)
+    disposition = fields.Nested(DispositionIn, required=True)
+
+
+class VisitIn(Schema):
+    channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
+    received_at = fields.AwareDateTime(required=True)
+    leader = text(50)
+    headcount = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1000))
+    visitor = fields.Nested(VisitorIn, required=True)
+    issues = fields.List(fields.Nested(IssueIn), load_default=list, validate=validate.Length(max=20))
+    follow_ups = fields.List(
+        fields.String(validate=CASE_NUMBER), load_default=list, validate=validate.Length(max=20)
+    )
+
+    @validates_schema
+    def _when(self, data, **kwargs):
+        received_at = data.get("received_at")
+        if received_at is None:
+            return
+        now = dt.datetime.now(dt.UTC)
+        if received_at > now + MAX_SKEW:
+            raise ValidationError("must not be in the future", "received_at")
+        if received_at < now - OLDEST:
+            raise ValidationError("must be within the last year", "received_at")
+
+    @validates_schema
+    def _distinct_follow_ups(self, data, **kwargs):
+        follow_ups = data.get("follow_ups") or []
+        if len(set(follow_ups)) != len(follow_ups):
+            raise ValidationError("a case number is listed twice", "follow_ups")
+
+
+def timestamp(**kwargs) -> fields.String:
+    """An ISO 8601 instant as stored in event payloads and idempotent replays."""
+    return fields.String(metadata={"format": "date-time"}, **kwargs)
+
+
+class CaseCreatedOut(Schema):
+    case_id = fields.String()
+    case_number = fields.String()
+    status = fields.String()
+    due_at = timestamp(allow_none=True)
+    repeat_of = fields.String(allow_none=True)
+
+
+class FollowUpOut(Schema):
+    case_id = fields.String()
+    case_number = fields.String()
+
+
+class VisitCreatedOut(Schema):
+    visit_id = fields.String()
+    cases = fields.List(fields.Nested(CaseCreatedOut))
+    follow_ups = fields.List(fields.Nested(FollowUpOut))
+
+
+class VisitorOut(Schema):
+    """The lead visitor, masked: enough for a clerk to recognise, never in clear."""
+
+    name = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    id_number = fields.String(allow_none=True)
+    address = fields.String(allow_none=True)
+
+
+class CaseOut(Schema):
+    case_id = fields.String(attribute="id")
+    case_number = fields.String()
+    visit_id = fields.String()
+    unit = fields.String()
+    channel = fields.String()
+    received_at = timestamp()
+    category = fields.String()
+    summary = fields.String()
+    details = fields.String(allow_none=True)
+    location = fields.String(allow_none=True)
+    accused = fields.Dict(allow_none=True)
+    disposition = fields.Dict()
+    status = fields.String()
+    due_at = timestamp(allow_none=True)
+    repeat_of = fields.String(allow_none=True)
+
+
+class VisitOut(Schema):
+    visit_id = fields.String(attribute="id")
+    unit = fields.String()
+    channel = fields.String()
+    received_at = fields.AwareDateTime()
+    leader = fields.String(allow_none=True)
+    headcount = fields.Integer()
+    visitor = fields.Nested(VisitorOut)
+    cases = fields.List(fields.Nested(CaseOut))
+    follow_ups = fields.List(fields.String())
+
+
+class IdempotencyHeader(Schema):
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        validate=[validate.Length(min=1, max=200), validate.Regexp(r"^[\x21-\x7e]+$",
+                                                                   error="must be printable ASCII")],
+    )
+
+    class Meta:
+        # Headers carry much besides ours (Host, Authorization...): ignore the rest.
+        unknown = "exclude"

@@ -1,0 +1,237 @@
+"""Register a visit: the use case behind ``POST /v1/visits``.
+
+Everything a registration produces — the visit, its cases, their numbers, the
+idempotency record and the outgoing events — commits in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from eventbus.unit_of_work import UnitOfWork
+from intake import events, models, pii
+
+
+class UnknownCases(Exception):
+    """Follow-ups name case numbers intake does not know."""
+
+    def __init__(self, numbers: list[str]) -> None:
+        super().__init__(", ".join(numbers))
+        self.numbers = numbers
+
+
+class IdempotencyConflict(Exception):
+    """An Idempotency-Key was reused with a different request."""
+
+
+def local_zone() -> ZoneInfo:
+    """Return the programme's time zone (``NIGHTTALK_TIMEZONE``, default Asia/Shanghai)."""
+    return ZoneInfo(os.environ.get("NIGHTTALK_TIMEZONE", "Asia/Shanghai"))
+
+
+def request_fingerprint(payload: Any) -> str:
+    """Return a stable hash of a request body, to tell a retry from a different request."""
+    return hashlib.sha256(
+        json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False).encode()
+    ).hexdigest()
+
+
+def next_case_number(session, unit: str, day: dt.date) -> str:
+    """Hand out the next case number of a unit for a day: ``<unit>-<yyyymmdd>-<seq>``."""
+    table = models.CaseNumberCounter.__table__
+    key = day.strftime("%Y%m%d")
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    stmt = (
+        dialect.insert(table)
+        .values(unit=unit, day=key, last=1)
+        .on_conflict_do_update(index_elements=["unit", "day"], set_={"last": table.c.last + 1})
+        .returning(table.c.last)
+    )
+    seq = session.execute(stmt).scalar_one()
+    return f"{unit}-{key}-{seq:04d}"
+
+
+def _open_case_of(session, visitor_key: str | None, category: str) -> models.Case | None:
+    if not visitor_key:
+        return None
+    return session.scalars(
+        select(models.Case)
+        .where(
+            models.Case.visitor_key == visitor_key,
+            models.Case.category == category,
+            models.Case.status == models.OPEN,
+        )
+        .order_by(models.Case.received_at.desc())
+        .limit(1)
+    ).first()
+
+
+def register_visit(
+    uow: UnitOfWork,
+    *,
+    unit: str,
+    registered_by: str,
+    data: dict[str, Any],
+    idempotency_key: str | None = None,
+    fingerprint: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Register a batch and its issues; return (the response body, whether it was created).
+
+    A retry with the same Idempotency-Key returns the first response and creates nothing.
+    """
+    with uow:
+        if idempotency_key:
+            earlier = _earlier_answer(uow, unit, idempotency_key, fingerprint)
+            if earlier is not None:
+                return earlier, False
+        body, visit = _register(uow.session, unit, registered_by, data)
+        if idempotency_key:
+            uow.session.add(
+                models.IdempotentRequest(
+                    unit=unit,
+                    key=idempotency_key,
+                    request_hash=fingerprint or "",
+                    status_code=201,
+                    response=body,
+                    created_at=dt.datetime.now(dt.UTC),
+                )
+            )
+        for domain_event in visit.events:
+            for outgoing in events.to_integration(domain_event):
+                uow.emit(outgoing)
+        try:
+            uow.session.flush()
+        except IntegrityError:
+            # The same key raced us from another worker and won: answer as it did.
+            uow.session.rollback()
+            earlier = _earlier_answer(uow, unit, idempotency_key, fingerprint)
+            if earlier is None:
+                raise
+            return earlier, False
+        uow.commit()
+        return body, True
+
+
+def _earlier_answer(uow, unit, key, fingerprint) -> dict[str, Any] | None:
+    earlier = uow.session.get(models.IdempotentRequest, (unit, key))
+    if earlier is None:
+        return None
+    if fingerprint and earlier.request_hash != fingerprint:
+        raise IdempotencyConflict(key)
+    return earlier.response
+
+
+def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
+    now = dt.datetime.now(dt.UTC)
+    received_at: dt.datetime = data["received_at"]
+    visitor = data["visitor"]
+    follow_up_numbers: list[str] = data.get("follow_ups") or []
+
+    followed: list[models.Case] = []
+    if follow_up_numbers:
+        found = {
+            c.case_number: c
+            for c in session.scalars(
+                select(models.Case).where(models.Case.case_number.in_(follow_up_numbers))
+            )
+        }
+        missing = [n for n in follow_up_numbers if n not in found]
+        if missing:
+            raise UnknownCases(missing)
+        followed = [found[n] for n in follow_up_numbers]
+
+    key = pii.visitor_key(visitor.get("id_number"), visitor.get("phone"))
+    id_number = visitor.get("id_number")
+    visit = models.Visit(
+        unit=unit,
+        channel=data["channel"],
+        received_at=received_at,
+        registered_at=now,
+        registered_by=registered_by,
+        leader=data.get("leader"),
+        headcount=data["headcount"],
+        visitor_key=key,
+        visitor_name_enc=pii.encrypt(visitor.get("name")),
+        visitor_phone_enc=pii.encrypt(visitor.get("phone")),
+        visitor_address_enc=pii.encrypt(visitor.get("address")),
+        visitor_id_last4=id_number[-4:].upper() if id_number else None,
+        follow_ups=follow_up_numbers,
+    )
+    session.add(visit)
+
+    day = received_at.astimezone(local_zone()).date()
+    cases: list[models.Case] = []
+    for position, issue in enumerate(data.get("issues") or []):
+        disposition = issue["disposition"]
+        resolved = disposition["action"] == "resolved_on_spot"
+        earlier = None if resolved else _open_case_of(session, key, issue["category"])
+        accused = issue.get("accused") or {}
+        case = models.Case(
+            case_number=next_case_number(session, unit, day),
+            visit=visit,
+            position=position,
+            unit=unit,
+            channel=data["channel"],
+            received_at=received_at,
+            category=issue["category"],
+            summary=issue["summary"].strip(),
+            details=issue.get("details"),
+            location=issue.get("location"),
+            accused_unit=accused.get("unit"),
+            accused_person=accused.get("person"),
+            disposition=disposition["action"],
+            sign_over_unit=disposition.get("unit"),
+            answer=disposition.get("answer"),
+            status=models.RESOLVED_ON_SPOT if resolved else models.OPEN,
+            # The programme's promise: resolved within one calendar month (routing
+            # sets the binding date of the assignment when it routes the case).
+            due_at=None if resolved else now + relativedelta(months=1),
+            visitor_key=key,
+            repeat_of=earlier.id if earlier else None,
+        )
+        if earlier is not None:
+            earlier.repeat_count = (earlier.repeat_count or 0) + 1
+        session.add(case)
+        cases.append(case)
+    session.flush()
+
+    for case in cases:
+        visit.record(models.CaseRegistered(case))
+        if case.status == models.RESOLVED_ON_SPOT:
+            visit.record(models.CaseResolvedOnSpot(case))
+    for case in followed:
+        case.repeat_count = (case.repeat_count or 0) + 1
+        visit.record(models.VisitFollowedUp(visit, case))
+    visit.record(models.VisitRegistered(visit))
+    if cases and (visitor.get("phone") or visitor.get("address")):
+        visit.record(
+            models.VisitorContactRecorded(
+                visit, visitor.get("name"), visitor.get("phone"), visitor.get("address")
+            )
+        )
+
+    body = {
+        "visit_id": visit.id,
+        "cases": [
+            {
+                "case_id": c.id,
+                "case_number": c.case_number,
+                "status": c.status,
+                "due_at": events.iso(c.due_at),
+                "repeat_of": c.repeat_of,
+            }
+            for c in cases
+        ],
+        "follow_ups": [{"case_id": c.id, "case_number": c.case_number} for c in followed],
+    }
+    return body, visit
