@@ -1,0 +1,3 @@
+"""Shared pytest set-up for every test folder in the repository."""
+
+pytest_plugins = ["eventbus.pytest_plugin"]

@@ -1,0 +1,107 @@
+"""Test helpers against the real broker and databases: a private vhost, a fresh database.
+
+Each test session gets its own RabbitMQ virtual host, so tests never see the
+queues of a system running on the same machine (``make run``), nor each other's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Iterator
+
+import pika
+
+from eventbus.connection import DEFAULT_AMQP_URL, connect
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@contextlib.contextmanager
+def temporary_vhost(prefix: str = "nighttalk-test") -> Iterator[str]:
+    """Create a vhost for the test session, yield its AMQP URL, delete it afterwards."""
+    base = urllib.parse.urlparse(os.environ.get("TEST_AMQP_URL", DEFAULT_AMQP_URL))
+    vhost = f"{prefix}-{secrets.token_hex(4)}"
+    user = base.username or "guest"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        yield base._replace(path="/" + urllib.parse.quote(vhost, safe="")).geturl()
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+def postgres_admin_url() -> str:
+    """Return the URL of a PostgreSQL database where test databases may be created."""
+    return os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/postgres")
+
+
+@contextlib.contextmanager
+def temporary_database(backend: str, name: str, folder: str) -> Iterator[str]:
+    """Yield the URL of a new empty database (a SQLite file or a PostgreSQL database)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{os.path.join(folder, name + '.db')}"
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(postgres_admin_url())
+    dbname = f"nt_{name}_{secrets.token_hex(4)}".replace("-", "_")
+    dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    try:
+        yield admin.set(database=dbname).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def get_messages(url: str, queue: str, *, count: int, timeout: float = 20.0):
+    """Take ``count`` messages from a queue (acking them), waiting up to ``timeout`` seconds.
+
+    Returns a list of (method, properties, body); fewer if the time ran out.
+    """
+    conn = connect(url)
+    received = []
+    try:
+        channel = conn.channel()
+        deadline = time.monotonic() + timeout
+        for method, properties, body in channel.consume(queue, inactivity_timeout=0.5):
+            if method is not None:
+                channel.basic_ack(method.delivery_tag)
+                received.append((method, properties, body))
+            if len(received) >= count or time.monotonic() > deadline:
+                break
+        channel.cancel()
+    finally:
+        conn.close()
+    return received
+
+
+def queue_depth(url: str, queue: str) -> int:
+    """Return how many messages wait in a queue (ready, not unacked)."""
+    conn = connect(url)
+    try:
+        return conn.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        conn.close()
+
+
+def publish_raw(url: str, exchange: str, routing_key: str, body: bytes,
+                properties: pika.BasicProperties | None = None) -> None:
+    """Publish an arbitrary message (e.g. a poison one) with confirms."""
+    conn = connect(url)
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        channel.basic_publish(exchange, routing_key, body,
+                              properties or pika.BasicProperties(delivery_mode=2), mandatory=True)
+    finally:
+        conn.close()
