@@ -1,0 +1,222 @@
+"""The outbox and the consumer against the real RabbitMQ and a real database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import pika
+import pytest
+from sqlalchemy import Column, MetaData, String, Table, create_engine, func, insert, select
+from sqlalchemy.orm import sessionmaker
+
+from eventbus import envelope, names, testing, topology
+from eventbus.connection import connect
+from eventbus.consumer import Consumer
+from eventbus.outbox import Outbox
+from eventbus.publisher import Publisher
+from eventbus.tables import add_event_tables
+from eventbus.unit_of_work import UnitOfWork
+
+
+@pytest.fixture
+def store(make_database):
+    metadata = MetaData()
+    outbox_t, inbox_t = add_event_tables(metadata)
+    effects = Table("effects", metadata, Column("event_id", String(64), primary_key=True),
+                    Column("value", String(64)))
+    engine = create_engine(make_database("eventbus"))
+    metadata.create_all(engine)
+    yield engine, outbox_t, inbox_t, effects
+    engine.dispose()
+
+
+def _bind_test_queue(url, queue, key):
+    conn = connect(url)
+    ch = conn.channel()
+    topology.declare_exchanges(ch)
+    ch.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+    ch.queue_purge(queue)
+    ch.queue_bind(queue, names.EVENTS_EXCHANGE, routing_key=key)
+    conn.close()
+
+
+def _unsent(engine, table):
+    with engine.connect() as c:
+        return c.execute(select(func.count()).where(table.c.sent_at.is_(None))).scalar_one()
+
+
+def test_commit_publishes_at_once_and_marks_sent(store, amqp_url):
+    engine, outbox_t, inbox_t, effects = store
+    _bind_test_queue(amqp_url, "t.outbox", "thing.done")
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), "tests")
+    with UnitOfWork(sessionmaker(engine), box, inbox_t) as uow:
+        uow.session.execute(insert(effects).values(event_id="x", value="1"))
+        uow.emit(envelope.build(service="tests", routing_key="thing.done", subject="s", data={"n": 1}))
+        uow.commit()
+    assert _unsent(engine, outbox_t) == 0
+    got = testing.get_messages(amqp_url, "t.outbox", count=1, timeout=5)
+    assert len(got) == 1
+    assert got[0][1].headers["ce-type"] == "nighttalk.thing.done.v1"
+
+
+def test_rollback_writes_and_publishes_nothing(store, amqp_url):
+    engine, outbox_t, inbox_t, effects = store
+    _bind_test_queue(amqp_url, "t.rollback", "thing.rolled")
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), "tests")
+    with UnitOfWork(sessionmaker(engine), box, inbox_t) as uow:
+        uow.emit(envelope.build(service="tests", routing_key="thing.rolled", subject="s", data={}))
+    with engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(outbox_t)).scalar_one() == 0
+    assert testing.queue_depth(amqp_url, "t.rollback") == 0
+
+
+def test_unroutable_is_not_marked_sent_and_the_sweep_sends_it_once_routable(store, amqp_url):
+    engine, outbox_t, inbox_t, _ = store
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), "tests")
+    with UnitOfWork(sessionmaker(engine), box, inbox_t) as uow:
+        uow.emit(envelope.build(service="tests", routing_key="nobody.listens", subject="s", data={}))
+        uow.commit()
+    assert _unsent(engine, outbox_t) == 1
+    with engine.connect() as c:
+        row = c.execute(select(outbox_t)).one()
+    assert row.attempts == 1 and "unroutable" in row.last_error
+    _bind_test_queue(amqp_url, "t.late", "nobody.listens")
+    assert box.sweep() == 1
+    assert _unsent(engine, outbox_t) == 0
+    assert len(testing.get_messages(amqp_url, "t.late", count=1, timeout=5)) == 1
+
+
+def test_broker_unreachable_leaves_rows_for_the_relay(store, amqp_url):
+    engine, outbox_t, inbox_t, _ = store
+    dead = Outbox(engine, outbox_t, Publisher("amqp://guest:guest@127.0.0.1:1/%2F"), "tests")
+    with UnitOfWork(sessionmaker(engine), dead, inbox_t) as uow:
+        uow.emit(envelope.build(service="tests", routing_key="thing.later", subject="s", data={}))
+        uow.commit()  # the commit stands although the broker is away
+    assert _unsent(engine, outbox_t) == 1
+    count, age = dead.backlog()
+    assert count == 1 and age >= 0
+    _bind_test_queue(amqp_url, "t.later", "thing.later")
+    relay = Outbox(engine, outbox_t, Publisher(amqp_url), "tests")
+    assert relay.sweep() == 1
+    assert len(testing.get_messages(amqp_url, "t.later", count=1, timeout=5)) == 1
+
+
+class _Recorder:
+    """Handlers that write one effect row per event, optionally slow or failing."""
+
+    def __init__(self, effects, delay=0.0):
+        self.effects = effects
+        self.delay = delay
+        self.calls = 0
+
+    def __call__(self, uow, event):
+        self.calls += 1
+        if event.data.get("invalid"):
+            raise envelope.PoisonMessage("invalid data")
+        if self.delay:
+            time.sleep(self.delay)
+        uow.session.execute(insert(self.effects).values(event_id=event.id, value=event.data["v"]))
+
+
+def _start(consumer):
+    ready = threading.Event()
+    consumer.on_ready = ready.set
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    assert ready.wait(15), "consumer did not start"
+    return thread
+
+
+def _publish(url, event):
+    conn = connect(url)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish(event.exchange, event.routing_key, event.body, event.properties(), mandatory=True)
+    conn.close()
+
+
+def _effects(engine, effects):
+    with engine.connect() as c:
+        return [r.value for r in c.execute(select(effects).order_by(effects.c.value))]
+
+
+def _wait_for(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_consumer_applies_once_dead_letters_poison_and_goes_on(store, amqp_url):
+    engine, outbox_t, inbox_t, effects = store
+    service = "svc1"
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
+    recorder = _Recorder(effects)
+    consumer = Consumer(service=service, handlers={"thing.happened": recorder},
+                        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t), url=amqp_url)
+    thread = _start(consumer)
+    try:
+        first = envelope.build(service="tests", routing_key="thing.happened", subject="s", data={"v": "a"})
+        _publish(amqp_url, first)
+        _publish(amqp_url, first)  # a duplicate delivery of the same event
+        testing.publish_raw(amqp_url, names.EVENTS_EXCHANGE, "thing.happened", b"not an event")
+        _publish(amqp_url, envelope.build(service="tests", routing_key="thing.happened",
+                                          subject="s", data={"invalid": True}))
+        _publish(amqp_url, envelope.build(service="tests", routing_key="thing.happened",
+                                          subject="s", data={"v": "b"}))
+        assert _wait_for(lambda: _effects(engine, effects) == ["a", "b"])
+        dead = testing.get_messages(amqp_url, names.dead_letter_queue(service), count=2, timeout=10)
+        assert sorted(body for _, _, body in dead) == sorted([b"not an event", b'{"invalid": true}'])
+        assert _wait_for(lambda: testing.queue_depth(amqp_url, names.service_queue(service)) == 0)
+    finally:
+        consumer.stop()
+        thread.join(10)
+    assert _effects(engine, effects) == ["a", "b"]
+
+
+def test_failing_handler_is_redelivered_until_the_delivery_limit(store, amqp_url):
+    engine, outbox_t, inbox_t, effects = store
+    service = "svc2"
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
+    calls = []
+
+    def broken(uow, event):
+        calls.append(event.id)
+        raise RuntimeError("a bug")
+
+    consumer = Consumer(service=service, handlers={"thing.broken": broken}, delivery_limit=2,
+                        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t), url=amqp_url)
+    thread = _start(consumer)
+    try:
+        _publish(amqp_url, envelope.build(service="tests", routing_key="thing.broken", subject="s", data={}))
+        dead = testing.get_messages(amqp_url, names.dead_letter_queue(service), count=1, timeout=30)
+        assert len(dead) == 1
+        assert len(calls) == 3  # the first delivery and two redeliveries
+    finally:
+        consumer.stop()
+        thread.join(10)
+
+
+def test_long_handler_keeps_the_connection(store, amqp_url):
+    """A handler longer than two heartbeats does not lose the connection or the ack."""
+    engine, outbox_t, inbox_t, effects = store
+    service = "svc3"
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
+    recorder = _Recorder(effects, delay=5.0)
+    consumer = Consumer(service=service, handlers={"thing.slow": recorder}, heartbeat=2,
+                        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t), url=amqp_url)
+    thread = _start(consumer)
+    try:
+        _publish(amqp_url, envelope.build(service="tests", routing_key="thing.slow", subject="s", data={"v": "slow"}))
+        assert _wait_for(lambda: _effects(engine, effects) == ["slow"], timeout=20)
+        # Acked on the same connection: nothing left, nothing redelivered.
+        assert _wait_for(lambda: testing.queue_depth(amqp_url, names.service_queue(service)) == 0)
+        time.sleep(1)
+        assert recorder.calls == 1
+    finally:
+        consumer.stop()
+        thread.join(10)
