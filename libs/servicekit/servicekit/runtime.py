@@ -37,9 +37,11 @@ class Runtime:
         self.engine.dispose()
 
 
-def make_runtime(service: str, metadata: MetaData, url: str | None = None) -> Runtime:
+def make_runtime(
+    service: str, metadata: MetaData, url: str | None = None, amqp_url: str | None = None
+) -> Runtime:
     """Connect a service to its database and the broker (lazily: nothing opens yet)."""
     engine = make_engine(url or database_url(service))
     sessions = sessionmaker(engine, expire_on_commit=False)
-    box = Outbox(engine, metadata.tables["outbox"], Publisher(), service)
+    box = Outbox(engine, metadata.tables["outbox"], Publisher(amqp_url), service)
     return Runtime(service, engine, sessions, box, metadata.tables["inbox"])

@@ -57,7 +57,9 @@ def create_service_app(
     )
     app.config.update(config or {})
 
-    app.extensions["runtime"] = make_runtime(service, metadata, app.config["DATABASE_URL"])
+    app.extensions["runtime"] = make_runtime(
+        service, metadata, app.config["DATABASE_URL"], app.config["AMQP_URL"]
+    )
     api = Api(app)
     app.register_blueprint(health.blp)
     metrics.init_app(app, service)
