@@ -1,0 +1,48 @@
+# Night Talk: `make run` starts the whole system locally, `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SERVICES := intake routing supervision notify
+PACKAGES := libs/eventbus libs/servicekit $(addprefix services/,$(SERVICES))
+
+.PHONY: install run migrate seed test test-sqlite test-postgresql lint format clean
+
+$(STAMP): constraints.txt requirements-dev.txt $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt $(addprefix -e ,$(PACKAGES)) -r requirements-dev.txt
+	touch $@
+
+install: $(STAMP)  ## create the virtualenv and install every package, pinned
+
+migrate: install  ## bring every service's local database to head
+	@for s in $(SERVICES); do $(BIN)/nighttalk $$s migrate || exit 1; done
+
+seed: migrate  ## load the unit directory into routing (idempotent)
+	$(BIN)/nighttalk routing seed
+
+run: install  ## start every process of every service on SQLite files and the local RabbitMQ
+	scripts/ensure-services.sh rabbitmq
+	$(MAKE) --no-print-directory seed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f deploy/Procfile -d . start
+
+test: install  ## the whole suite on SQLite, then on PostgreSQL
+	scripts/ensure-services.sh rabbitmq postgresql
+	$(MAKE) --no-print-directory test-sqlite test-postgresql
+
+test-sqlite: install
+	NIGHTTALK_TEST_DB=sqlite $(BIN)/pytest
+
+test-postgresql: install
+	NIGHTTALK_TEST_DB=postgresql $(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) var
