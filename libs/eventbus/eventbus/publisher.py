@@ -58,27 +58,37 @@ class Publisher:
         self.publish_many([event])
 
     def publish_many(self, events: Iterable[OutgoingEvent]) -> None:
-        """Publish events in order, each confirmed, or raise PublishError at the first failure."""
-        try:
-            channel = self._channel()
-            for event in events:
-                channel.basic_publish(
-                    exchange=event.exchange,
-                    routing_key=event.routing_key,
-                    body=event.body,
-                    properties=event.properties(),
-                    mandatory=True,
-                )
-        except pika.exceptions.UnroutableError as exc:
-            # The channel stays usable: the broker returned the message, nothing is wrong
-            # with the connection. No queue is bound for this key yet.
-            raise Unroutable(f"unroutable: {event.exchange} {event.routing_key}") from exc
-        except pika.exceptions.NackError as exc:
-            raise PublishError(f"nacked by broker: {event.exchange} {event.routing_key}") from exc
-        except (pika.exceptions.AMQPError, OSError) as exc:
-            self._connections.discard()
-            self._down_until = time.monotonic() + self._retry_after
-            raise PublishError(f"broker unreachable: {exc.__class__.__name__}: {exc}") from exc
+        """Publish events in order, each confirmed, or raise PublishError at the first failure.
+
+        A connection the broker dropped while idle (missed heartbeats between two web
+        requests) is only found out on use: the publish is retried once on a new one.
+        """
+        events = list(events)
+        for attempt in (1, 2):
+            try:
+                channel = self._channel()
+                for event in events:
+                    channel.basic_publish(
+                        exchange=event.exchange,
+                        routing_key=event.routing_key,
+                        body=event.body,
+                        properties=event.properties(),
+                        mandatory=True,
+                    )
+                return
+            except pika.exceptions.UnroutableError as exc:
+                # The channel stays usable: the broker returned the message, nothing is
+                # wrong with the connection. No queue is bound for this key yet.
+                raise Unroutable(f"unroutable: {event.exchange} {event.routing_key}") from exc
+            except pika.exceptions.NackError as exc:
+                raise PublishError(f"nacked by broker: {event.exchange} {event.routing_key}") from exc
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                self._connections.discard()
+                if attempt == 2:
+                    self._down_until = time.monotonic() + self._retry_after
+                    raise PublishError(
+                        f"broker unreachable: {exc.__class__.__name__}: {exc}"
+                    ) from exc
 
     def close(self) -> None:
         """Close this thread's connection."""

@@ -220,3 +220,21 @@ def test_long_handler_keeps_the_connection(store, amqp_url):
     finally:
         consumer.stop()
         thread.join(10)
+
+
+def test_a_connection_dropped_while_idle_is_replaced_on_the_next_publish(store, amqp_url):
+    import subprocess
+    import urllib.parse
+
+    engine, outbox_t, inbox_t, _ = store
+    _bind_test_queue(amqp_url, "t.idle", "thing.idle")
+    publisher = Publisher(amqp_url)
+    publisher.publish(envelope.build(service="tests", routing_key="thing.idle", subject="s", data={}))
+    vhost = urllib.parse.unquote(urllib.parse.urlparse(amqp_url).path[1:])
+    subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "-p", vhost, "test: idle drop"],
+                   check=True, capture_output=True, timeout=60)
+    time.sleep(0.5)  # let the close reach the client socket
+    publisher.publish(envelope.build(service="tests", routing_key="thing.idle", subject="s", data={}))
+    assert publisher.available()
+    assert len(testing.get_messages(amqp_url, "t.idle", count=2, timeout=5)) == 2
+    publisher.close()
