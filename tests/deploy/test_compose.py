@@ -120,7 +120,11 @@ def interpolate(text: str, env: dict[str, str], seen: list | None = None) -> str
                     raise KeyError(f"{name} is required: {arg}")
                 out.append(value)
             elif op in (":+", "+"):
-                out.append(interpolate(arg, env, seen) if (value if op == ":+" else value is not None) else "")
+                out.append(
+                    interpolate(arg, env, seen)
+                    if (value if op == ":+" else value is not None)
+                    else ""
+                )
             else:
                 out.append(value or "")
             i = end + 1
@@ -277,7 +281,9 @@ def test_dockerfile_copy_sources_exist(services):
             parts = [p for p in parts if not p.startswith("--")]
             assert len(parts) >= 2, f"{dockerfile}: bad {instruction} {args}"
             for source in parts[:-1]:
-                assert not source.startswith(("http://", "https://")), f"{dockerfile}: remote {source}"
+                assert not source.startswith(("http://", "https://")), (
+                    f"{dockerfile}: remote {source}"
+                )
                 matches = glob.glob(str(context / source))
                 assert matches, f"{dockerfile}: {instruction} source {source!r} not in {context}"
                 checked += 1
@@ -294,7 +300,9 @@ def test_dockerfiles_run_as_non_root_with_a_default_api_cmd():
         users = [a for i, a in instructions if i == "USER"]
         assert users and users[-1].split(":")[0] not in ("root", "0"), f"{dockerfile} runs as root"
         cmds = [a for i, a in instructions if i == "CMD"]
-        assert cmds and json.loads(cmds[-1]) == ["nighttalk", app, "api"], f"{dockerfile}: CMD {cmds}"
+        assert cmds and json.loads(cmds[-1]) == ["nighttalk", app, "api"], (
+            f"{dockerfile}: CMD {cmds}"
+        )
 
 
 # ----------------------------------------------------------------------------- commands
@@ -321,12 +329,16 @@ def _resolve_nighttalk(argv: list[str]):
             f"`{' '.join(argv)}`: {ctx.command_path} has no subcommand {word!r}; "
             f"it has {cmd.list_commands(ctx)}"
         )
-        assert word in cmd.list_commands(ctx), f"{word} resolves but is not listed by {ctx.command_path}"
+        assert word in cmd.list_commands(ctx), (
+            f"{word} resolves but is not listed by {ctx.command_path}"
+        )
         ctx = click.Context(sub, parent=ctx, info_name=word)
         cmd = sub
     assert not isinstance(cmd, click.Group), f"`{' '.join(argv)}` names a group, not a command"
     # Any remaining words must be options or arguments the leaf command accepts.
-    options = {o: p for p in cmd.params if isinstance(p, click.Option) for o in p.opts + p.secondary_opts}
+    options = {
+        o: p for p in cmd.params if isinstance(p, click.Option) for o in p.opts + p.secondary_opts
+    }
     takes_args = any(isinstance(p, click.Argument) for p in cmd.params)
     while words:
         word = words.pop(0)
@@ -343,7 +355,9 @@ def _resolve_nighttalk(argv: list[str]):
 def test_nighttalk_commands_resolve(services):
     argvs = [command_of(svc) for svc in services.values() if command_of(svc)[:1] == ["nighttalk"]]
     for app in APP_SERVICES:  # the images' default CMD
-        for instruction, args in dockerfile_instructions(REPO_ROOT / "services" / app / "Dockerfile"):
+        for instruction, args in dockerfile_instructions(
+            REPO_ROOT / "services" / app / "Dockerfile"
+        ):
             if instruction == "CMD":
                 argvs.append(json.loads(args))
     assert len(argvs) >= 17, f"too few nighttalk commands found: {argvs}"
@@ -378,9 +392,13 @@ def test_named_volumes_are_declared(compose, services):
     declared = set(compose.get("volumes") or {})
     for name, svc in services.items():
         for volume in svc.get("volumes") or []:
-            source = volume.partition(":")[0] if isinstance(volume, str) else volume.get("source", "")
-            kind = "bind" if isinstance(volume, str) and source.startswith((".", "/", "~")) else (
-                volume.get("type", "volume") if isinstance(volume, dict) else "volume"
+            source = (
+                volume.partition(":")[0] if isinstance(volume, str) else volume.get("source", "")
+            )
+            kind = (
+                "bind"
+                if isinstance(volume, str) and source.startswith((".", "/", "~"))
+                else (volume.get("type", "volume") if isinstance(volume, dict) else "volume")
             )
             if kind == "volume" and source:
                 assert source in declared, f"{name} uses undeclared volume {source}"
@@ -412,7 +430,9 @@ def test_depends_on_targets_exist(services):
 
 
 def test_one_shot_dependencies_wait_for_success(services):
-    one_shots = {n for n, s in services.items() if verb_of(s) in ONE_SHOT_VERBS or n.endswith("-migrate")}
+    one_shots = {
+        n for n, s in services.items() if verb_of(s) in ONE_SHOT_VERBS or n.endswith("-migrate")
+    }
     assert one_shots, "no migrate/seed services"
     for name, svc in services.items():
         for target, spec in depends_on(svc).items():
@@ -422,7 +442,9 @@ def test_one_shot_dependencies_wait_for_success(services):
                     f"not {spec.get('condition')}"
                 )
             if target in ("postgres", "rabbitmq"):
-                assert spec.get("condition") == "service_healthy", f"{name} -> {target} must wait for healthy"
+                assert spec.get("condition") == "service_healthy", (
+                    f"{name} -> {target} must wait for healthy"
+                )
 
 
 def _reaches(services: dict, start: str, goal: str) -> bool:
@@ -446,7 +468,9 @@ def test_every_process_waits_for_its_migration_and_the_broker(services):
         if verb in LONG_RUNNING_VERBS:
             assert _reaches(services, name, "rabbitmq"), f"{name} does not wait for rabbitmq"
         if app == "routing" and verb in ("api", "consume"):
-            assert _reaches(services, name, "routing-seed"), f"{name} starts before the unit directory"
+            assert _reaches(services, name, "routing-seed"), (
+                f"{name} starts before the unit directory"
+            )
 
 
 # ----------------------------------------------------------------------------- health and limits
@@ -463,7 +487,9 @@ def test_long_running_services_have_healthchecks_and_restart(services):
         check = svc.get("healthcheck") or {}
         test = check.get("test")
         assert test and not check.get("disable"), f"{name} has no healthcheck"
-        assert not (isinstance(test, list) and test[0] == "NONE"), f"{name} disables its healthcheck"
+        assert not (isinstance(test, list) and test[0] == "NONE"), (
+            f"{name} disables its healthcheck"
+        )
         assert svc.get("restart") == "unless-stopped", f"{name}: restart is {svc.get('restart')!r}"
 
 
@@ -489,8 +515,12 @@ def test_api_healthcheck_probes_readyz_on_its_port(services):
 
 def test_every_service_has_a_memory_limit(services):
     for name, svc in services.items():
-        memory = (((svc.get("deploy") or {}).get("resources") or {}).get("limits") or {}).get("memory")
-        assert memory and re.fullmatch(r"\d+(\.\d+)?[bkmgBKMG]?", str(memory)), f"{name}: memory {memory!r}"
+        memory = (((svc.get("deploy") or {}).get("resources") or {}).get("limits") or {}).get(
+            "memory"
+        )
+        assert memory and re.fullmatch(r"\d+(\.\d+)?[bkmgBKMG]?", str(memory)), (
+            f"{name}: memory {memory!r}"
+        )
 
 
 def test_consumers_and_relays_can_scale(services):
@@ -556,6 +586,14 @@ def test_env_example_documents_every_variable(compose):
         )
     # And .env.example mentions the service-level variables the processes read.
     text = ENV_EXAMPLE.read_text(encoding="utf-8")
-    for name in ("AMQP_URL", "NIGHTTALK_JWT_SECRET", "NIGHTTALK_PII_KEY", "LOG_LEVEL", "WEB_CONCURRENCY",
-                 "PORT", "PROMETHEUS_MULTIPROC_DIR", *(f"{a.upper()}_DATABASE_URL" for a in APP_SERVICES)):
+    for name in (
+        "AMQP_URL",
+        "NIGHTTALK_JWT_SECRET",
+        "NIGHTTALK_PII_KEY",
+        "LOG_LEVEL",
+        "WEB_CONCURRENCY",
+        "PORT",
+        "PROMETHEUS_MULTIPROC_DIR",
+        *(f"{a.upper()}_DATABASE_URL" for a in APP_SERVICES),
+    ):
         assert re.search(rf"^#? ?{name}=", text, re.M), f".env.example does not document {name}"

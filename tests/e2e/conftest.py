@@ -60,8 +60,9 @@ class System:
         if command == "api":
             argv += ["--port", str(self.ports[service]), "--host", "127.0.0.1"]
         log = open(self.log_path(name), "ab")  # noqa: SIM115 - owned by the process
-        proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.processes[name] = proc
         return proc
 
@@ -109,7 +110,7 @@ class System:
         path = self.log_path(name)
         if not path.exists():
             return False
-        return needle in path.read_text(errors="replace")[self.marks.get(name, 0):]
+        return needle in path.read_text(errors="replace")[self.marks.get(name, 0) :]
 
     def mark_log(self, name: str) -> None:
         """Remember the end of a process's log, so a restart's lines can be told apart."""
@@ -118,10 +119,17 @@ class System:
 
 
 PROCESSES = (
-    "intake-api", "intake-relay",
-    "routing-api", "routing-consume", "routing-relay",
-    "supervision-api", "supervision-consume", "supervision-relay",
-    "notify-api", "notify-consume", "notify-relay",
+    "intake-api",
+    "intake-relay",
+    "routing-api",
+    "routing-consume",
+    "routing-relay",
+    "supervision-api",
+    "supervision-consume",
+    "supervision-relay",
+    "notify-api",
+    "notify-consume",
+    "notify-relay",
 )
 
 
@@ -144,12 +152,23 @@ def system(amqp_url, db_backend, tmp_path_factory):
         }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         for service in SERVICES:
-            subprocess.run([NIGHTTALK, service, "migrate"], env=env, check=True,
-                           capture_output=True, timeout=120)
-        subprocess.run([NIGHTTALK, "routing", "seed"], env=env, check=True, capture_output=True,
-                       timeout=120)
-        system = System(env=env, folder=folder, ports={s: _free_port() for s in SERVICES},
-                        amqp_url=amqp_url, database_urls=urls)
+            subprocess.run(
+                [NIGHTTALK, service, "migrate"],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+        subprocess.run(
+            [NIGHTTALK, "routing", "seed"], env=env, check=True, capture_output=True, timeout=120
+        )
+        system = System(
+            env=env,
+            folder=folder,
+            ports={s: _free_port() for s in SERVICES},
+            amqp_url=amqp_url,
+            database_urls=urls,
+        )
         try:
             for name in PROCESSES:
                 system.start(name)

@@ -27,8 +27,13 @@ def _visit(n: int) -> dict:
         "received_at": "2026-11-20T10:00:00+08:00",
         "headcount": 1,
         "visitor": {"name": "访客", "phone": f"1390000{n:04d}"},
-        "issues": [{"category": "land", "summary": f"土地纠纷 {n}",
-                    "disposition": {"action": "sign_over", "unit": "xc-zhishan"}}],
+        "issues": [
+            {
+                "category": "land",
+                "summary": f"土地纠纷 {n}",
+                "disposition": {"action": "sign_over", "unit": "xc-zhishan"},
+            }
+        ],
     }
 
 
@@ -37,9 +42,12 @@ def _post_until_accepted(system, n: int, key: str) -> dict:
     deadline = time.monotonic() + 60
     while True:
         try:
-            r = requests.post(system.url("intake", "/v1/visits"), json=_visit(n),
-                              headers={**system.token("city-org"), "Idempotency-Key": key},
-                              timeout=10)
+            r = requests.post(
+                system.url("intake", "/v1/visits"),
+                json=_visit(n),
+                headers={**system.token("city-org"), "Idempotency-Key": key},
+                timeout=10,
+            )
             if r.status_code == 201:
                 return r.json()
         except requests.RequestException:
@@ -59,7 +67,9 @@ def _assignments_per_case(system, case_ids):
     engine = create_engine(system.database_urls["routing"])
     try:
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT case_id, count(*) FROM assignments GROUP BY case_id")).all()
+            rows = conn.execute(
+                text("SELECT case_id, count(*) FROM assignments GROUP BY case_id")
+            ).all()
     finally:
         engine.dispose()
     counts = dict(rows)
@@ -67,10 +77,14 @@ def _assignments_per_case(system, case_ids):
 
 
 def _drain_partner(system, expected: int, timeout: float = 60.0):
-    got = testing.get_messages(system.amqp_url, "partner.xc-zhishan", count=expected, timeout=timeout)
+    got = testing.get_messages(
+        system.amqp_url, "partner.xc-zhishan", count=expected, timeout=timeout
+    )
     # A crash between the broker's confirm and marking the row sent can publish a row
     # twice; it is the same event (same ce-id), which a partner recognises.
-    return [props.headers["ce-subject"] for _, props, _ in got], [props.message_id for _, props, _ in got]
+    return [props.headers["ce-subject"] for _, props, _ in got], [
+        props.message_id for _, props, _ in got
+    ]
 
 
 def _wait_all_routed(system, case_ids, timeout=90.0):

@@ -19,15 +19,30 @@ VISIT = {
     "received_at": "2026-11-15T17:05:00+08:00",
     "leader": "黄宝山",
     "headcount": 5,
-    "visitor": {"name": "林河清", "phone": "13905961234", "id_number": "350602195001011234",
-                "address": "郭坑镇"},
+    "visitor": {
+        "name": "林河清",
+        "phone": "13905961234",
+        "id_number": "350602195001011234",
+        "address": "郭坑镇",
+    },
     "issues": [
-        {"category": "wage_arrears", "summary": "退休教师工资拖欠", "location": "郭坑镇中学",
-         "disposition": {"action": "resolved_on_spot", "answer": "镇里当场同意补发"}},
-        {"category": "medical_reimbursement", "summary": "医药费无法报销",
-         "disposition": {"action": "sign_over", "unit": "lw-guokeng"}},
-        {"category": "demolition_compensation", "summary": "拆迁补偿金未到位",
-         "accused": {"unit": "lw-buwen"}, "disposition": {"action": "route"}},
+        {
+            "category": "wage_arrears",
+            "summary": "退休教师工资拖欠",
+            "location": "郭坑镇中学",
+            "disposition": {"action": "resolved_on_spot", "answer": "镇里当场同意补发"},
+        },
+        {
+            "category": "medical_reimbursement",
+            "summary": "医药费无法报销",
+            "disposition": {"action": "sign_over", "unit": "lw-guokeng"},
+        },
+        {
+            "category": "demolition_compensation",
+            "summary": "拆迁补偿金未到位",
+            "accused": {"unit": "lw-buwen"},
+            "disposition": {"action": "route"},
+        },
     ],
 }
 
@@ -45,8 +60,11 @@ def eventually(fetch, *, timeout: float = 20.0):
 
 
 def test_a_visit_reaches_partner_supervision_and_notify(system):
-    r = requests.post(system.url("intake", "/v1/visits"), json=VISIT,
-                      headers={**system.token(), "Idempotency-Key": "e2e-walking-skeleton"})
+    r = requests.post(
+        system.url("intake", "/v1/visits"),
+        json=VISIT,
+        headers={**system.token(), "Idempotency-Key": "e2e-walking-skeleton"},
+    )
     assert r.status_code == 201, r.text
     signed_over = r.json()["cases"][1]
     case_id, case_number = signed_over["case_id"], signed_over["case_number"]
@@ -81,8 +99,9 @@ def test_a_visit_reaches_partner_supervision_and_notify(system):
     assert by_id.status_code == 200 and by_id.json()["case_number"] == case_number
 
     def receipts():
-        got = requests.get(system.url("notify", "/v1/notifications"),
-                           params={"case": case_number}, headers=admin)
+        got = requests.get(
+            system.url("notify", "/v1/notifications"), params={"case": case_number}, headers=admin
+        )
         assert got.status_code == 200, got.text
         items = got.json()
         items = items["items"] if isinstance(items, dict) else items
@@ -94,10 +113,17 @@ def test_a_visit_reaches_partner_supervision_and_notify(system):
 
 
 def test_a_case_accusing_a_unit_never_reaches_it(system):
-    body = {**VISIT, "issues": [
-        {"category": "cadre_conduct", "summary": "镇干部作风问题",
-         "accused": {"unit": "lw-buwen", "person": "某干部"},
-         "disposition": {"action": "sign_over", "unit": "lw-buwen"}}]}
+    body = {
+        **VISIT,
+        "issues": [
+            {
+                "category": "cadre_conduct",
+                "summary": "镇干部作风问题",
+                "accused": {"unit": "lw-buwen", "person": "某干部"},
+                "disposition": {"action": "sign_over", "unit": "lw-buwen"},
+            }
+        ],
+    }
     r = requests.post(system.url("intake", "/v1/visits"), json=body, headers=system.token())
     assert r.status_code == 201, r.text
     case_number = r.json()["cases"][0]["case_number"]

@@ -10,12 +10,12 @@ service's dead-letter queue; a handler that fails for another reason is retried
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import queue
 import random
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -89,7 +89,11 @@ class Consumer:
                 delay = backoff(attempt)
                 log.warning(
                     "broker connection lost; reconnecting",
-                    extra={"service": self.service, "error": repr(exc), "retry_in": round(delay, 2)},
+                    extra={
+                        "service": self.service,
+                        "error": repr(exc),
+                        "retry_in": round(delay, 2),
+                    },
                 )
                 self.stopping.wait(delay)
 
@@ -104,7 +108,9 @@ class Consumer:
         try:
             channel = conn.channel()
             worker = threading.Thread(
-                target=self._work, args=(conn, channel, work), name=f"{self.service}-worker",
+                target=self._work,
+                args=(conn, channel, work),
+                name=f"{self.service}-worker",
                 daemon=True,
             )
             topology.declare_service_queue(
@@ -116,13 +122,20 @@ class Consumer:
 
             def on_message(ch, method, properties, body):
                 work.put(
-                    _Delivery(method.delivery_tag, method.routing_key, properties, body,
-                              method.redelivered)
+                    _Delivery(
+                        method.delivery_tag,
+                        method.routing_key,
+                        properties,
+                        body,
+                        method.redelivered,
+                    )
                 )
 
             channel.basic_consume(service_queue(self.service), on_message, auto_ack=False)
             worker.start()
-            log.info("consuming", extra={"service": self.service, "queue": service_queue(self.service)})
+            log.info(
+                "consuming", extra={"service": self.service, "queue": service_queue(self.service)}
+            )
             if self.on_ready:
                 self.on_ready()
             while not self.stopping.is_set():
@@ -140,10 +153,8 @@ class Consumer:
                         except (pika.exceptions.AMQPError, OSError):
                             break
             if conn.is_open:
-                try:
+                with contextlib.suppress(pika.exceptions.AMQPError, OSError):
                     conn.close()
-                except (pika.exceptions.AMQPError, OSError):
-                    pass
 
     # -- the worker thread --------------------------------------------------------------
 
@@ -179,14 +190,21 @@ class Consumer:
         try:
             event = decode(delivery.properties, delivery.body, delivery.routing_key)
         except PoisonMessage as exc:
-            log.error("poison message dead-lettered",
-                      extra={"service": self.service, "routing_key": delivery.routing_key,
-                             "reason": str(exc)})
+            log.error(
+                "poison message dead-lettered",
+                extra={
+                    "service": self.service,
+                    "routing_key": delivery.routing_key,
+                    "reason": str(exc),
+                },
+            )
             return "dead"
         handler = self.handlers.get(delivery.routing_key)
         if handler is None:
-            log.warning("no handler; acknowledged", extra={"routing_key": delivery.routing_key,
-                                                          "event_id": event.id})
+            log.warning(
+                "no handler; acknowledged",
+                extra={"routing_key": delivery.routing_key, "event_id": event.id},
+            )
             return "ack"
         tracing.continue_trace(event.traceparent)
         attempt = 0
@@ -197,30 +215,57 @@ class Consumer:
                     self._apply(handler, event)
                     return "ack"
                 except PoisonMessage as exc:
-                    log.error("invalid event dead-lettered",
-                              extra={"service": self.service, "event_id": event.id,
-                                     "case_id": event.subject, "reason": str(exc)})
+                    log.error(
+                        "invalid event dead-lettered",
+                        extra={
+                            "service": self.service,
+                            "event_id": event.id,
+                            "case_id": event.subject,
+                            "reason": str(exc),
+                        },
+                    )
                     return "dead"
                 except IntegrityError:
-                    # Another consumer applied the same event concurrently: its inbox row won.
-                    log.info("duplicate event ignored", extra={"event_id": event.id})
-                    return "ack"
+                    if self._applied_elsewhere(event):
+                        # Another consumer applied the same event concurrently: its inbox
+                        # row won, and the effect is there.
+                        log.info("duplicate event ignored", extra={"event_id": event.id})
+                        return "ack"
+                    # A constraint of the handler's own: a retry may pass (a concurrent
+                    # insert of the same new row); if not, the delivery limit dead-letters it.
+                    log.exception(
+                        "handler hit a constraint; requeued",
+                        extra={"event_id": event.id, "case_id": event.subject},
+                    )
+                    self.stopping.wait(min(2.0, backoff(attempt)))
+                    return "retry"
                 except (OperationalError, InterfaceError) as exc:
                     # The database is away: hold the message and retry in place, so an
                     # outage does not burn the delivery limit and dead-letter good events.
                     delay = backoff(attempt)
-                    log.warning("database unavailable; retrying event",
-                                extra={"event_id": event.id, "error": repr(exc),
-                                       "retry_in": round(delay, 2)})
+                    log.warning(
+                        "database unavailable; retrying event",
+                        extra={
+                            "event_id": event.id,
+                            "error": repr(exc),
+                            "retry_in": round(delay, 2),
+                        },
+                    )
                     if self.stopping.wait(delay):
                         return "retry"
                 except Exception:  # noqa: BLE001 - a bug must not kill the consumer
-                    log.exception("handler failed; requeued",
-                                  extra={"event_id": event.id, "case_id": event.subject})
+                    log.exception(
+                        "handler failed; requeued",
+                        extra={"event_id": event.id, "case_id": event.subject},
+                    )
                     self.stopping.wait(min(2.0, backoff(attempt)))
                     return "retry"
         finally:
             tracing.clear()
+
+    def _applied_elsewhere(self, event: ReceivedEvent) -> bool:
+        with self.unit_of_work() as uow:
+            return uow.already_applied(event.id, self.service)
 
     def _apply(self, handler: Handler, event: ReceivedEvent) -> None:
         with self.unit_of_work() as uow:

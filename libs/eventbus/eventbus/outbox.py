@@ -131,15 +131,16 @@ class Outbox:
                     )
                     log.warning(
                         "outbox publish failed",
-                        extra={"event_id": row.event_id, "routing_key": row.routing_key,
-                               "error": str(exc)},
+                        extra={
+                            "event_id": row.event_id,
+                            "routing_key": row.routing_key,
+                            "error": str(exc),
+                        },
                     )
                     if isinstance(exc, Unroutable):
                         continue  # this row has no queue yet; the others may well have
                     break
-                session.execute(
-                    update(t).where(t.c.position == row.position).values(sent_at=now())
-                )
+                session.execute(update(t).where(t.c.position == row.position).values(sent_at=now()))
                 sent += 1
         return sent
 
@@ -148,7 +149,9 @@ class Outbox:
             return
         try:
             with self.engine.begin() as conn:
-                conn.execute(text("SELECT pg_notify(:channel, '')"),
-                             {"channel": notify_channel(self.service)})
+                conn.execute(
+                    text("SELECT pg_notify(:channel, '')"),
+                    {"channel": notify_channel(self.service)},
+                )
         except Exception:  # noqa: BLE001 - waking is a courtesy; the relay sweeps anyway
             log.exception("could not wake the relay")

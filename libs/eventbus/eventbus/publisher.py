@@ -81,7 +81,9 @@ class Publisher:
                 # wrong with the connection. No queue is bound for this key yet.
                 raise Unroutable(f"unroutable: {event.exchange} {event.routing_key}") from exc
             except pika.exceptions.NackError as exc:
-                raise PublishError(f"nacked by broker: {event.exchange} {event.routing_key}") from exc
+                raise PublishError(
+                    f"nacked by broker: {event.exchange} {event.routing_key}"
+                ) from exc
             except (pika.exceptions.AMQPError, OSError) as exc:
                 self._connections.discard()
                 if attempt == 2:

@@ -94,14 +94,24 @@ def queue_depth(url: str, queue: str) -> int:
         conn.close()
 
 
-def publish_raw(url: str, exchange: str, routing_key: str, body: bytes,
-                properties: pika.BasicProperties | None = None) -> None:
+def publish_raw(
+    url: str,
+    exchange: str,
+    routing_key: str,
+    body: bytes,
+    properties: pika.BasicProperties | None = None,
+) -> None:
     """Publish an arbitrary message (e.g. a poison one) with confirms."""
     conn = connect(url)
     try:
         channel = conn.channel()
         channel.confirm_delivery()
-        channel.basic_publish(exchange, routing_key, body,
-                              properties or pika.BasicProperties(delivery_mode=2), mandatory=True)
+        channel.basic_publish(
+            exchange,
+            routing_key,
+            body,
+            properties or pika.BasicProperties(delivery_mode=2),
+            mandatory=True,
+        )
     finally:
         conn.close()

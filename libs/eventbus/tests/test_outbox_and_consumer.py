@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 
-import pika
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, create_engine, func, insert, select
 from sqlalchemy.orm import sessionmaker
@@ -24,8 +22,12 @@ from eventbus.unit_of_work import UnitOfWork
 def store(make_database):
     metadata = MetaData()
     outbox_t, inbox_t = add_event_tables(metadata)
-    effects = Table("effects", metadata, Column("event_id", String(64), primary_key=True),
-                    Column("value", String(64)))
+    effects = Table(
+        "effects",
+        metadata,
+        Column("event_id", String(64), primary_key=True),
+        Column("value", String(64)),
+    )
     engine = create_engine(make_database("eventbus"))
     metadata.create_all(engine)
     yield engine, outbox_t, inbox_t, effects
@@ -53,7 +55,9 @@ def test_commit_publishes_at_once_and_marks_sent(store, amqp_url):
     box = Outbox(engine, outbox_t, Publisher(amqp_url), "tests")
     with UnitOfWork(sessionmaker(engine), box, inbox_t) as uow:
         uow.session.execute(insert(effects).values(event_id="x", value="1"))
-        uow.emit(envelope.build(service="tests", routing_key="thing.done", subject="s", data={"n": 1}))
+        uow.emit(
+            envelope.build(service="tests", routing_key="thing.done", subject="s", data={"n": 1})
+        )
         uow.commit()
     assert _unsent(engine, outbox_t) == 0
     got = testing.get_messages(amqp_url, "t.outbox", count=1, timeout=5)
@@ -76,7 +80,9 @@ def test_unroutable_is_not_marked_sent_and_the_sweep_sends_it_once_routable(stor
     engine, outbox_t, inbox_t, _ = store
     box = Outbox(engine, outbox_t, Publisher(amqp_url), "tests")
     with UnitOfWork(sessionmaker(engine), box, inbox_t) as uow:
-        uow.emit(envelope.build(service="tests", routing_key="nobody.listens", subject="s", data={}))
+        uow.emit(
+            envelope.build(service="tests", routing_key="nobody.listens", subject="s", data={})
+        )
         uow.commit()
     assert _unsent(engine, outbox_t) == 1
     with engine.connect() as c:
@@ -133,7 +139,9 @@ def _publish(url, event):
     conn = connect(url)
     ch = conn.channel()
     ch.confirm_delivery()
-    ch.basic_publish(event.exchange, event.routing_key, event.body, event.properties(), mandatory=True)
+    ch.basic_publish(
+        event.exchange, event.routing_key, event.body, event.properties(), mandatory=True
+    )
     conn.close()
 
 
@@ -156,21 +164,37 @@ def test_consumer_applies_once_dead_letters_poison_and_goes_on(store, amqp_url):
     service = "svc1"
     box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
     recorder = _Recorder(effects)
-    consumer = Consumer(service=service, handlers={"thing.happened": recorder},
-                        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t), url=amqp_url)
+    consumer = Consumer(
+        service=service,
+        handlers={"thing.happened": recorder},
+        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
+        url=amqp_url,
+    )
     thread = _start(consumer)
     try:
-        first = envelope.build(service="tests", routing_key="thing.happened", subject="s", data={"v": "a"})
+        first = envelope.build(
+            service="tests", routing_key="thing.happened", subject="s", data={"v": "a"}
+        )
         _publish(amqp_url, first)
         _publish(amqp_url, first)  # a duplicate delivery of the same event
         testing.publish_raw(amqp_url, names.EVENTS_EXCHANGE, "thing.happened", b"not an event")
-        _publish(amqp_url, envelope.build(service="tests", routing_key="thing.happened",
-                                          subject="s", data={"invalid": True}))
-        _publish(amqp_url, envelope.build(service="tests", routing_key="thing.happened",
-                                          subject="s", data={"v": "b"}))
+        _publish(
+            amqp_url,
+            envelope.build(
+                service="tests", routing_key="thing.happened", subject="s", data={"invalid": True}
+            ),
+        )
+        _publish(
+            amqp_url,
+            envelope.build(
+                service="tests", routing_key="thing.happened", subject="s", data={"v": "b"}
+            ),
+        )
         assert _wait_for(lambda: _effects(engine, effects) == ["a", "b"])
         dead = testing.get_messages(amqp_url, names.dead_letter_queue(service), count=2, timeout=10)
-        assert sorted(body for _, _, body in dead) == sorted([b"not an event", b'{"invalid": true}'])
+        assert sorted(body for _, _, body in dead) == sorted(
+            [b"not an event", b'{"invalid": true}']
+        )
         assert _wait_for(lambda: testing.queue_depth(amqp_url, names.service_queue(service)) == 0)
     finally:
         consumer.stop()
@@ -188,11 +212,19 @@ def test_failing_handler_is_redelivered_until_the_delivery_limit(store, amqp_url
         calls.append(event.id)
         raise RuntimeError("a bug")
 
-    consumer = Consumer(service=service, handlers={"thing.broken": broken}, delivery_limit=2,
-                        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t), url=amqp_url)
+    consumer = Consumer(
+        service=service,
+        handlers={"thing.broken": broken},
+        delivery_limit=2,
+        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
+        url=amqp_url,
+    )
     thread = _start(consumer)
     try:
-        _publish(amqp_url, envelope.build(service="tests", routing_key="thing.broken", subject="s", data={}))
+        _publish(
+            amqp_url,
+            envelope.build(service="tests", routing_key="thing.broken", subject="s", data={}),
+        )
         dead = testing.get_messages(amqp_url, names.dead_letter_queue(service), count=1, timeout=30)
         assert len(dead) == 1
         assert len(calls) == 3  # the first delivery and two redeliveries
@@ -207,11 +239,21 @@ def test_long_handler_keeps_the_connection(store, amqp_url):
     service = "svc3"
     box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
     recorder = _Recorder(effects, delay=5.0)
-    consumer = Consumer(service=service, handlers={"thing.slow": recorder}, heartbeat=2,
-                        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t), url=amqp_url)
+    consumer = Consumer(
+        service=service,
+        handlers={"thing.slow": recorder},
+        heartbeat=2,
+        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
+        url=amqp_url,
+    )
     thread = _start(consumer)
     try:
-        _publish(amqp_url, envelope.build(service="tests", routing_key="thing.slow", subject="s", data={"v": "slow"}))
+        _publish(
+            amqp_url,
+            envelope.build(
+                service="tests", routing_key="thing.slow", subject="s", data={"v": "slow"}
+            ),
+        )
         assert _wait_for(lambda: _effects(engine, effects) == ["slow"], timeout=20)
         # Acked on the same connection: nothing left, nothing redelivered.
         assert _wait_for(lambda: testing.queue_depth(amqp_url, names.service_queue(service)) == 0)
@@ -229,12 +271,20 @@ def test_a_connection_dropped_while_idle_is_replaced_on_the_next_publish(store, 
     engine, outbox_t, inbox_t, _ = store
     _bind_test_queue(amqp_url, "t.idle", "thing.idle")
     publisher = Publisher(amqp_url)
-    publisher.publish(envelope.build(service="tests", routing_key="thing.idle", subject="s", data={}))
+    publisher.publish(
+        envelope.build(service="tests", routing_key="thing.idle", subject="s", data={})
+    )
     vhost = urllib.parse.unquote(urllib.parse.urlparse(amqp_url).path[1:])
-    subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "-p", vhost, "test: idle drop"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "close_all_connections", "-p", vhost, "test: idle drop"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     time.sleep(0.5)  # let the close reach the client socket
-    publisher.publish(envelope.build(service="tests", routing_key="thing.idle", subject="s", data={}))
+    publisher.publish(
+        envelope.build(service="tests", routing_key="thing.idle", subject="s", data={})
+    )
     assert publisher.available()
     assert len(testing.get_messages(amqp_url, "t.idle", count=2, timeout=5)) == 2
     publisher.close()

@@ -42,8 +42,9 @@ class Principal:
         return bool(self.roles.intersection(roles))
 
 
-def mint(unit: str, roles: list[str], *, sub: str | None = None, ttl: int = 3600,
-         key: str | None = None) -> str:
+def mint(
+    unit: str, roles: list[str], *, sub: str | None = None, ttl: int = 3600, key: str | None = None
+) -> str:
     """Return a signed token for a unit and roles, valid for ``ttl`` seconds."""
     unknown = set(roles) - ROLES
     if unknown:
@@ -85,7 +86,9 @@ def verify(token: str, key: str | None = None) -> Principal:
     if not isinstance(unit, str) or not UNIT_CODE.match(unit):
         raise InvalidToken("invalid token: claim 'unit' must be a unit code")
     if not isinstance(roles, list) or not roles or not set(roles) <= ROLES:
-        raise InvalidToken(f"invalid token: claim 'roles' must be a non-empty subset of {sorted(ROLES)}")
+        raise InvalidToken(
+            f"invalid token: claim 'roles' must be a non-empty subset of {sorted(ROLES)}"
+        )
     return Principal(sub=str(claims["sub"]), unit=unit, roles=frozenset(roles))
 
 

@@ -37,11 +37,22 @@ def main() -> None:
 
 @main.command()
 @click.option("--unit", required=True, help="Unit code the token acts for, e.g. city-org.")
-@click.option("--role", "roles", multiple=True, required=True,
-              type=click.Choice(sorted(auth.ROLES)), help="A role; repeat for several.")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    type=click.Choice(sorted(auth.ROLES)),
+    help="A role; repeat for several.",
+)
 @click.option("--sub", default=None, help="Subject (who); defaults to '<unit>:operator'.")
-@click.option("--ttl", default=3600, show_default=True, type=click.IntRange(1, 366 * 86400),
-              help="Seconds until the token expires.")
+@click.option(
+    "--ttl",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(1, 366 * 86400),
+    help="Seconds until the token expires.",
+)
 def token(unit: str, roles: tuple[str, ...], sub: str | None, ttl: int) -> None:
     """Print a signed bearer token for a unit and roles (uses NIGHTTALK_JWT_SECRET)."""
     try:

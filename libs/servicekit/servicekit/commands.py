@@ -57,8 +57,9 @@ def service_group(
         command.revision(migrations.config(service, package), message=message, autogenerate=True)
 
     @group.command()
-    @click.option("--port", "port_option", type=int, default=None,
-                  help=f"Port (env PORT, default {port}).")
+    @click.option(
+        "--port", "port_option", type=int, default=None, help=f"Port (env PORT, default {port})."
+    )
     @click.option("--host", default="0.0.0.0", show_default=True)
     def api(port_option: int | None, host: str) -> None:
         """Serve the HTTP API with gunicorn (workers: WEB_CONCURRENCY)."""
@@ -69,19 +70,34 @@ def service_group(
             folder.mkdir(parents=True, exist_ok=True)
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
         argv = [
-            sys.executable, "-m", "gunicorn",
-            "-c", "python:servicekit.gunicorn_conf",
-            "--bind", f"{host}:{chosen}",
-            "--name", f"nighttalk-{service}",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:servicekit.gunicorn_conf",
+            "--bind",
+            f"{host}:{chosen}",
+            "--name",
+            f"nighttalk-{service}",
             f"{package}.app:create_app()",
         ]
         os.execv(sys.executable, argv)
 
     @group.command()
-    @click.option("--interval", type=float, default=5.0, show_default=True,
-                  help="Seconds between sweeps when nothing wakes the relay.")
-    @click.option("--grace", type=float, default=2.0, show_default=True,
-                  help="Leave rows younger than this to the process that wrote them.")
+    @click.option(
+        "--interval",
+        type=float,
+        default=5.0,
+        show_default=True,
+        help="Seconds between sweeps when nothing wakes the relay.",
+    )
+    @click.option(
+        "--grace",
+        type=float,
+        default=2.0,
+        show_default=True,
+        help="Leave rows younger than this to the process that wrote them.",
+    )
     def relay(interval: float, grace: float) -> None:
         """Publish outbox rows that a crash or a broker outage left unsent."""
         stop = stop_on_signals()

@@ -7,6 +7,7 @@ from alembic.config import Config
 from sqlalchemy import MetaData
 
 from servicekit.db import database_url, make_engine
+from servicekit.types import UtcDateTime
 
 
 def config(service: str, package: str, url: str | None = None) -> Config:
@@ -23,6 +24,14 @@ def upgrade(service: str, package: str, url: str | None = None, revision: str = 
     command.upgrade(config(service, package, url), revision)
 
 
+def _render_item(type_, obj, autogen_context):
+    # UtcDateTime is a Python-side conversion over DateTime(timezone=True): migrations
+    # need only the column type, and must not import service code.
+    if type_ == "type" and isinstance(obj, UtcDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def run_env(metadata: MetaData) -> None:
     """Run migrations online; called from a service's ``migrations/env.py``."""
     url = context.config.get_main_option("sqlalchemy.url")
@@ -33,6 +42,7 @@ def run_env(metadata: MetaData) -> None:
                 connection=connection,
                 target_metadata=metadata,
                 compare_type=True,
+                render_item=_render_item,
                 render_as_batch=connection.dialect.name == "sqlite",
             )
             with context.begin_transaction():

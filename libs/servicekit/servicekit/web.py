@@ -82,7 +82,8 @@ def _init_request_context(app: Flask) -> None:
             and not request.is_json
         ):
             return jsonify(
-                code=415, status="Unsupported Media Type",
+                code=415,
+                status="Unsupported Media Type",
                 message="send the body as JSON with 'Content-Type: application/json'",
             ), 415
         return None
@@ -99,7 +100,9 @@ def _init_request_context(app: Flask) -> None:
                     "method": request.method,
                     "path": request.url_rule.rule if request.url_rule else "unmatched",
                     "status": response.status_code,
-                    "ms": round((time.perf_counter() - g.get("_started", time.perf_counter())) * 1000, 2),
+                    "ms": round(
+                        (time.perf_counter() - g.get("_started", time.perf_counter())) * 1000, 2
+                    ),
                 },
             )
         return response
@@ -123,7 +126,9 @@ def _init_errors(app: Flask) -> None:
             if "errors" in data:
                 body["errors"] = data["errors"]
         if exc.code == 413:
-            body["message"] = f"request body too large: at most {app.config['MAX_CONTENT_LENGTH']} bytes"
+            body["message"] = (
+                f"request body too large: at most {app.config['MAX_CONTENT_LENGTH']} bytes"
+            )
         response = jsonify(body)
         response.status_code = exc.code or 500
         return response
@@ -131,5 +136,8 @@ def _init_errors(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error")
-        return jsonify(code=500, status="Internal Server Error",
-                       message="an unexpected error occurred; it has been logged"), 500
+        return jsonify(
+            code=500,
+            status="Internal Server Error",
+            message="an unexpected error occurred; it has been logged",
+        ), 500

@@ -13,8 +13,12 @@ from intake.schemas import CaseOut
 from intake.views import case_view
 from servicekit.auth import current_principal, require
 
-blp = Blueprint("cases", __name__, url_prefix="/v1/cases",
-                description="Cases: one per issue raised, with its readable number.")
+blp = Blueprint(
+    "cases",
+    __name__,
+    url_prefix="/v1/cases",
+    description="Cases: one per issue raised, with its readable number.",
+)
 
 
 @blp.route("/<ref>")
@@ -28,7 +32,9 @@ class CaseByRef(MethodView):
             abort(404, message="no such case")
         with current_app.extensions["runtime"].sessions() as session:
             case = session.scalars(
-                select(models.Case).where(or_(models.Case.id == ref, models.Case.case_number == ref))
+                select(models.Case).where(
+                    or_(models.Case.id == ref, models.Case.case_number == ref)
+                )
             ).first()
             if case is None:
                 abort(404, message="no such case")

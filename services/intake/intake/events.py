@@ -11,7 +11,6 @@ import datetime as dt
 from typing import Any
 
 from eventbus import envelope
-
 from intake import models
 
 SERVICE = "intake"

@@ -92,7 +92,9 @@ class VisitIn(Schema):
     leader = text(50)
     headcount = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1000))
     visitor = fields.Nested(VisitorIn, required=True)
-    issues = fields.List(fields.Nested(IssueIn), load_default=list, validate=validate.Length(max=20))
+    issues = fields.List(
+        fields.Nested(IssueIn), load_default=list, validate=validate.Length(max=20)
+    )
     follow_ups = fields.List(
         fields.String(validate=CASE_NUMBER), load_default=list, validate=validate.Length(max=20)
     )
@@ -181,8 +183,10 @@ class VisitOut(Schema):
 class IdempotencyHeader(Schema):
     idempotency_key = fields.String(
         data_key="Idempotency-Key",
-        validate=[validate.Length(min=1, max=200), validate.Regexp(r"^[\x21-\x7e]+$",
-                                                                   error="must be printable ASCII")],
+        validate=[
+            validate.Length(min=1, max=200),
+            validate.Regexp(r"^[\x21-\x7e]+$", error="must be printable ASCII"),
+        ],
     )
 
     class Meta:

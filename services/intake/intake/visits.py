@@ -14,8 +14,12 @@ from intake.schemas import IdempotencyHeader, VisitCreatedOut, VisitIn, VisitOut
 from intake.views import case_view
 from servicekit.auth import current_principal, require
 
-blp = Blueprint("visits", __name__, url_prefix="/v1/visits",
-                description="Visits (批): a batch received at a reception desk.")
+blp = Blueprint(
+    "visits",
+    __name__,
+    url_prefix="/v1/visits",
+    description="Visits (批): a batch received at a reception desk.",
+)
 
 
 @blp.route("")
@@ -46,11 +50,17 @@ class Visits(MethodView):
                 fingerprint=usecases.request_fingerprint(request.get_json(silent=True)),
             )
         except usecases.UnknownCases as exc:
-            abort(422, message="unknown case numbers in follow_ups",
-                  errors={"json": {"follow_ups": [f"unknown case number: {n}" for n in exc.numbers]}})
+            abort(
+                422,
+                message="unknown case numbers in follow_ups",
+                errors={"json": {"follow_ups": [f"unknown case number: {n}" for n in exc.numbers]}},
+            )
         except usecases.IdempotencyConflict:
-            abort(422, message="this Idempotency-Key was already used for a different request",
-                  errors={"headers": {"Idempotency-Key": ["already used for a different request"]}})
+            abort(
+                422,
+                message="this Idempotency-Key was already used for a different request",
+                errors={"headers": {"Idempotency-Key": ["already used for a different request"]}},
+            )
         return body
 
 

@@ -33,7 +33,10 @@ def test_three_issues_make_three_cases_numbers_and_events(client, bearer, visit_
     assert r.status_code == 201, r.get_json()
     cases = r.get_json()["cases"]
     assert [c["case_number"] for c in cases] == [
-        "city-org-20261115-0001", "city-org-20261115-0002", "city-org-20261115-0003"]
+        "city-org-20261115-0001",
+        "city-org-20261115-0002",
+        "city-org-20261115-0003",
+    ]
     assert [c["status"] for c in cases] == ["resolved_on_spot", "open", "open"]
     assert cases[0]["due_at"] is None
     due = dt.datetime.fromisoformat(cases[1]["due_at"])
@@ -58,7 +61,9 @@ def test_case_numbers_follow_the_local_day_and_unit(client, bearer, visit_body):
     assert other["cases"][0]["case_number"] == "lw-org-20261115-0001"
 
 
-def test_a_retry_with_the_same_key_returns_the_first_answer(client, bearer, visit_body, database_url):
+def test_a_retry_with_the_same_key_returns_the_first_answer(
+    client, bearer, visit_body, database_url
+):
     headers = {**bearer(), "Idempotency-Key": "desk-3-visit-17"}
     first = client.post("/v1/visits", json=visit_body, headers=headers)
     again = client.post("/v1/visits", json=visit_body, headers=headers)
@@ -74,7 +79,8 @@ def test_a_retry_with_the_same_key_returns_the_first_answer(client, bearer, visi
 
 def test_a_batch_with_only_a_follow_up_opens_no_case(client, bearer, visit_body, database_url):
     number = client.post("/v1/visits", json=visit_body, headers=bearer()).get_json()["cases"][1][
-        "case_number"]
+        "case_number"
+    ]
     body = {k: v for k, v in visit_body.items() if k != "issues"}
     body["follow_ups"] = [number]
     r = client.post("/v1/visits", json=body, headers=bearer())
@@ -83,8 +89,9 @@ def test_a_batch_with_only_a_follow_up_opens_no_case(client, bearer, visit_body,
     assert r.get_json()["follow_ups"][0]["case_number"] == number
     keys = [row.routing_key for row in _outbox(database_url)]
     assert keys.count("visit.followed_up") == 1
-    unknown = client.post("/v1/visits", json={**body, "follow_ups": ["city-org-20200101-0009"]},
-                          headers=bearer())
+    unknown = client.post(
+        "/v1/visits", json={**body, "follow_ups": ["city-org-20200101-0009"]}, headers=bearer()
+    )
     assert unknown.status_code == 422
     assert "follow_ups" in unknown.get_json()["errors"]["json"]
 
@@ -103,8 +110,12 @@ def test_pii_is_masked_in_responses_and_absent_from_logs_and_case_events(
     caplog.set_level(logging.DEBUG)
     created = client.post("/v1/visits", json=visit_body, headers=bearer()).get_json()
     visit = client.get(f"/v1/visits/{created['visit_id']}", headers=bearer()).get_json()
-    assert visit["visitor"] == {"name": "林*清", "phone": "139****1234",
-                                "id_number": "**************1234", "address": "郭坑***"}
+    assert visit["visitor"] == {
+        "name": "林*清",
+        "phone": "139****1234",
+        "id_number": "**************1234",
+        "address": "郭坑***",
+    }
     case = client.get(f"/v1/cases/{created['cases'][1]['case_number']}", headers=bearer())
     everything = json.dumps([visit, case.get_json()], ensure_ascii=False)
     for secret in (PHONE, ID_NUMBER, NAME):
@@ -119,8 +130,10 @@ def test_pii_is_masked_in_responses_and_absent_from_logs_and_case_events(
             assert PHONE not in flat and NAME not in flat
     engine = create_engine(database_url)
     with engine.connect() as conn:
-        stored = json.dumps([list(map(str, r)) for r in conn.execute(text("SELECT * FROM visits"))],
-                            ensure_ascii=False)
+        stored = json.dumps(
+            [list(map(str, r)) for r in conn.execute(text("SELECT * FROM visits"))],
+            ensure_ascii=False,
+        )
     engine.dispose()
     for secret in (PHONE, ID_NUMBER, NAME):
         assert secret not in stored
@@ -137,19 +150,30 @@ def test_events_are_published_at_once_as_cloudevents(client, bearer, visit_body,
     r = client.post("/v1/visits", json=visit_body, headers=bearer())
     got = testing.get_messages(amqp_url, "t.intake.all", count=6, timeout=10)
     types = sorted(props.headers["ce-type"] for _, props, _ in got)
-    assert types == sorted(["nighttalk.case.registered.v1"] * 3 + [
-        "nighttalk.case.resolved_on_spot.v1", "nighttalk.visit.registered.v1",
-        "nighttalk.visit.contact_recorded.v1"])
-    subjects = {props.headers["ce-subject"] for _, props, _ in got
-                if props.headers["ce-type"] == "nighttalk.case.registered.v1"}
+    assert types == sorted(
+        ["nighttalk.case.registered.v1"] * 3
+        + [
+            "nighttalk.case.resolved_on_spot.v1",
+            "nighttalk.visit.registered.v1",
+            "nighttalk.visit.contact_recorded.v1",
+        ]
+    )
+    subjects = {
+        props.headers["ce-subject"]
+        for _, props, _ in got
+        if props.headers["ce-type"] == "nighttalk.case.registered.v1"
+    }
     assert subjects == {c["case_id"] for c in r.get_json()["cases"]}
 
 
 def test_another_unit_cannot_read_visits_or_cases(client, bearer, visit_body):
     created = client.post("/v1/visits", json=visit_body, headers=bearer()).get_json()
     number = created["cases"][0]["case_number"]
-    for path in (f"/v1/visits/{created['visit_id']}", f"/v1/cases/{number}",
-                 f"/v1/cases/{created['cases'][0]['case_id']}"):
+    for path in (
+        f"/v1/visits/{created['visit_id']}",
+        f"/v1/cases/{number}",
+        f"/v1/cases/{created['cases'][0]['case_id']}",
+    ):
         assert client.get(path, headers=bearer("lw-org")).status_code == 404
         assert client.get(path, headers=bearer("city-org")).status_code == 200
         assert client.get(path, headers=bearer("lw-org", "admin")).status_code == 200
@@ -279,8 +303,10 @@ def test_a_partner_token_cannot_register_visits(client, bearer, visit_body):
 
 def test_unknown_visit_and_case_are_404(client, bearer):
     assert client.get("/v1/visits/not-a-uuid", headers=bearer()).status_code == 404
-    assert client.get("/v1/visits/00000000-0000-0000-0000-000000000000",
-                      headers=bearer()).status_code == 404
+    assert (
+        client.get("/v1/visits/00000000-0000-0000-0000-000000000000", headers=bearer()).status_code
+        == 404
+    )
     assert client.get("/v1/cases/city-org-20261115-9999", headers=bearer()).status_code == 404
     assert client.get("/v1/cases/" + "x" * 500, headers=bearer()).status_code == 404
 
@@ -288,8 +314,10 @@ def test_unknown_visit_and_case_are_404(client, bearer):
 def test_probes_and_openapi(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.get_json()["checks"] == {"database": "ok",
-                                                                       "broker": "ok"}
+    assert ready.status_code == 200 and ready.get_json()["checks"] == {
+        "database": "ok",
+        "broker": "ok",
+    }
     spec = client.get("/openapi.json").get_json()
     assert "/v1/visits" in spec["paths"] and "/v1/cases/{ref}" in spec["paths"]
     assert re.search("http_requests_total", client.get("/metrics").get_data(as_text=True))
@@ -298,7 +326,9 @@ def test_probes_and_openapi(client):
 def test_readyz_is_503_when_the_broker_is_away(database_url):
     from intake.app import create_app
 
-    app = create_app({"DATABASE_URL": database_url, "AMQP_URL": "amqp://guest:guest@127.0.0.1:1/%2F"})
+    app = create_app(
+        {"DATABASE_URL": database_url, "AMQP_URL": "amqp://guest:guest@127.0.0.1:1/%2F"}
+    )
     r = app.test_client().get("/readyz")
     assert r.status_code == 503
     assert r.get_json()["checks"]["broker"].startswith("unavailable")
@@ -308,12 +338,16 @@ def test_readyz_is_503_when_the_broker_is_away(database_url):
 def test_registration_commits_even_when_the_broker_is_away(database_url, bearer, visit_body):
     from intake.app import create_app
 
-    app = create_app({"DATABASE_URL": database_url, "AMQP_URL": "amqp://guest:guest@127.0.0.1:1/%2F"})
+    app = create_app(
+        {"DATABASE_URL": database_url, "AMQP_URL": "amqp://guest:guest@127.0.0.1:1/%2F"}
+    )
     r = app.test_client().post("/v1/visits", json=visit_body, headers=bearer())
     assert r.status_code == 201
     engine = create_engine(database_url)
     with engine.connect() as conn:
-        unsent = conn.execute(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL")).scalar_one()
+        unsent = conn.execute(
+            text("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+        ).scalar_one()
     engine.dispose()
     assert unsent == 6  # all kept for the relay
     app.extensions["runtime"].close()

@@ -1,0 +1,25 @@
+"""The supervision API's application factory."""
+
+from __future__ import annotations
+
+from servicekit import logs
+from servicekit.web import create_service_app
+
+
+def create_app(config: dict | None = None):
+    """Create the supervision app (督办: supervised cases and their timelines)."""
+    from supervision import cases, models
+
+    logs.configure("supervision")
+
+    def register(app, api):
+        api.register_blueprint(cases.blp)
+
+    return create_service_app(
+        "supervision",
+        title="Night Talk supervision",
+        description="Supervision (督办): follow each case, its responsible unit and its deadline.",
+        metadata=models.metadata,
+        config=config,
+        register=register,
+    )

@@ -1,0 +1,164 @@
+"""Supervision's tables and the rules that keep a supervised case right whatever the event order.
+
+Supervision owns no case: it keeps its own copy of each one, assembled from the events of
+intake and routing. Events may arrive twice or out of order, so every change here is an
+upsert that only ever moves a case forward, and each fact has one owner whose word wins:
+intake for what was received, routing for who is responsible and by when.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Index, Integer, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from eventbus.tables import add_event_tables
+from servicekit.types import UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+add_event_tables(metadata)
+
+# Case statuses. Later steps (resolved, closed, reopened) join this ladder.
+OPEN = "open"
+ROUTED = "routed"
+RESOLVED_ON_SPOT = "resolved_on_spot"
+STATUSES = (OPEN, ROUTED, RESOLVED_ON_SPOT)
+
+# How far along each status is: a case only moves to a status further along, so a late
+# case.registered never turns a routed case back to open.
+_PROGRESS = {OPEN: 0, ROUTED: 1, RESOLVED_ON_SPOT: 2}
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class SupervisedCase(Base):
+    """Supervision's view of one case: who received it, who must resolve it, by when.
+
+    A row may be created by whichever of the case's events arrives first, so what only
+    intake knows (category, channel, received_at) stays empty until case.registered.
+    """
+
+    __tablename__ = "supervised_cases"
+
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    case_number: Mapped[str] = mapped_column(String(90), unique=True)
+    receiving_unit: Mapped[str] = mapped_column(String(64), index=True)
+    responsible_unit: Mapped[str | None] = mapped_column(String(64), index=True)
+    category: Mapped[str | None] = mapped_column(String(40))
+    channel: Mapped[str | None] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    received_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # True once intake's case.registered has been applied (the row may come from routing first).
+    registered: Mapped[bool] = mapped_column(Boolean, default=False)
+    routed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    due_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    assignment_id: Mapped[str | None] = mapped_column(String(64))
+    # The earlier open case of the same visitor and category (a repeat visit, 重复来访).
+    repeat_of: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+    # The deadline sweep looks for unresolved cases by due date.
+    __table_args__ = (Index("ix_supervised_cases_status_due", "status", "due_at"),)
+
+    def record_registration(self, data: dict[str, Any]) -> None:
+        """Apply intake's case.registered: the facts of reception are intake's, so they win."""
+        self.case_number = data["case_number"]
+        self.receiving_unit = data["unit"]
+        self.category = data["category"]
+        self.channel = data["channel"]
+        self.received_at = data["received_at"]
+        self.repeat_of = data.get("repeat_of")
+        self.registered = True
+        if data["status"] == RESOLVED_ON_SPOT:
+            # case.resolved_on_spot carries the authoritative time; until it comes,
+            # the answer was given at the reception itself.
+            self._resolve_on_spot(self.resolved_at or data["received_at"])
+            return
+        # The due date is routing's to set (the assignment's binding date); intake's own
+        # promise stays on the timeline. A case nobody routed is found by its received_at.
+        self._advance(OPEN)
+
+    def record_routing(self, data: dict[str, Any]) -> None:
+        """Apply routing's case.routed: the responsible unit and the binding due date."""
+        if not self.registered:
+            self.receiving_unit = data["receiving_unit"]
+            self.category = self.category or data.get("category")
+            self.channel = self.channel or data.get("channel")
+        if self.routed_at is not None and (data["routed_at"], data["assignment_id"]) < (
+            self.routed_at,
+            self.assignment_id or "",
+        ):
+            return  # an older routing arriving late: the newer one stays in force
+        self.responsible_unit = data["unit"]
+        self.assignment_id = data["assignment_id"]
+        self.routed_at = data["routed_at"]
+        if self.status != RESOLVED_ON_SPOT:
+            self.due_at = data["due_at"]
+        self._advance(ROUTED)
+
+    def record_resolution_on_spot(self, data: dict[str, Any]) -> None:
+        """Apply intake's case.resolved_on_spot: answered at the desk, so no clock runs."""
+        if not self.registered:
+            self.receiving_unit = data["unit"]
+        self._resolve_on_spot(data["resolved_at"])
+
+    def _resolve_on_spot(self, resolved_at: dt.datetime) -> None:
+        self.resolved_at = resolved_at
+        self.due_at = None
+        self._advance(RESOLVED_ON_SPOT)
+
+    def _advance(self, status: str) -> None:
+        if self.status is None or _PROGRESS[status] > _PROGRESS[self.status]:
+            self.status = status
+
+
+class TimelineEntry(Base):
+    """One case or assignment event as applied to a case: the case's timeline (案件轨迹).
+
+    Keyed by the event id, so a redelivered event adds nothing; read in order of the
+    event's own time, so the timeline is the same whatever order the events came in.
+    """
+
+    __tablename__ = "timeline_entries"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(60))
+    # The CloudEvent's time: when it happened, not when supervision heard of it.
+    occurred_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    recorded_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_timeline_entries_case_order", "case_id", "occurred_at", "event_id"),
+    )
+
+
+class VisitRecord(Base):
+    """One batch (批) as intake registered it, kept for the statistics of batches and people."""
+
+    __tablename__ = "visit_records"
+
+    visit_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    unit: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(20))
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    headcount: Mapped[int] = mapped_column(Integer)
+    issues: Mapped[int] = mapped_column(Integer)
+    follow_ups: Mapped[int] = mapped_column(Integer)
+    recorded_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_visit_records_unit_received", "unit", "received_at"),)

@@ -1,0 +1,136 @@
+"""What supervision reads from other services' events, validated by its own schemas.
+
+The producers own their payloads; these schemas name only the fields supervision
+uses and ignore the rest (``unknown = EXCLUDE``), so a producer may add fields
+without breaking us. Anything else that is wrong makes the event poison.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from eventbus.envelope import PoisonMessage, ReceivedEvent
+
+IDENTIFIER = validate.Length(min=1, max=64)
+UNIT_CODE = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,63}$", error="must be a unit code")
+CASE_NUMBER = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,89}$", error="must be a case number")
+CATEGORY = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,39}$", error="must be a category slug")
+CHANNEL = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,19}$", error="must be a channel slug")
+
+
+def identifier(**kwargs) -> fields.String:
+    """An id of another service's record (a UUID today; any bounded string is accepted)."""
+    return fields.String(validate=IDENTIFIER, **kwargs)
+
+
+def unit_code(**kwargs) -> fields.String:
+    """A unit code such as ``lw-buwen``."""
+    return fields.String(validate=UNIT_CODE, **kwargs)
+
+
+def instant(**kwargs) -> fields.AwareDateTime:
+    """An ISO 8601 instant with its offset: a naive time cannot be placed on a timeline."""
+    return fields.AwareDateTime(**kwargs)
+
+
+class _Payload(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class Disposition(_Payload):
+    action = fields.String(required=True, validate=validate.Length(min=1, max=20))
+    unit = unit_code(allow_none=True)
+
+
+class Accused(_Payload):
+    unit = unit_code(allow_none=True)
+    person = fields.String(allow_none=True, validate=validate.Length(max=50))
+
+
+class CaseRegistered(_Payload):
+    """intake's ``case.registered``."""
+
+    case_id = identifier(required=True)
+    case_number = fields.String(required=True, validate=CASE_NUMBER)
+    unit = unit_code(required=True)
+    channel = fields.String(required=True, validate=CHANNEL)
+    received_at = instant(required=True)
+    category = fields.String(required=True, validate=CATEGORY)
+    summary = fields.String(validate=validate.Length(max=200))
+    status = fields.String(required=True, validate=validate.OneOf(["open", "resolved_on_spot"]))
+    due_at = instant(allow_none=True, load_default=None)
+    disposition = fields.Nested(Disposition, required=True)
+    accused = fields.Nested(Accused, allow_none=True, load_default=None)
+    repeat_of = identifier(allow_none=True, load_default=None)
+
+
+class CaseResolvedOnSpot(_Payload):
+    """intake's ``case.resolved_on_spot``."""
+
+    case_id = identifier(required=True)
+    case_number = fields.String(required=True, validate=CASE_NUMBER)
+    unit = unit_code(required=True)
+    answer = fields.String(allow_none=True, validate=validate.Length(max=2000))
+    resolved_at = instant(required=True)
+
+
+class CaseRouted(_Payload):
+    """routing's ``case.routed``."""
+
+    case_id = identifier(required=True)
+    case_number = fields.String(required=True, validate=CASE_NUMBER)
+    assignment_id = identifier(required=True)
+    unit = unit_code(required=True)
+    role = fields.String(validate=validate.Length(max=20))
+    routed_at = instant(required=True)
+    due_at = instant(required=True)
+    receiving_unit = unit_code(required=True)
+    category = fields.String(allow_none=True, validate=CATEGORY)
+    channel = fields.String(allow_none=True, validate=CHANNEL)
+    confidential = fields.Boolean(load_default=False)
+
+
+class VisitRegistered(_Payload):
+    """intake's ``visit.registered``."""
+
+    visit_id = identifier(required=True)
+    unit = unit_code(required=True)
+    channel = fields.String(required=True, validate=CHANNEL)
+    received_at = instant(required=True)
+    headcount = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
+    case_ids = fields.List(identifier(), load_default=list, validate=validate.Length(max=1000))
+    follow_ups = fields.List(
+        fields.String(validate=CASE_NUMBER), load_default=list, validate=validate.Length(max=1000)
+    )
+
+
+class VisitFollowedUp(_Payload):
+    """intake's ``visit.followed_up``: a repeat visit about a known case."""
+
+    visit_id = identifier(required=True)
+    case_id = identifier(required=True)
+    case_number = fields.String(required=True, validate=CASE_NUMBER)
+    unit = unit_code(required=True)
+    channel = fields.String(required=True, validate=CHANNEL)
+    received_at = instant(required=True)
+
+
+def load(schema: Schema, event: ReceivedEvent, subject_field: str) -> dict[str, Any]:
+    """Return the event's data as the schema reads it, or raise PoisonMessage saying why.
+
+    The CloudEvent's subject must name the same record as the data: an event about one
+    case carrying another's data could never be applied right, however often retried.
+    """
+    try:
+        data = schema.load(event.data)
+    except ValidationError as exc:
+        raise PoisonMessage(f"invalid {event.type} data: {exc.messages}") from exc
+    if event.subject is not None and event.subject != data[subject_field]:
+        raise PoisonMessage(
+            f"{event.type}: subject {event.subject!r} differs from {subject_field} "
+            f"{data[subject_field]!r}"
+        )
+    return data

@@ -1,0 +1,225 @@
+"""Events as intake and routing publish them, and a way to apply them as the consumer does."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from eventbus import envelope
+from eventbus.envelope import OutgoingEvent, ReceivedEvent
+from servicekit.runtime import Runtime
+from supervision import models
+from supervision.handlers import handlers
+
+CST = dt.timezone(dt.timedelta(hours=8))
+RECEIVED_AT = dt.datetime(2026, 12, 15, 17, 5, tzinfo=CST)
+INTAKE_DUE_AT = dt.datetime(2027, 1, 15, 9, 5, tzinfo=dt.UTC)
+ROUTED_AT = dt.datetime(2026, 12, 15, 9, 30, tzinfo=dt.UTC)
+ROUTED_DUE_AT = dt.datetime(2027, 1, 20, 16, 0, tzinfo=dt.UTC)
+FOLLOWED_UP_AT = dt.datetime(2027, 1, 15, 18, 0, tzinfo=CST)
+
+
+def iso(value: dt.datetime | str | None) -> str | None:
+    """Return an instant as ISO 8601; strings (deliberately bad ones too) pass as they are."""
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+def new_case(unit: str = "city-org", seq: int | None = None) -> tuple[str, str]:
+    """Return a fresh (case id, case number) pair."""
+    seq = seq if seq is not None else uuid.uuid4().int % 10000
+    return str(uuid.uuid4()), f"{unit}-20261215-{seq:04d}"
+
+
+def case_registered(
+    case_id: str,
+    case_number: str,
+    /,
+    *,
+    unit: str = "city-org",
+    status: str = "open",
+    time: dt.datetime = RECEIVED_AT,
+    **overrides: Any,
+) -> OutgoingEvent:
+    """Return intake's case.registered of a case."""
+    resolved = status == "resolved_on_spot"
+    data = {
+        "case_id": case_id,
+        "case_number": case_number,
+        "visit_id": str(uuid.uuid4()),
+        "unit": unit,
+        "channel": "night_talk",
+        "received_at": iso(RECEIVED_AT),
+        "category": "demolition_compensation",
+        "summary": "拆迁补偿金未到位",
+        "details": None,
+        "location": "步文镇",
+        "accused": {"unit": "lw-buwen", "person": None},
+        "disposition": (
+            {"action": "resolved_on_spot", "answer": "镇里当场同意补发"}
+            if resolved
+            else {"action": "route"}
+        ),
+        "status": status,
+        "due_at": None if resolved else iso(INTAKE_DUE_AT),
+        "repeat_of": None,
+        "visitor_ref": "3f" * 32,
+    }
+    data.update(overrides)
+    return envelope.build(
+        service="intake", routing_key="case.registered", subject=case_id, data=data, time=time
+    )
+
+
+def case_resolved_on_spot(
+    case_id: str, case_number: str, /, *, unit: str = "city-org", **overrides: Any
+) -> OutgoingEvent:
+    """Return intake's case.resolved_on_spot of a case."""
+    data = {
+        "case_id": case_id,
+        "case_number": case_number,
+        "unit": unit,
+        "answer": "镇里当场同意补发",
+        "resolved_at": iso(RECEIVED_AT),
+    }
+    data.update(overrides)
+    return envelope.build(
+        service="intake",
+        routing_key="case.resolved_on_spot",
+        subject=case_id,
+        data=data,
+        time=RECEIVED_AT,
+    )
+
+
+def case_routed(
+    case_id: str,
+    case_number: str,
+    /,
+    *,
+    unit: str = "lw-buwen",
+    receiving_unit: str = "city-org",
+    routed_at: dt.datetime = ROUTED_AT,
+    due_at: dt.datetime = ROUTED_DUE_AT,
+    assignment_id: str | None = None,
+    **overrides: Any,
+) -> OutgoingEvent:
+    """Return routing's case.routed of a case (the copy on the events exchange)."""
+    data = {
+        "case_id": case_id,
+        "case_number": case_number,
+        "assignment_id": assignment_id or str(uuid.uuid4()),
+        "unit": unit,
+        "role": "lead",
+        "routed_at": iso(routed_at),
+        "due_at": iso(due_at),
+        "category": "demolition_compensation",
+        "summary": "拆迁补偿金未到位",
+        "details": None,
+        "location": "步文镇",
+        "receiving_unit": receiving_unit,
+        "channel": "night_talk",
+        "confidential": False,
+    }
+    data.update(overrides)
+    return envelope.build(
+        service="routing",
+        routing_key="case.routed",
+        subject=case_id,
+        data=data,
+        time=routed_at if isinstance(routed_at, dt.datetime) else ROUTED_AT,
+    )
+
+
+def visit_registered(visit_id: str, case_ids: list[str], /, **overrides: Any) -> OutgoingEvent:
+    """Return intake's visit.registered of a batch."""
+    data = {
+        "visit_id": visit_id,
+        "unit": "city-org",
+        "channel": "night_talk",
+        "received_at": iso(RECEIVED_AT),
+        "headcount": 5,
+        "case_ids": case_ids,
+        "follow_ups": ["city-org-20261115-0042"],
+        "visitor_ref": "3f" * 32,
+    }
+    data.update(overrides)
+    return envelope.build(
+        service="intake",
+        routing_key="visit.registered",
+        subject=visit_id,
+        data=data,
+        time=RECEIVED_AT,
+    )
+
+
+def visit_followed_up(case_id: str, case_number: str, /, **overrides: Any) -> OutgoingEvent:
+    """Return intake's visit.followed_up: a repeat visit about a case."""
+    data = {
+        "visit_id": str(uuid.uuid4()),
+        "case_id": case_id,
+        "case_number": case_number,
+        "unit": "lw-org",
+        "channel": "daily",
+        "received_at": iso(FOLLOWED_UP_AT),
+    }
+    data.update(overrides)
+    return envelope.build(
+        service="intake",
+        routing_key="visit.followed_up",
+        subject=case_id,
+        data=data,
+        time=FOLLOWED_UP_AT,
+    )
+
+
+def received(event: OutgoingEvent) -> ReceivedEvent:
+    """Decode an outgoing event as the consumer would receive it."""
+    return envelope.decode(event.properties(), event.body, event.routing_key)
+
+
+def handle(runtime: Runtime, event: OutgoingEvent) -> None:
+    """Run the event's handler in a unit of work and commit, bypassing the inbox."""
+    handler = handlers(runtime)[event.routing_key]
+    with runtime.unit_of_work() as uow:
+        handler(uow, received(event))
+        uow.commit()
+
+
+def consume(runtime: Runtime, event: OutgoingEvent) -> None:
+    """Apply the event exactly as the consumer does: inbox check, handler, inbox row, commit."""
+    incoming = received(event)
+    handler = handlers(runtime)[event.routing_key]
+    with runtime.unit_of_work() as uow:
+        if uow.already_applied(incoming.id, "supervision"):
+            return
+        handler(uow, incoming)
+        uow.mark_applied(incoming.id, "supervision", incoming.type)
+        uow.commit()
+
+
+def case_row(runtime: Runtime, case_id: str) -> dict[str, Any] | None:
+    """Return the supervised case as a dict of its columns, without the bookkeeping time."""
+    with runtime.sessions() as session:
+        case = session.get(models.SupervisedCase, case_id)
+        if case is None:
+            return None
+        row = {c.name: getattr(case, c.name) for c in models.SupervisedCase.__table__.columns}
+    row.pop("updated_at")
+    return row
+
+
+def timeline(runtime: Runtime, case_id: str) -> list[tuple]:
+    """Return a case's timeline as (event id, type, occurred_at, summary), in reading order."""
+    entry = models.TimelineEntry
+    with runtime.sessions() as session:
+        return [
+            (e.event_id, e.event_type, e.occurred_at, e.summary)
+            for e in session.scalars(
+                select(entry)
+                .where(entry.case_id == case_id)
+                .order_by(entry.occurred_at, entry.event_id)
+            )
+        ]
