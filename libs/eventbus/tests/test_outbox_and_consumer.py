@@ -288,3 +288,32 @@ def test_a_connection_dropped_while_idle_is_replaced_on_the_next_publish(store, 
     assert publisher.available()
     assert len(testing.get_messages(amqp_url, "t.idle", count=2, timeout=5)) == 2
     publisher.close()
+
+
+def test_a_handler_constraint_error_is_not_taken_for_a_duplicate(store, amqp_url):
+    """Only the inbox's own conflict means 'already applied'; any other is retried, then dead."""
+    engine, outbox_t, inbox_t, effects = store
+    service = "svc4"
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
+
+    def same_row(uow, event):
+        uow.session.execute(insert(effects).values(event_id="one-row", value=event.id))
+
+    consumer = Consumer(
+        service=service,
+        handlers={"thing.clash": same_row},
+        delivery_limit=1,
+        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
+        url=amqp_url,
+    )
+    thread = _start(consumer)
+    try:
+        first = envelope.build(service="tests", routing_key="thing.clash", subject="s", data={})
+        second = envelope.build(service="tests", routing_key="thing.clash", subject="s", data={})
+        _publish(amqp_url, first)
+        _publish(amqp_url, second)
+        dead = testing.get_messages(amqp_url, names.dead_letter_queue(service), count=1, timeout=30)
+        assert [props.message_id for _, props, _ in dead] == [second.event_id]
+    finally:
+        consumer.stop()
+        thread.join(10)
