@@ -1,0 +1,56 @@
+"""Find who a notification is for: the seam between notifications and their delivery.
+
+The API shows recipients masked; the delivery worker (a later issue) will take
+``pending`` notifications, resolve their recipient here in clear, and hand both to
+the channel's sender, which moves the notification to ``delivered`` or ``failed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from notify import models, pii
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A recipient in clear: keep it in memory, never log or store it."""
+
+    kind: str
+    name: str | None
+    phone: str | None
+    address: str | None
+    language: str
+
+    def __repr__(self) -> str:
+        # A stray log line or traceback must not print a visitor's data.
+        return f"Recipient(kind={self.kind!r}, <redacted>)"
+
+    def masked(self) -> dict[str, Any]:
+        """Return the recipient as the API shows it."""
+        return {
+            "kind": self.kind,
+            "name": pii.mask_name(self.name),
+            "phone": pii.mask_phone(self.phone),
+            "address": pii.mask_address(self.address),
+        }
+
+
+def recipient_of(session: Session, notification: models.Notification) -> Recipient | None:
+    """Return the notification's recipient, or None while its contact is unknown."""
+    if notification.recipient_kind != models.VISITOR:
+        return None
+    link = session.get(models.ContactCase, notification.case_id)
+    contact = session.get(models.VisitorContact, link.visit_id) if link else None
+    if contact is None:
+        return None
+    return Recipient(
+        kind=models.VISITOR,
+        name=pii.decrypt(contact.name_enc),
+        phone=pii.decrypt(contact.phone_enc),
+        address=pii.decrypt(contact.address_enc),
+        language=contact.language,
+    )

@@ -1,0 +1,83 @@
+"""Events as intake publishes them, for notify's tests (a module name unique in the repo,
+since pytest puts every test folder on the same ``sys.path``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import uuid
+from typing import Any
+
+from eventbus import envelope
+from eventbus.envelope import OutgoingEvent
+
+NAME = "林河清"
+PHONE = "13905961234"
+ADDRESS = "郭坑镇中学旁"
+
+_sequence = itertools.count(1)
+
+
+class Visit:
+    """A visit registered at intake, as notify hears of it: its cases and its contact."""
+
+    def __init__(self, unit: str = "city-org", cases: int = 1) -> None:
+        self.visit_id = str(uuid.uuid4())
+        self.unit = unit
+        self.case_ids = [str(uuid.uuid4()) for _ in range(cases)]
+        self.case_numbers = [f"{unit}-20261215-{next(_sequence):04d}" for _ in range(cases)]
+        self.received_at = dt.datetime(2026, 12, 15, 9, 5, tzinfo=dt.UTC)
+        self.due_at = dt.datetime(2027, 1, 15, 9, 5, tzinfo=dt.UTC)
+
+    def case_data(self, index: int = 0) -> dict[str, Any]:
+        """Return intake's ``case.registered`` payload of one of the visit's cases."""
+        return {
+            "case_id": self.case_ids[index],
+            "case_number": self.case_numbers[index],
+            "visit_id": self.visit_id,
+            "unit": self.unit,
+            "channel": "night_talk",
+            "received_at": self.received_at.isoformat(),
+            "category": "wage_arrears",
+            "summary": "退休教师工资拖欠",
+            "details": None,
+            "location": "郭坑镇中学",
+            "accused": None,
+            "disposition": {"action": "route"},
+            "status": "open",
+            "due_at": self.due_at.isoformat(),
+            "repeat_of": None,
+            "visitor_ref": "a" * 64,
+        }
+
+    def contact_data(self, *, name=NAME, phone=PHONE, address=ADDRESS) -> dict[str, Any]:
+        """Return intake's ``visit.contact_recorded`` payload of the visit."""
+        return {
+            "visit_id": self.visit_id,
+            "unit": self.unit,
+            "visitor": {"name": name, "phone": phone, "address": address},
+            "language": "zh",
+            "cases": [
+                {"case_id": c, "case_number": n}
+                for c, n in zip(self.case_ids, self.case_numbers, strict=True)
+            ],
+        }
+
+    def case_registered(self, index: int = 0, data: dict | None = None) -> OutgoingEvent:
+        return intake_event(
+            "case.registered",
+            self.case_ids[index],
+            data if data is not None else self.case_data(index),
+        )
+
+    def contact_recorded(self, data: dict | None = None, **contact) -> OutgoingEvent:
+        return intake_event(
+            "visit.contact_recorded",
+            self.visit_id,
+            data if data is not None else self.contact_data(**contact),
+        )
+
+
+def intake_event(routing_key: str, subject: str, data: dict[str, Any]) -> OutgoingEvent:
+    """Build an event exactly as intake publishes it."""
+    return envelope.build(service="intake", routing_key=routing_key, subject=subject, data=data)

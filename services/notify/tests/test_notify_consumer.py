@@ -1,0 +1,108 @@
+"""notify's consumer on the real broker: events published on nighttalk.events become receipts."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from notify_sample_events import Visit
+from sqlalchemy import select
+
+from eventbus import names, testing
+from eventbus.connection import connect
+from eventbus.consumer import Consumer
+from eventbus.envelope import OutgoingEvent
+from notify import models
+from notify.handlers import handlers
+
+DEADLINE = 20.0
+
+
+@pytest.fixture
+def consumer(runtime, amqp_url):
+    """Run notify's consumer in a thread until the test ends."""
+    ready = threading.Event()
+    running = Consumer(
+        service="notify",
+        handlers=handlers(runtime),
+        unit_of_work=runtime.unit_of_work,
+        url=amqp_url,
+        on_ready=ready.set,
+    )
+    thread = threading.Thread(target=running.run, name="notify-consumer", daemon=True)
+    thread.start()
+    assert ready.wait(DEADLINE), "the consumer did not start"
+    yield running
+    running.stop()
+    thread.join(DEADLINE)
+    assert not thread.is_alive(), "the consumer did not stop"
+
+
+def publish(url: str, *events: OutgoingEvent) -> None:
+    """Publish events on nighttalk.events as intake's relay does: confirmed and mandatory."""
+    conn = connect(url)
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        for event in events:
+            channel.basic_publish(
+                event.exchange, event.routing_key, event.body, event.properties(), mandatory=True
+            )
+    finally:
+        conn.close()
+
+
+def wait_for_status(runtime, case_id: str, status: str) -> models.Notification:
+    """Poll the database until the case's receipt has ``status``, or fail at the deadline."""
+    deadline = time.monotonic() + DEADLINE
+    seen = None
+    while time.monotonic() < deadline:
+        with runtime.sessions() as session:
+            seen = session.scalars(
+                select(models.Notification).where(models.Notification.case_id == case_id)
+            ).first()
+        if seen is not None and seen.status == status:
+            return seen
+        time.sleep(0.1)
+    pytest.fail(f"receipt of {case_id} not {status} in time; last seen: {seen and seen.status}")
+
+
+def test_contact_then_case_over_the_broker_ends_pending(consumer, runtime, amqp_url):
+    visit = Visit()
+    case_event = visit.case_registered()
+
+    publish(amqp_url, visit.contact_recorded(), case_event)
+
+    receipt = wait_for_status(runtime, visit.case_ids[0], models.PENDING)
+    assert receipt.event_id == case_event.event_id
+    assert receipt.case_number == visit.case_numbers[0]
+
+
+def test_case_then_contact_over_the_broker_ends_pending(consumer, runtime, amqp_url):
+    visit = Visit()
+
+    publish(amqp_url, visit.case_registered())
+    wait_for_status(runtime, visit.case_ids[0], models.AWAITING_CONTACT)
+    publish(amqp_url, visit.contact_recorded())
+
+    wait_for_status(runtime, visit.case_ids[0], models.PENDING)
+
+
+def test_invalid_event_is_dead_lettered(consumer, runtime, amqp_url):
+    visit = Visit()
+    data = visit.case_data()
+    del data["case_number"]
+    poison = visit.case_registered(data=data)
+
+    publish(amqp_url, poison)
+
+    dead = testing.get_messages(
+        amqp_url, names.dead_letter_queue("notify"), count=1, timeout=DEADLINE
+    )
+    assert [props.message_id for _m, props, _b in dead] == [poison.event_id]
+    with runtime.sessions() as session:
+        stored = session.scalars(
+            select(models.Notification).where(models.Notification.case_id == visit.case_ids[0])
+        ).first()
+    assert stored is None
