@@ -16,6 +16,7 @@ import logging
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -212,7 +213,17 @@ class Consumer:
             while True:
                 attempt += 1
                 try:
+                    started = time.perf_counter()
                     self._apply(handler, event)
+                    log.info(
+                        "event applied",
+                        extra={
+                            "event_id": event.id,
+                            "event_type": event.type,
+                            "case_id": event.subject,
+                            "ms": round((time.perf_counter() - started) * 1000, 2),
+                        },
+                    )
                     return "ack"
                 except PoisonMessage as exc:
                     log.error(
