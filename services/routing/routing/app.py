@@ -1,0 +1,26 @@
+"""The routing API's application factory."""
+
+from __future__ import annotations
+
+from servicekit import logs
+from servicekit.web import create_service_app
+
+
+def create_app(config: dict | None = None):
+    """Create the routing app (unit directory and assignments API)."""
+    from routing import assignments, models, units
+
+    logs.configure("routing")
+
+    def register(app, api):
+        api.register_blueprint(assignments.blp)
+        api.register_blueprint(units.blp)
+
+    return create_service_app(
+        "routing",
+        title="Night Talk routing",
+        description="The linkage (联动): the unit directory and the cases handed to units.",
+        metadata=models.metadata,
+        config=config,
+        register=register,
+    )

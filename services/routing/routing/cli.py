@@ -1,0 +1,109 @@
+"""``nighttalk routing``: migrate, api, relay, consume, and seed (the unit directory)."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from servicekit.commands import service_group
+
+
+def _metadata():
+    from routing.models import metadata
+
+    return metadata
+
+
+def _handlers(runtime):
+    from routing.handlers import handlers
+
+    return handlers(runtime)
+
+
+def _consumer_setup(runtime):
+    from routing.partners import consumer_setup
+
+    return consumer_setup(runtime)
+
+
+group = service_group(
+    "routing",
+    package="routing",
+    port=8102,
+    metadata=_metadata,
+    handlers=_handlers,
+    consumer_setup=_consumer_setup,
+)
+
+
+def _connect_with_retry(wait: float):
+    """Connect to ``AMQP_URL``, retrying with backoff for up to ``wait`` seconds."""
+    import pika.exceptions
+
+    from eventbus.connection import connect
+    from eventbus.consumer import backoff
+
+    deadline = time.monotonic() + wait
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return connect()
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            delay = backoff(attempt, base=1.0, cap=5.0)
+            if time.monotonic() + delay > deadline:
+                raise click.ClickException(f"broker unreachable: {exc.__class__.__name__}") from exc
+            time.sleep(delay)
+
+
+@group.command()
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="A unit directory file (default: the units named in the source, shipped with routing).",
+)
+@click.option(
+    "--broker-wait",
+    type=click.FloatRange(0, 600),
+    default=60.0,
+    show_default=True,
+    help="Seconds to keep trying to reach the broker (AMQP_URL) before giving up.",
+)
+def seed(path: str | None, broker_wait: float) -> None:
+    """Load the unit directory (an upsert) and declare each active unit's partner queue.
+
+    Running it again changes nothing; edit the file and run it to add, change or
+    retire (``"active": false``) units.
+    """
+    from routing import directory, models
+    from routing.partners import declare_partner_queues
+    from servicekit.runtime import make_runtime
+
+    try:
+        records = directory.load_units(path)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    runtime = make_runtime("routing", models.metadata)
+    try:
+        with runtime.sessions() as session:
+            try:
+                result = directory.seed(session, records)
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from exc
+            session.commit()
+            codes = directory.active_codes(session)
+    finally:
+        runtime.close()
+    click.echo(
+        f"routing: unit directory seeded ({result.added} added, {result.updated} updated, "
+        f"{result.unchanged} unchanged)"
+    )
+    conn = _connect_with_retry(broker_wait)
+    try:
+        queues = declare_partner_queues(conn.channel(), codes)
+    finally:
+        conn.close()
+    click.echo(f"routing: {len(queues)} partner queues declared")

@@ -1,0 +1,259 @@
+"""The unit directory (联动单位): load it from data, seed it, walk its hierarchy.
+
+The hierarchy is city → county/district → township, held by each unit's ``parent``.
+Routing only ever walks *up* it (a unit's ancestors), so "is X in Y's subtree" is
+answered without loading the whole directory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from routing.models import CITY, CITY_AREA, COUNTY, LEVELS, TOWNSHIP, Unit
+
+UNIT_CODE = validate.Regexp(
+    r"^[a-z0-9][a-z0-9-]{0,62}$", error="must be a unit code such as 'lw-buwen'"
+)
+# Deeper than any real hierarchy: a longer walk up means the parents form a loop.
+MAX_DEPTH = 16
+
+# The level a unit's parent may have: a township sits under a county, a county-level
+# unit under the city or its county government, a city department under the city.
+PARENT_LEVELS = {CITY: {CITY}, COUNTY: {CITY, COUNTY}, TOWNSHIP: {COUNTY}}
+
+
+class UnitLike(Protocol):
+    code: str
+    parent: str | None
+    level: str
+    active: bool
+
+
+class Directory(Protocol):
+    """Where routing looks units up: the database in service, a dict in unit tests."""
+
+    def get(self, code: str) -> UnitLike | None:
+        """Return the unit with this code, or None."""
+
+
+class SessionDirectory:
+    """The directory as the database holds it, read through a session's identity map."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, code: str) -> Unit | None:
+        return self.session.get(Unit, code)
+
+
+@dataclass(frozen=True)
+class UnitRecord:
+    """A unit as the data file or a test describes it."""
+
+    code: str
+    name: str
+    level: str
+    parent: str | None
+    area: str
+    leader: str | None = None
+    active: bool = True
+
+
+class MemoryDirectory:
+    """A directory held in a dict (data files being checked, unit tests)."""
+
+    def __init__(self, units: Iterable[UnitLike]) -> None:
+        self.units = {unit.code: unit for unit in units}
+
+    def get(self, code: str) -> UnitLike | None:
+        return self.units.get(code)
+
+
+class _Layered:
+    """Look units up in ``first``, then in ``then`` (records being loaded over the database)."""
+
+    def __init__(self, first: Directory, then: Directory | None) -> None:
+        self.first = first
+        self.then = then
+
+    def get(self, code: str) -> UnitLike | None:
+        unit = self.first.get(code)
+        if unit is None and self.then is not None:
+            unit = self.then.get(code)
+        return unit
+
+
+class HierarchyError(ValueError):
+    """The parents of the directory form a loop or point at no unit."""
+
+
+def ancestors(directory: Directory, code: str) -> Iterator[UnitLike]:
+    """Yield the units above ``code``, its parent first, up to the root."""
+    seen = {code}
+    unit = directory.get(code)
+    while unit is not None and unit.parent is not None:
+        if unit.parent in seen or len(seen) > MAX_DEPTH:
+            raise HierarchyError(f"the parents of {code!r} form a loop")
+        seen.add(unit.parent)
+        unit = directory.get(unit.parent)
+        if unit is None:
+            return
+        yield unit
+
+
+def in_subtree(directory: Directory, code: str, root: str) -> bool:
+    """Return True if ``code`` is ``root`` itself or one of its sub-units, at any depth."""
+    if code == root:
+        return True
+    return any(unit.code == root for unit in ancestors(directory, code))
+
+
+def area_of(directory: Directory, unit: UnitLike) -> str:
+    """Return the area a unit sits in: its topmost county-level unit, else "city"."""
+    chain = [unit, *ancestors(directory, unit.code)]
+    counties = [u.code for u in chain if u.level == COUNTY]
+    return counties[-1] if counties else CITY_AREA
+
+
+# -- the data file ---------------------------------------------------------------------
+
+
+class UnitRecordSchema(Schema):
+    code = fields.String(required=True, validate=UNIT_CODE)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    level = fields.String(required=True, validate=validate.OneOf(LEVELS))
+    parent = fields.String(load_default=None, allow_none=True, validate=UNIT_CODE)
+    area = fields.String(required=True, validate=UNIT_CODE)
+    leader = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=50))
+    active = fields.Boolean(load_default=True)
+
+
+class DirectoryFileSchema(Schema):
+    # "_comment" lets the data file say what it is; nothing else is accepted.
+    comment = fields.String(data_key="_comment")
+    units = fields.List(
+        fields.Nested(UnitRecordSchema), required=True, validate=validate.Length(min=1, max=10_000)
+    )
+
+    @validates_schema
+    def _distinct_codes(self, data, **kwargs):
+        counts = Counter(unit["code"] for unit in data.get("units", []))
+        duplicates = sorted(code for code, count in counts.items() if count > 1)
+        if duplicates:
+            raise ValidationError(f"units listed twice: {', '.join(duplicates)}", "units")
+
+
+def default_file() -> Path:
+    """Return the directory shipped with the package (the units named in the source)."""
+    return Path(str(resources.files("routing") / "data" / "units.json"))
+
+
+def load_units(path: str | Path | None = None) -> list[UnitRecord]:
+    """Read and check a directory file; raise ValueError saying what is wrong in it."""
+    raw = json.loads(Path(path or default_file()).read_text(encoding="utf-8"))
+    try:
+        data = DirectoryFileSchema().load(raw)
+    except ValidationError as exc:
+        raise ValueError(f"invalid unit directory: {exc.messages}") from exc
+    return [UnitRecord(**unit) for unit in data["units"]]
+
+
+def check_hierarchy(records: list[UnitRecord], known: Directory | None = None) -> None:
+    """Refuse records whose parents are unknown, loop, skip levels, or mismatch the area.
+
+    ``known`` holds units already in the database, which records may name as parents.
+    """
+    both = _Layered(MemoryDirectory(records), known)
+    problems = []
+    for record in records:
+        if record.parent is None:
+            if record.level != CITY:
+                problems.append(f"{record.code}: only a city-level unit may have no parent")
+            elif record.area != CITY_AREA:
+                problems.append(f"{record.code}: the area of a root unit is {CITY_AREA!r}")
+            continue
+        parent = both.get(record.parent)
+        if parent is None:
+            problems.append(f"{record.code}: parent {record.parent!r} is no unit")
+            continue
+        if parent.level not in PARENT_LEVELS[record.level]:
+            problems.append(
+                f"{record.code}: a {record.level}-level unit cannot sit under "
+                f"the {parent.level}-level unit {parent.code}"
+            )
+        try:
+            area = area_of(both, record)
+        except HierarchyError as exc:
+            problems.append(f"{record.code}: {exc}")
+            continue
+        if record.area != area:
+            problems.append(f"{record.code}: area is {area!r} by its parents, not {record.area!r}")
+    if problems:
+        raise ValueError("invalid unit directory: " + "; ".join(problems))
+
+
+# -- seeding -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    added: int
+    updated: int
+    unchanged: int
+
+
+_FIELDS = ("name", "level", "parent", "area", "leader", "active")
+
+
+def _depth_first(records: list[UnitRecord]) -> list[UnitRecord]:
+    # Parents before children, so each parent row exists when its child is written.
+    by_code = {r.code: r for r in records}
+
+    def depth(record: UnitRecord) -> int:
+        steps = 0
+        while record.parent in by_code and steps <= MAX_DEPTH:
+            record = by_code[record.parent]
+            steps += 1
+        return steps
+
+    return sorted(records, key=depth)
+
+
+def seed(session: Session, records: list[UnitRecord]) -> SeedResult:
+    """Upsert units into the directory; running it twice changes nothing.
+
+    Units absent from ``records`` are left as they are: retiring a unit is done by
+    listing it with ``"active": false``, so past assignments keep their unit.
+    """
+    check_hierarchy(records, SessionDirectory(session))
+    added = updated = unchanged = 0
+    for record in _depth_first(records):
+        unit = session.get(Unit, record.code)
+        values: Mapping[str, Any] = {name: getattr(record, name) for name in _FIELDS}
+        if unit is None:
+            session.add(Unit(code=record.code, **values))
+            session.flush()
+            added += 1
+        elif any(getattr(unit, name) != value for name, value in values.items()):
+            for name, value in values.items():
+                setattr(unit, name, value)
+            session.flush()
+            updated += 1
+        else:
+            unchanged += 1
+    return SeedResult(added, updated, unchanged)
+
+
+def active_codes(session: Session) -> list[str]:
+    """Return the codes of every active unit, sorted."""
+    return list(session.scalars(select(Unit.code).where(Unit.active).order_by(Unit.code)))
