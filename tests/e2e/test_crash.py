@@ -76,15 +76,22 @@ def _assignments_per_case(system, case_ids):
     return {case_id: counts.get(case_id, 0) for case_id in case_ids}
 
 
-def _drain_partner(system, expected: int, timeout: float = 60.0):
-    got = testing.get_messages(
-        system.amqp_url, "partner.xc-zhishan", count=expected, timeout=timeout
-    )
-    # A crash between the broker's confirm and marking the row sent can publish a row
-    # twice; it is the same event (same ce-id), which a partner recognises.
-    return [props.headers["ce-subject"] for _, props, _ in got], [
-        props.message_id for _, props, _ in got
-    ]
+def _drain_partner(system, case_ids, timeout: float = 60.0) -> dict[str, set[str]]:
+    """Read the partner queue until every case has arrived; return event ids per case.
+
+    Copies of earlier tests' cases (a relay may still publish one) are read and ignored.
+    """
+    expected = set(case_ids)
+    ids: dict[str, set[str]] = {}
+    deadline = time.monotonic() + timeout
+    while not expected <= ids.keys() and time.monotonic() < deadline:
+        for _, props, _ in testing.get_messages(
+            system.amqp_url, "partner.xc-zhishan", count=len(expected), timeout=2
+        ):
+            subject = props.headers["ce-subject"]
+            if subject in expected:
+                ids.setdefault(subject, set()).add(props.message_id)
+    return ids
 
 
 def _wait_all_routed(system, case_ids, timeout=90.0):
@@ -107,7 +114,6 @@ def _kill_a_worker(system, name: str) -> None:
 
 @pytest.mark.parametrize("victim", ["routing-consume", "intake-api"])
 def test_kill_9_mid_stream_loses_and_duplicates_nothing(system, victim):
-    testing.get_messages(system.amqp_url, "partner.xc-zhishan", count=10**6, timeout=1)
     accepted: list[dict] = []
     prefix = f"crash-{victim}-{uuid.uuid4().hex[:6]}"
     poster = threading.Thread(target=_stream, args=(system, accepted, prefix))
@@ -132,6 +138,8 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(system, victim):
     doubled = [c for c, n in counts.items() if n > 1]
     assert (lost, doubled) == ([], [])
 
-    subjects, ids = _drain_partner(system, VISITS)
-    assert set(subjects) == set(case_ids)  # every case reached its partner
-    assert len(set(ids)) == VISITS  # and no case under two different event ids
+    ids = _drain_partner(system, case_ids)
+    assert set(ids) == set(case_ids)  # every case reached its partner
+    # A crash between the broker's confirm and marking the row sent can publish a row
+    # twice; it is then the same event (same ce-id), which a partner recognises.
+    assert [case for case, event_ids in ids.items() if len(event_ids) > 1] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import uuid
 from typing import Any
 
@@ -27,9 +28,12 @@ def iso(value: dt.datetime | str | None) -> str | None:
     return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
+_numbers = itertools.count(1)
+
+
 def new_case(unit: str = "city-org", seq: int | None = None) -> tuple[str, str]:
-    """Return a fresh (case id, case number) pair."""
-    seq = seq if seq is not None else uuid.uuid4().int % 10000
+    """Return a fresh (case id, case number) pair, its number unique in the test session."""
+    seq = seq if seq is not None else next(_numbers)
     return str(uuid.uuid4()), f"{unit}-20261215-{seq:04d}"
 
 
