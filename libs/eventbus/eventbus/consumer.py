@@ -24,7 +24,7 @@ import pika
 import pika.exceptions
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
-from eventbus import topology, tracing
+from eventbus import metrics, topology, tracing
 from eventbus.connection import connect
 from eventbus.envelope import PoisonMessage, ReceivedEvent, decode
 from eventbus.names import service_queue
@@ -165,6 +165,7 @@ class Consumer:
             if delivery is None:
                 return
             outcome = self._handle(delivery)
+            metrics.EVENTS_CONSUMED.labels(self.service, delivery.routing_key, outcome).inc()
             try:
                 conn.add_callback_threadsafe(
                     functools.partial(self._settle, channel, delivery, outcome)
@@ -215,6 +216,9 @@ class Consumer:
                 try:
                     started = time.perf_counter()
                     self._apply(handler, event)
+                    metrics.EVENT_PROCESSING.labels(self.service, delivery.routing_key).observe(
+                        time.perf_counter() - started
+                    )
                     log.info(
                         "event applied",
                         extra={

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from eventbus import inbox, outbox
+from eventbus import inbox, metrics, names, outbox
 from eventbus.envelope import OutgoingEvent
 from eventbus.outbox import Outbox
 
@@ -56,6 +56,11 @@ class UnitOfWork:
         for event in events:
             outbox.add(self.session, self._outbox.table, event)
         self.session.commit()
+        for event in events:
+            if event.exchange == names.EVENTS_EXCHANGE:  # partner copies are not new facts
+                metrics.EVENTS_PUBLISHED.labels(
+                    self._outbox.service, names.routing_key_of(event.headers["ce-type"])
+                ).inc()
         ids = [event.event_id for event in events]
         try:
             self._outbox.publish_committed(ids)

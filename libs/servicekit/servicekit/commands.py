@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 import click
 from sqlalchemy import MetaData
 
+from eventbus import metrics
 from eventbus import relay as outbox_relay
 from eventbus.consumer import Consumer, Handler
 from servicekit import logs, migrations
@@ -102,6 +103,7 @@ def service_group(
         """Publish outbox rows that a crash or a broker outage left unsent."""
         stop = stop_on_signals()
         runtime = make_runtime(service, metadata())
+        metrics.serve_if_configured(runtime.outbox)
         try:
             outbox_relay.run(runtime.outbox, stop, interval=interval, grace=grace)
         finally:
@@ -115,6 +117,7 @@ def service_group(
             """Consume this service's queue until stopped."""
             stop = stop_on_signals()
             runtime = make_runtime(service, metadata())
+            metrics.serve_if_configured()
             consumer = Consumer(
                 service=service,
                 handlers=handlers(runtime),

@@ -44,4 +44,4 @@ def readyz():
 @blp.get("/metrics")
 def metrics_view():
     """Expose Prometheus metrics of every worker of this service."""
-    return metrics.render()
+    return metrics.render(current_app.extensions["runtime"].outbox)

@@ -23,6 +23,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from eventbus.metrics import OutboxCollector
+
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests answered.", ["service", "method", "endpoint", "status"]
 )
@@ -34,14 +36,20 @@ HTTP_DURATION = Histogram(
 )
 
 
-def render() -> Response:
-    """Return every worker's metrics in the Prometheus text format."""
+def render(outbox=None) -> Response:
+    """Return every worker's metrics, and the outbox backlog, in the Prometheus text format."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    body = generate_latest(registry)
+    if outbox is not None:
+        # Read from the database at scrape time, once, whatever the number of workers.
+        extra = CollectorRegistry()
+        extra.register(OutboxCollector(outbox))
+        body += generate_latest(extra)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
 def init_app(app: Flask, service: str) -> None:

@@ -351,3 +351,13 @@ def test_registration_commits_even_when_the_broker_is_away(database_url, bearer,
     engine.dispose()
     assert unsent == 6  # all kept for the relay
     app.extensions["runtime"].close()
+
+
+def test_metrics_count_events_and_report_the_outbox(client, bearer, visit_body):
+    client.post("/v1/visits", json=visit_body, headers=bearer())
+    text = client.get("/metrics").get_data(as_text=True)
+    assert re.search(
+        r'nighttalk_events_published_total\{event="case.registered",service="intake"\} [1-9]', text
+    )
+    assert re.search(r'nighttalk_outbox_backlog\{service="intake"\} \d', text)
+    assert "nighttalk_outbox_oldest_age_seconds" in text
