@@ -55,7 +55,7 @@ class System:
 
     def start(self, name: str) -> subprocess.Popen:
         """Start (or restart) one process by name, e.g. ``routing-consume``."""
-        service, command = name.split("-", 1)
+        service, command, *_instance = name.split("-")  # e.g. routing-consume-2
         argv = [NIGHTTALK, service, command]
         if command == "api":
             argv += ["--port", str(self.ports[service]), "--host", "127.0.0.1"]
@@ -72,6 +72,13 @@ class System:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
+    def stop(self, name: str) -> None:
+        """Stop one process gracefully (SIGTERM), as an operator scaling down would."""
+        proc = self.processes.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
 
     def stop_all(self) -> None:
         for proc in self.processes.values():
