@@ -1,6 +1,13 @@
-"""``nighttalk supervision``: migrate, api, relay, consume."""
+"""``nighttalk supervision``: migrate, api, relay, consume, sweep, scheduler."""
 
-from servicekit.commands import service_group
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import click
+
+from servicekit.commands import service_group, stop_on_signals
 
 
 def _metadata():
@@ -18,3 +25,75 @@ def _handlers(runtime):
 group = service_group(
     "supervision", package="supervision", port=8103, metadata=_metadata, handlers=_handlers
 )
+
+
+class Instant(click.ParamType):
+    """An ISO 8601 instant with its offset (``2027-01-15T09:00:00+08:00``)."""
+
+    name = "instant"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dt.datetime):
+            return value
+        try:
+            instant = dt.datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 instant", param, ctx)
+        if instant.tzinfo is None:
+            self.fail(f"{value!r} has no offset: say +08:00 or Z", param, ctx)
+        return instant
+
+
+@group.command()
+@click.option(
+    "--as-of",
+    "as_of",
+    type=Instant(),
+    default=None,
+    help="Fire the ladder steps due at this instant (default: now).",
+)
+@click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True)
+def sweep(as_of: dt.datetime | None, batch: int) -> None:
+    """Run the escalation ladder once: fire every step due as of an instant."""
+    from servicekit.runtime import make_runtime
+    from supervision.ladder import sweep as run_sweep
+
+    runtime = make_runtime("supervision", _metadata())
+    try:
+        result = run_sweep(runtime, as_of or dt.datetime.now(dt.UTC), batch=batch)
+    finally:
+        runtime.close()
+    click.echo(json.dumps({"fired": result.fired, "total": result.total}, sort_keys=True))
+
+
+@group.command()
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.1, 3600),
+    default=60.0,
+    show_default=True,
+    envvar="SUPERVISION_SWEEP_INTERVAL",
+    help="Seconds between sweeps (env SUPERVISION_SWEEP_INTERVAL).",
+)
+@click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True)
+def scheduler(interval: float, batch: int) -> None:
+    """Run the escalation ladder continuously; replicas never fire a step twice."""
+    import logging
+
+    from servicekit.runtime import make_runtime
+    from supervision.ladder import sweep as run_sweep
+
+    log = logging.getLogger("supervision.scheduler")
+    stop = stop_on_signals()
+    runtime = make_runtime("supervision", _metadata())
+    try:
+        while not stop.is_set():
+            try:
+                result = run_sweep(runtime, dt.datetime.now(dt.UTC), batch=batch)
+                if result.total:
+                    log.info("sweep fired ladder steps", extra={"fired": result.fired})
+            except Exception:  # noqa: BLE001 - a failed sweep is retried at the next tick
+                log.exception("sweep failed; retrying at the next interval")
+            stop.wait(interval)
+    finally:
+        runtime.close()

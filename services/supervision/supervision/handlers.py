@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from eventbus.envelope import ReceivedEvent
 from eventbus.unit_of_work import UnitOfWork
-from supervision import models, payloads
+from supervision import ladder, models, payloads
 
 Handler = Callable[[UnitOfWork, ReceivedEvent], None]
 
@@ -144,6 +144,7 @@ def on_case_resolved_on_spot(uow: UnitOfWork, event: ReceivedEvent) -> None:
         return
     case = case_for_update(uow.session, data["case_id"], data["case_number"], data["unit"])
     case.record_resolution_on_spot(data)
+    ladder.stop_clock(uow.session, case)
     case.updated_at = now()
 
 
@@ -171,8 +172,30 @@ def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
     case = case_for_update(
         uow.session, data["case_id"], data["case_number"], data["receiving_unit"]
     )
+    before = (case.assignment_id, case.due_at, case.status)
     case.record_routing(data)
+    _apply_early_extensions(uow.session, case)
+    if (case.assignment_id, case.due_at, case.status) != before:
+        ladder.restart_clock(uow.session, case)
     case.updated_at = now()
+
+
+def _apply_early_extensions(session: Session, case: models.SupervisedCase) -> None:
+    """Apply extensions of the case's assignment that arrived before its case.routed."""
+    entry = models.TimelineEntry
+    granted = session.scalars(
+        select(entry).where(
+            entry.case_id == case.case_id, entry.event_type == "assignment.extension_granted"
+        )
+    ).all()
+    for item in granted:
+        if item.summary.get("assignment_id") == case.assignment_id and item.summary.get("due_at"):
+            case.record_extension(
+                {
+                    "assignment_id": item.summary["assignment_id"],
+                    "due_at": dt.datetime.fromisoformat(item.summary["due_at"]),
+                }
+            )
 
 
 def on_visit_followed_up(uow: UnitOfWork, event: ReceivedEvent) -> None:
@@ -216,6 +239,89 @@ def on_visit_registered(uow: UnitOfWork, event: ReceivedEvent) -> None:
     )
 
 
+def _assignment_summary(data: dict[str, Any]) -> dict[str, Any]:
+    summary = {
+        "case_number": data["case_number"],
+        "assignment_id": data["assignment_id"],
+        "unit": data["unit"],
+        "by": data.get("by"),
+    }
+    for key in ("reason", "note", "answer", "to_unit", "supervising_unit", "granted_by"):
+        if data.get(key) is not None:
+            summary[key] = data[key]
+    if data.get("due_at") is not None:
+        summary["due_at"] = iso(data["due_at"])
+    return summary
+
+
+def _assignment_handler(event_type: str, schema=payloads.AssignmentEvent, apply=None) -> Handler:
+    """Return the handler of one assignment event: on the timeline, then ``apply`` to the case."""
+
+    def handle(uow: UnitOfWork, event: ReceivedEvent) -> None:
+        data = payloads.load(schema(), event, "case_id")
+        if not record_on_timeline(
+            uow.session,
+            event,
+            event_type=event_type,
+            case_id=data["case_id"],
+            occurred_at=data["occurred_at"],
+            summary=_assignment_summary(data),
+        ):
+            return
+        if apply is None:
+            return
+        case = case_for_update(uow.session, data["case_id"], data["case_number"], data["unit"])
+        apply(uow.session, case, data)
+        case.updated_at = now()
+
+    handle.__name__ = f"on_{event_type.replace('.', '_')}"
+    handle.__doc__ = f"Apply routing's {event_type} to the case's timeline and clock."
+    return handle
+
+
+def _resolve(session: Session, case: models.SupervisedCase, data: dict[str, Any]) -> None:
+    """Stop the clock: the responsible unit resolved the case."""
+    if case.record_resolution(data):
+        ladder.stop_clock(session, case)
+
+
+def _extend(session: Session, case: models.SupervisedCase, data: dict[str, Any]) -> None:
+    """Move the clock to the new due date the extension grants."""
+    if case.record_extension(data):
+        ladder.restart_clock(session, case)
+
+
+def on_unit_changed(uow: UnitOfWork, event: ReceivedEvent) -> None:
+    """Keep supervision's copy of routing's unit directory; only a newer revision applies."""
+    data = payloads.load(payloads.UnitChanged(), event, "code")
+    session = uow.session
+    values = {
+        "code": data["code"],
+        "name": data["name"],
+        "level": data["level"],
+        "parent": data["parent"],
+        "area": data["area"],
+        "leader": data["leader"],
+        "active": data["active"],
+        "revision": data["revision"],
+        "updated_at": now(),
+    }
+    session.execute(
+        _insert(session)(models.Unit.__table__)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["code"])
+    )
+    unit = session.scalars(
+        select(models.Unit)
+        .where(models.Unit.code == data["code"])
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    if data["revision"] > unit.revision:
+        for key, value in values.items():
+            setattr(unit, key, value)
+
+
 def handlers(runtime=None) -> Mapping[str, Handler]:
     """Return the handler of each routing key supervision's queue is bound to."""
     return {
@@ -224,4 +330,14 @@ def handlers(runtime=None) -> Mapping[str, Handler]:
         "case.routed": on_case_routed,
         "visit.registered": on_visit_registered,
         "visit.followed_up": on_visit_followed_up,
+        "unit.changed": on_unit_changed,
+        "assignment.accepted": _assignment_handler("assignment.accepted"),
+        "assignment.returned": _assignment_handler("assignment.returned"),
+        "assignment.transferred": _assignment_handler("assignment.transferred"),
+        "assignment.progressed": _assignment_handler("assignment.progressed"),
+        "assignment.arbitration_requested": _assignment_handler("assignment.arbitration_requested"),
+        "assignment.resolved": _assignment_handler("assignment.resolved", apply=_resolve),
+        "assignment.extension_granted": _assignment_handler(
+            "assignment.extension_granted", payloads.ExtensionGranted, _extend
+        ),
     }

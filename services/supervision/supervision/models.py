@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, Integer, MetaData, String
+from sqlalchemy import JSON, Boolean, CheckConstraint, Index, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from eventbus.tables import add_event_tables
@@ -28,15 +28,16 @@ metadata = MetaData(
 )
 add_event_tables(metadata)
 
-# Case statuses. Later steps (resolved, closed, reopened) join this ladder.
+# Case statuses. Later steps (closed, reopened) join this ladder.
 OPEN = "open"
 ROUTED = "routed"
 RESOLVED_ON_SPOT = "resolved_on_spot"
-STATUSES = (OPEN, ROUTED, RESOLVED_ON_SPOT)
+RESOLVED = "resolved"
+STATUSES = (OPEN, ROUTED, RESOLVED_ON_SPOT, RESOLVED)
 
 # How far along each status is: a case only moves to a status further along, so a late
 # case.registered never turns a routed case back to open.
-_PROGRESS = {OPEN: 0, ROUTED: 1, RESOLVED_ON_SPOT: 2}
+_PROGRESS = {OPEN: 0, ROUTED: 1, RESOLVED_ON_SPOT: 2, RESOLVED: 2}
 
 
 class Base(DeclarativeBase):
@@ -69,6 +70,12 @@ class SupervisedCase(Base):
     # The earlier open case of the same visitor and category (a repeat visit, 重复来访).
     repeat_of: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    # The deadline clock: each start or move of the clock is a new generation, and the
+    # ladder's steps fire once per generation (see ladder.py).
+    clock_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The furthest ladder step fired on the current clock (its position; 0 = none yet).
+    ladder_position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ladder_step: Mapped[str | None] = mapped_column(String(30))
 
     # The deadline sweep looks for unresolved cases by due date.
     __table_args__ = (Index("ix_supervised_cases_status_due", "status", "due_at"),)
@@ -108,6 +115,31 @@ class SupervisedCase(Base):
         if self.status != RESOLVED_ON_SPOT:
             self.due_at = data["due_at"]
         self._advance(ROUTED)
+
+    def record_resolution(self, data: dict[str, Any]) -> bool:
+        """Apply routing's assignment.resolved; return True if it resolved the case.
+
+        Only the assignment in force resolves the case: the answer of an assignment that
+        was transferred away is history on the timeline, not the case's resolution.
+        """
+        if self.assignment_id not in (None, data["assignment_id"]):
+            return False
+        if self.status in (RESOLVED, RESOLVED_ON_SPOT):
+            return False
+        self.assignment_id = data["assignment_id"]
+        self.responsible_unit = self.responsible_unit or data["unit"]
+        self.resolved_at = data["occurred_at"]
+        self._advance(RESOLVED)
+        return True
+
+    def record_extension(self, data: dict[str, Any]) -> bool:
+        """Apply routing's assignment.extension_granted; return True if the due date moved."""
+        if self.assignment_id != data["assignment_id"] or self.status != ROUTED:
+            return False
+        if self.due_at is not None and data["due_at"] <= self.due_at:
+            return False  # an extension only ever extends; an older grant arriving late is past
+        self.due_at = data["due_at"]
+        return True
 
     def record_resolution_on_spot(self, data: dict[str, Any]) -> None:
         """Apply intake's case.resolved_on_spot: answered at the desk, so no clock runs."""
@@ -162,3 +194,88 @@ class VisitRecord(Base):
     recorded_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("ix_visit_records_unit_received", "unit", "received_at"),)
+
+
+class Unit(Base):
+    """A unit of routing's directory (联动单位), copied from its unit.changed events."""
+
+    __tablename__ = "units"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    level: Mapped[str] = mapped_column(String(20))
+    parent: Mapped[str | None] = mapped_column(String(64), index=True)
+    area: Mapped[str | None] = mapped_column(String(64))
+    leader: Mapped[str | None] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # routing's revision of the unit: only a newer one is applied.
+    revision: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+# What a ladder step publishes.
+STEP_EVENTS = ("warning", "overdue", "escalated")
+# Who supervises an escalated case: the responsible unit's leader, or the city's.
+SUPERVISED_BY = ("unit", "city")
+
+
+class LadderStep(Base):
+    """One step of the escalation ladder (督办阶梯), kept as data so operators can change it.
+
+    A step comes due either at a share of the case's term (``percent_of_term``: 80 = when
+    80 % of the time from routing to the due date has passed) or some time after the due
+    date (``months_after_due`` and ``days_after_due``).
+    """
+
+    __tablename__ = "ladder_steps"
+
+    step: Mapped[str] = mapped_column(String(30), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, unique=True)
+    event: Mapped[str] = mapped_column(String(20))
+    level: Mapped[int | None] = mapped_column(Integer)
+    percent_of_term: Mapped[int | None] = mapped_column(Integer)
+    months_after_due: Mapped[int | None] = mapped_column(Integer)
+    days_after_due: Mapped[int | None] = mapped_column(Integer)
+    supervised_by: Mapped[str | None] = mapped_column(String(10))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        CheckConstraint(
+            "(percent_of_term IS NULL) <> (months_after_due IS NULL AND days_after_due IS NULL)",
+            name="one_basis",
+        ),
+    )
+
+
+class ClockTimer(Base):
+    """A ladder step still to fire on one clock of a case, at ``fire_at``.
+
+    Written when the clock starts or moves, deleted when it stops or the step fires; the
+    sweep reads only the timers that are due, by the ``fire_at`` index.
+    """
+
+    __tablename__ = "clock_timers"
+
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    step: Mapped[str] = mapped_column(String(30), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fire_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class LadderFiring(Base):
+    """A ladder step that fired on one clock of a case: the proof that it fires only once.
+
+    Inserted in the same transaction as the step's outbox row; its primary key refuses a
+    second firing of the same step on the same clock, whichever sweep tries.
+    """
+
+    __tablename__ = "ladder_firings"
+
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    step: Mapped[str] = mapped_column(String(30), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    due_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    fire_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    fired_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

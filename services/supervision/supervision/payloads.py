@@ -118,6 +118,42 @@ class VisitFollowedUp(_Payload):
     received_at = instant(required=True)
 
 
+class AssignmentEvent(_Payload):
+    """The fields every ``assignment.*`` event of routing carries."""
+
+    case_id = identifier(required=True)
+    case_number = fields.String(required=True, validate=CASE_NUMBER)
+    assignment_id = identifier(required=True)
+    unit = unit_code(required=True)
+    occurred_at = instant(required=True)
+    by = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=100))
+    reason = fields.String(allow_none=True, validate=validate.Length(max=2000))
+    note = fields.String(allow_none=True, validate=validate.Length(max=2000))
+    answer = fields.String(allow_none=True, validate=validate.Length(max=4000))
+    to_unit = unit_code(allow_none=True)
+    supervising_unit = unit_code(allow_none=True)
+    granted_by = fields.String(allow_none=True, validate=validate.Length(max=100))
+
+
+class ExtensionGranted(AssignmentEvent):
+    """routing's ``assignment.extension_granted``: the new due date is required."""
+
+    due_at = instant(required=True)
+
+
+class UnitChanged(_Payload):
+    """routing's ``unit.changed``: a full snapshot of one unit of the directory."""
+
+    code = unit_code(required=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    level = fields.String(required=True, validate=validate.OneOf(["city", "county", "township"]))
+    parent = unit_code(allow_none=True, load_default=None)
+    area = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=64))
+    leader = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=100))
+    active = fields.Boolean(load_default=True)
+    revision = fields.Integer(strict=True, required=True, validate=validate.Range(min=0))
+
+
 def load(schema: Schema, event: ReceivedEvent, subject_field: str) -> dict[str, Any]:
     """Return the event's data as the schema reads it, or raise PoisonMessage saying why.
 

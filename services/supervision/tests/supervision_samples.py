@@ -205,13 +205,14 @@ def consume(runtime: Runtime, event: OutgoingEvent) -> None:
 
 
 def case_row(runtime: Runtime, case_id: str) -> dict[str, Any] | None:
-    """Return the supervised case as a dict of its columns, without the bookkeeping time."""
+    """Return the supervised case as a dict of its columns, without the bookkeeping ones."""
     with runtime.sessions() as session:
         case = session.get(models.SupervisedCase, case_id)
         if case is None:
             return None
         row = {c.name: getattr(case, c.name) for c in models.SupervisedCase.__table__.columns}
-    row.pop("updated_at")
+    for bookkeeping in ("updated_at", "clock_generation", "ladder_position", "ladder_step"):
+        row.pop(bookkeeping)
     return row
 
 

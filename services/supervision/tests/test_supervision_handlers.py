@@ -49,6 +49,14 @@ def test_handlers_are_bound_to_the_events_supervision_follows():
         "case.routed",
         "visit.registered",
         "visit.followed_up",
+        "unit.changed",
+        "assignment.accepted",
+        "assignment.returned",
+        "assignment.transferred",
+        "assignment.progressed",
+        "assignment.resolved",
+        "assignment.extension_granted",
+        "assignment.arbitration_requested",
     }
 
 

@@ -1,0 +1,280 @@
+"""The deadline clock and the escalation ladder (督办阶梯): timers, and the sweep that fires them.
+
+When routing gives a case its due date the clock starts: one timer per active ladder step,
+each at the instant the step comes due. An extension moves the clock (a new generation with
+new timers); a resolution stops it (its timers go); a case resolved on the spot never has
+one. The sweep fires the timers that are due as of an instant, in batches claimed with
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any number of sweeps run side by side. Each
+firing inserts a ``ladder_firings`` row keyed by (case, step, generation) in the same
+transaction as its outbox row: a step fires once per clock whatever runs twice.
+
+The ladder in force when a clock starts or moves governs that clock: changing a step
+through the API applies to clocks started or moved afterwards (a case's deadlines are
+fixed when it is assigned, as its due date is).
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, select, tuple_
+from sqlalchemy.orm import Session
+
+from eventbus import envelope
+from servicekit.runtime import Runtime
+from supervision import models
+
+log = logging.getLogger(__name__)
+
+SERVICE = "supervision"
+# Months are counted on the calendar of the city (China Standard Time, no daylight saving).
+CST = dt.timezone(dt.timedelta(hours=8))
+# How many due timers one transaction claims: small enough to hold locks briefly.
+DEFAULT_BATCH = 500
+# The unit whose leader is "the city leader" when the directory names no city root.
+CITY_UNIT = "city"
+
+DEFAULT_STEPS: tuple[dict[str, Any], ...] = (
+    {"step": "warning", "position": 1, "event": "warning", "percent_of_term": 80},
+    {"step": "overdue", "position": 2, "event": "overdue", "months_after_due": 0},
+    {
+        "step": "unit-leader",
+        "position": 3,
+        "event": "escalated",
+        "level": 1,
+        "months_after_due": 1,
+        "supervised_by": "unit",
+    },
+    {
+        "step": "city-leader",
+        "position": 4,
+        "event": "escalated",
+        "level": 2,
+        "months_after_due": 3,
+        "supervised_by": "city",
+    },
+)
+
+
+def add_months(instant: dt.datetime, months: int) -> dt.datetime:
+    """Return the instant ``months`` calendar months later, on the city's calendar.
+
+    A day the target month lacks becomes its last day (31 January + 1 month = 28 February).
+    """
+    local = instant.astimezone(CST)
+    index = local.month - 1 + months
+    year, month = local.year + index // 12, index % 12 + 1
+    day = min(local.day, calendar.monthrange(year, month)[1])
+    return local.replace(year=year, month=month, day=day).astimezone(dt.UTC)
+
+
+def fire_at(step: models.LadderStep, started_at: dt.datetime, due_at: dt.datetime) -> dt.datetime:
+    """Return when a step comes due on a clock started at ``started_at`` and due at ``due_at``."""
+    if step.percent_of_term is not None:
+        term = max(due_at - started_at, dt.timedelta(0))
+        return started_at + term * step.percent_of_term / 100
+    moved = add_months(due_at, step.months_after_due or 0)
+    return moved + dt.timedelta(days=step.days_after_due or 0)
+
+
+def active_steps(session: Session) -> list[models.LadderStep]:
+    """Return the ladder's active steps in order."""
+    return list(
+        session.scalars(
+            select(models.LadderStep)
+            .where(models.LadderStep.active.is_(True))
+            .order_by(models.LadderStep.position)
+        )
+    )
+
+
+def stop_clock(session: Session, case: models.SupervisedCase) -> None:
+    """Stop the case's clock: the steps still to come never fire."""
+    session.execute(delete(models.ClockTimer).where(models.ClockTimer.case_id == case.case_id))
+
+
+def restart_clock(session: Session, case: models.SupervisedCase) -> None:
+    """Start the case's clock afresh at its due date: a new generation with its own timers."""
+    stop_clock(session, case)
+    case.clock_generation = (case.clock_generation or 0) + 1
+    case.ladder_position = 0
+    case.ladder_step = None
+    if case.status != models.ROUTED or case.due_at is None:
+        return
+    started_at = case.routed_at or case.due_at
+    for step in active_steps(session):
+        session.add(
+            models.ClockTimer(
+                case_id=case.case_id,
+                step=step.step,
+                generation=case.clock_generation,
+                fire_at=fire_at(step, started_at, case.due_at),
+            )
+        )
+
+
+@dataclass
+class SweepResult:
+    """What one sweep fired, by step."""
+
+    fired: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.fired.values())
+
+
+def _claim(session: Session, as_of: dt.datetime, batch: int) -> list[tuple[Any, ...]]:
+    """Return due timers of running clocks, locked (skipping rows another sweep holds)."""
+    timer, case = models.ClockTimer, models.SupervisedCase
+    stmt = (
+        select(
+            timer.case_id,
+            timer.step,
+            timer.generation,
+            timer.fire_at,
+            case.case_number,
+            case.responsible_unit,
+            case.due_at,
+            case.clock_generation,
+            case.status,
+        )
+        .join(case, case.case_id == timer.case_id)
+        .where(timer.fire_at <= as_of)
+        .order_by(timer.fire_at)
+        .limit(batch)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        # Lock the case too: a handler moving the clock waits for us, and we skip it.
+        stmt = stmt.with_for_update(skip_locked=True, of=[timer.__table__, case.__table__])
+    return list(session.execute(stmt))
+
+
+def _supervisors(session: Session, units: set[str]) -> dict[str, models.Unit]:
+    """Return the directory entries of the given units and of all their ancestors."""
+    found: dict[str, models.Unit] = {}
+    wanted = {u for u in units if u}
+    while wanted:
+        rows = session.scalars(select(models.Unit).where(models.Unit.code.in_(wanted))).all()
+        found.update({row.code: row for row in rows})
+        wanted = {row.parent for row in rows if row.parent and row.parent not in found}
+    return found
+
+
+def _city_of(unit: str | None, directory: dict[str, models.Unit]) -> str:
+    """Return the top of the unit's tree in the directory: the city."""
+    seen: set[str] = set()
+    while unit in directory and directory[unit].parent and unit not in seen:
+        seen.add(unit)
+        unit = directory[unit].parent
+    return unit if unit in directory else CITY_UNIT
+
+
+def _event_data(
+    step: models.LadderStep, row: Any, directory: dict[str, models.Unit]
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "case_id": row.case_id,
+        "case_number": row.case_number,
+        "unit": row.responsible_unit,
+        "due_at": row.due_at.isoformat(),
+        "occurred_at": row.fire_at.isoformat(),
+        "step": step.step,
+    }
+    if step.event == "escalated":
+        supervisor_unit = (
+            row.responsible_unit
+            if step.supervised_by == "unit"
+            else _city_of(row.responsible_unit, directory)
+        )
+        known = directory.get(supervisor_unit) if supervisor_unit else None
+        data.update(
+            level=step.level,
+            supervisor_unit=supervisor_unit,
+            supervisor=known.leader if known else None,
+        )
+    return data
+
+
+def _fire_batch(uow, as_of: dt.datetime, batch: int, result: SweepResult) -> int:
+    """Fire one claimed batch of due timers in the unit of work; return how many it claimed."""
+    session = uow.session
+    rows = _claim(session, as_of, batch)
+    if not rows:
+        return 0
+    steps = {s.step: s for s in session.scalars(select(models.LadderStep))}
+    directory = _supervisors(session, {row.responsible_unit for row in rows})
+    firings = models.LadderFiring.__table__
+    now = dt.datetime.now(dt.UTC)
+    for row in rows:
+        step = steps.get(row.step)
+        live = (
+            step is not None
+            and row.generation == row.clock_generation
+            and row.status == models.ROUTED
+            and row.due_at is not None
+        )
+        if not live:
+            continue  # a clock that moved or stopped: its timer just goes
+        outgoing = envelope.build(
+            service=SERVICE,
+            routing_key=f"case.{step.event}",
+            subject=row.case_id,
+            data=_event_data(step, row, directory),
+            time=row.fire_at,
+        )
+        inserted = session.execute(
+            _insert(session)(firings)
+            .values(
+                case_id=row.case_id,
+                step=row.step,
+                generation=row.generation,
+                event_id=outgoing.event_id,
+                due_at=row.due_at,
+                fire_at=row.fire_at,
+                fired_at=now,
+            )
+            .on_conflict_do_nothing()
+            .returning(firings.c.event_id)
+        ).first()
+        if inserted is None:
+            continue  # another sweep fired this step of this clock already
+        uow.emit(outgoing)
+        case = session.get(models.SupervisedCase, row.case_id)
+        if case is not None and step.position > (case.ladder_position or 0):
+            case.ladder_position = step.position
+            case.ladder_step = step.step
+        result.fired[step.step] = result.fired.get(step.step, 0) + 1
+        log.info(
+            "ladder step fired",
+            extra={"case_id": row.case_id, "step": step.step, "generation": row.generation},
+        )
+    keys = [(row.case_id, row.step, row.generation) for row in rows]
+    timer = models.ClockTimer
+    session.execute(
+        delete(timer).where(tuple_(timer.case_id, timer.step, timer.generation).in_(keys))
+    )
+    return len(rows)
+
+
+def _insert(session: Session):
+    from supervision.handlers import _insert as dialect_insert
+
+    return dialect_insert(session)
+
+
+def sweep(runtime: Runtime, as_of: dt.datetime, *, batch: int = DEFAULT_BATCH) -> SweepResult:
+    """Fire every ladder step due as of ``as_of``, batch by batch, each batch one transaction."""
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must carry its offset")
+    result = SweepResult()
+    while True:
+        with runtime.unit_of_work() as uow:
+            claimed = _fire_batch(uow, as_of, batch, result)
+            if not claimed:
+                return result
+            uow.commit()

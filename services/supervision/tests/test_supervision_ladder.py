@@ -1,0 +1,375 @@
+"""The deadline clock and the escalation ladder, swept ``--as-of`` chosen instants.
+
+A case routed on 2026-11-15 and due on 2026-12-15 (the city's calendar) gets its warning
+at 80 % of its term, is overdue on the due date, listed for its unit's leader a month
+later and for the city leader three months later: each exactly once, however often and
+however many sweeps run at the same time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+from supervision_samples import (
+    case_registered,
+    case_resolved_on_spot,
+    case_routed,
+    consume,
+    new_case,
+)
+
+from eventbus import envelope
+from servicekit.runtime import make_runtime
+from supervision import ladder, models
+
+CST = dt.timezone(dt.timedelta(hours=8))
+ROUTED = dt.datetime(2026, 11, 15, 9, 0, tzinfo=CST)
+DUE = dt.datetime(2026, 12, 15, 9, 0, tzinfo=CST)
+# 80 % of the 30-day term: 24 days after routing.
+WARNING_AT = dt.datetime(2026, 12, 9, 9, 0, tzinfo=CST)
+ONE_MONTH = dt.datetime(2027, 1, 15, 9, 0, tzinfo=CST)
+THREE_MONTHS = dt.datetime(2027, 3, 15, 9, 0, tzinfo=CST)
+SECOND = dt.timedelta(seconds=1)
+
+
+@pytest.fixture
+def ladder_runtime(database_url, amqp_url):
+    """Yield a runtime that publishes to the test's own vhost."""
+    runtime = make_runtime("supervision", models.metadata, database_url, amqp_url)
+    yield runtime
+    runtime.close()
+
+
+def routed_case(runtime, *, unit: str = "lw-buwen", due: dt.datetime = DUE):
+    """Register and route a case due on ``due``; return (case id, case number, assignment id)."""
+    case_id, number = new_case()
+    assignment_id = str(uuid.uuid4())
+    consume(runtime, case_registered(case_id, number))
+    consume(
+        runtime,
+        case_routed(
+            case_id, number, unit=unit, routed_at=ROUTED, due_at=due, assignment_id=assignment_id
+        ),
+    )
+    return case_id, number, assignment_id
+
+
+def assignment_event(routing_key: str, case_id: str, number: str, assignment_id: str, **data):
+    """Return one of routing's assignment.* events."""
+    occurred_at = data.pop("occurred_at", dt.datetime(2026, 12, 1, 10, 0, tzinfo=CST))
+    payload = {
+        "case_id": case_id,
+        "case_number": number,
+        "assignment_id": assignment_id,
+        "unit": "lw-buwen",
+        "occurred_at": occurred_at.isoformat(),
+        "by": "lw-buwen:clerk",
+        **data,
+    }
+    return envelope.build(
+        service="routing", routing_key=routing_key, subject=case_id, data=payload, time=occurred_at
+    )
+
+
+def unit_changed(code: str, *, parent: str | None, leader: str, revision: int = 1, **extra):
+    """Return routing's unit.changed snapshot of a unit."""
+    data = {
+        "code": code,
+        "name": code,
+        "level": extra.pop("level", "township"),
+        "parent": parent,
+        "area": "longwen",
+        "leader": leader,
+        "active": True,
+        "revision": revision,
+        **extra,
+    }
+    return envelope.build(service="routing", routing_key="unit.changed", subject=code, data=data)
+
+
+def emitted(runtime, case_id: str | None = None) -> list[tuple[str, dict]]:
+    """Return the ladder events in the outbox as (routing key, data), oldest first."""
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(text("SELECT routing_key, body FROM outbox ORDER BY position")).all()
+    events = [(key, json.loads(body)) for key, body in rows]
+    return [(k, d) for k, d in events if case_id is None or d["case_id"] == case_id]
+
+
+def steps_of(runtime, case_id: str) -> list[str]:
+    """Return the ladder steps emitted for a case, in order."""
+    return [data["step"] for _key, data in emitted(runtime, case_id)]
+
+
+def test_the_default_ladder_is_seeded_as_data(runtime):
+    with runtime.sessions() as session:
+        steps = [
+            (s.step, s.event, s.level, s.percent_of_term, s.months_after_due, s.supervised_by)
+            for s in ladder.active_steps(session)
+        ]
+    assert steps == [
+        ("warning", "warning", None, 80, None, None),
+        ("overdue", "overdue", None, None, 0, None),
+        ("unit-leader", "escalated", 1, None, 1, "unit"),
+        ("city-leader", "escalated", 2, None, 3, "city"),
+    ]
+
+
+def test_a_case_due_on_15_december_climbs_the_ladder_once_per_step(ladder_runtime):
+    runtime = ladder_runtime
+    consume(runtime, unit_changed("city", parent=None, leader="市长", level="city"))
+    consume(runtime, unit_changed("lw-buwen", parent="city", leader="步文镇党委书记"))
+    case_id, number, _ = routed_case(runtime)
+
+    assert ladder.sweep(runtime, WARNING_AT - SECOND).total == 0
+    assert steps_of(runtime, case_id) == []
+
+    assert ladder.sweep(runtime, WARNING_AT).fired == {"warning": 1}
+    assert ladder.sweep(runtime, WARNING_AT).total == 0  # repeated: nothing more
+    assert ladder.sweep(runtime, DUE - SECOND).total == 0
+    assert ladder.sweep(runtime, DUE).fired == {"overdue": 1}
+    assert ladder.sweep(runtime, ONE_MONTH - SECOND).total == 0
+    assert ladder.sweep(runtime, ONE_MONTH).fired == {"unit-leader": 1}
+    assert ladder.sweep(runtime, THREE_MONTHS - SECOND).total == 0
+    assert ladder.sweep(runtime, THREE_MONTHS).fired == {"city-leader": 1}
+    assert ladder.sweep(runtime, THREE_MONTHS + dt.timedelta(days=400)).total == 0
+
+    events = emitted(runtime, case_id)
+    assert [key for key, _ in events] == [
+        "case.warning",
+        "case.overdue",
+        "case.escalated",
+        "case.escalated",
+    ]
+    warning, overdue, level_1, level_2 = (data for _, data in events)
+    assert warning == {
+        "case_id": case_id,
+        "case_number": number,
+        "unit": "lw-buwen",
+        "due_at": DUE.astimezone(dt.UTC).isoformat(),
+        "occurred_at": WARNING_AT.astimezone(dt.UTC).isoformat(),
+        "step": "warning",
+    }
+    assert overdue["occurred_at"] == DUE.astimezone(dt.UTC).isoformat()
+    assert (level_1["level"], level_1["supervisor_unit"], level_1["supervisor"]) == (
+        1,
+        "lw-buwen",
+        "步文镇党委书记",
+    )
+    assert (level_2["level"], level_2["supervisor_unit"], level_2["supervisor"]) == (
+        2,
+        "city",
+        "市长",
+    )
+    with runtime.sessions() as session:
+        case = session.get(models.SupervisedCase, case_id)
+        assert (case.ladder_step, case.ladder_position) == ("city-leader", 4)
+
+
+def test_one_late_sweep_fires_every_step_due_once(ladder_runtime):
+    case_id, _, _ = routed_case(ladder_runtime)
+
+    result = ladder.sweep(ladder_runtime, THREE_MONTHS, batch=1)
+
+    assert result.fired == {"warning": 1, "overdue": 1, "unit-leader": 1, "city-leader": 1}
+    assert steps_of(ladder_runtime, case_id) == ["warning", "overdue", "unit-leader", "city-leader"]
+    assert ladder.sweep(ladder_runtime, THREE_MONTHS).total == 0
+
+
+def test_two_sweeps_at_the_same_time_fire_each_step_once(ladder_runtime):
+    cases = [routed_case(ladder_runtime)[0] for _ in range(30)]
+    barrier = threading.Barrier(2)
+    results = []
+
+    def run():
+        barrier.wait()
+        results.append(ladder.sweep(ladder_runtime, ONE_MONTH, batch=7))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(r.total for r in results) == 90
+    for case_id in cases:
+        assert steps_of(ladder_runtime, case_id) == ["warning", "overdue", "unit-leader"]
+    with ladder_runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(models.LadderFiring)) == 90
+
+
+def test_two_sweep_processes_at_the_same_time_fire_each_step_once(
+    ladder_runtime, database_url, amqp_url
+):
+    cases = [routed_case(ladder_runtime)[0] for _ in range(20)]
+    env = {**os.environ, "SUPERVISION_DATABASE_URL": database_url, "AMQP_URL": amqp_url}
+    command = [
+        str(Path(sys.executable).with_name("nighttalk")),
+        "supervision",
+        "sweep",
+        "--as-of",
+        THREE_MONTHS.isoformat(),
+        "--batch",
+        "5",
+    ]
+    processes = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    totals = [json.loads(out.decode().strip().splitlines()[-1])["total"] for out, _ in outputs]
+    assert sum(totals) == 80
+    for case_id in cases:
+        assert steps_of(ladder_runtime, case_id) == [
+            "warning",
+            "overdue",
+            "unit-leader",
+            "city-leader",
+        ]
+    # And a third, repeated: nothing.
+    again = subprocess.run(command, env=env, capture_output=True, check=True)
+    assert json.loads(again.stdout.decode().strip().splitlines()[-1]) == {"fired": {}, "total": 0}
+
+
+def test_a_firing_already_recorded_is_not_emitted_again(ladder_runtime):
+    """The unique (case, step, generation) row refuses a step even if its timer came back."""
+    case_id, _, _ = routed_case(ladder_runtime)
+    ladder.sweep(ladder_runtime, WARNING_AT)
+    with ladder_runtime.sessions() as session:
+        generation = session.get(models.SupervisedCase, case_id).clock_generation
+        session.add(
+            models.ClockTimer(
+                case_id=case_id, step="warning", generation=generation, fire_at=WARNING_AT
+            )
+        )
+        session.commit()
+
+    assert ladder.sweep(ladder_runtime, WARNING_AT).total == 0
+    assert steps_of(ladder_runtime, case_id) == ["warning"]
+
+
+def test_an_extension_moves_the_clock(ladder_runtime):
+    runtime = ladder_runtime
+    case_id, number, assignment_id = routed_case(runtime)
+    ladder.sweep(runtime, WARNING_AT)
+    new_due = dt.datetime(2027, 2, 15, 9, 0, tzinfo=CST)
+    consume(
+        runtime,
+        assignment_event(
+            "assignment.extension_granted",
+            case_id,
+            number,
+            assignment_id,
+            due_at=new_due.isoformat(),
+            granted_by="city-org:supervisor",
+            reason="需要现场勘测",
+        ),
+    )
+
+    # The old due date passes quietly; the new clock climbs from its own due date.
+    assert ladder.sweep(runtime, ONE_MONTH).total == 0
+    assert ladder.sweep(runtime, new_due).fired == {"warning": 1, "overdue": 1}
+    assert ladder.sweep(runtime, dt.datetime(2027, 3, 15, 9, 0, tzinfo=CST)).fired == {
+        "unit-leader": 1
+    }
+    events = emitted(runtime, case_id)
+    assert [d["step"] for _, d in events] == ["warning", "warning", "overdue", "unit-leader"]
+    assert events[-1][1]["due_at"] == new_due.astimezone(dt.UTC).isoformat()
+
+
+def test_an_extension_that_arrives_before_the_routing_still_counts(ladder_runtime):
+    runtime = ladder_runtime
+    case_id, number = new_case()
+    assignment_id = str(uuid.uuid4())
+    new_due = dt.datetime(2027, 2, 15, 9, 0, tzinfo=CST)
+    consume(
+        runtime,
+        assignment_event(
+            "assignment.extension_granted",
+            case_id,
+            number,
+            assignment_id,
+            due_at=new_due.isoformat(),
+            granted_by="city-org:supervisor",
+            reason="需要现场勘测",
+        ),
+    )
+    consume(runtime, case_registered(case_id, number))
+    consume(
+        runtime,
+        case_routed(case_id, number, routed_at=ROUTED, due_at=DUE, assignment_id=assignment_id),
+    )
+
+    assert ladder.sweep(runtime, DUE).total == 0
+    assert ladder.sweep(runtime, new_due).fired == {"warning": 1, "overdue": 1}
+
+
+def test_resolution_stops_the_ladder(ladder_runtime):
+    runtime = ladder_runtime
+    case_id, number, assignment_id = routed_case(runtime)
+    ladder.sweep(runtime, DUE)
+    consume(
+        runtime,
+        assignment_event("assignment.resolved", case_id, number, assignment_id, answer="已补发"),
+    )
+
+    assert ladder.sweep(runtime, THREE_MONTHS).total == 0
+    assert steps_of(runtime, case_id) == ["warning", "overdue"]
+    with runtime.sessions() as session:
+        assert session.get(models.SupervisedCase, case_id).status == models.RESOLVED
+
+
+def test_a_resolution_of_a_transferred_assignment_leaves_the_clock(ladder_runtime):
+    runtime = ladder_runtime
+    case_id, number, _ = routed_case(runtime)
+    consume(
+        runtime,
+        assignment_event("assignment.resolved", case_id, number, "an-older-assignment"),
+    )
+
+    assert ladder.sweep(runtime, DUE).fired == {"warning": 1, "overdue": 1}
+
+
+def test_a_case_resolved_on_the_spot_never_starts_a_clock(ladder_runtime):
+    runtime = ladder_runtime
+    case_id, number = new_case()
+    consume(runtime, case_registered(case_id, number, status="resolved_on_spot"))
+    consume(runtime, case_resolved_on_spot(case_id, number))
+    # Even a routing arriving afterwards (it should not happen) starts nothing.
+    consume(runtime, case_routed(case_id, number, routed_at=ROUTED, due_at=DUE))
+
+    assert ladder.sweep(runtime, THREE_MONTHS).total == 0
+    with runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(models.ClockTimer)) == 0
+
+
+def test_a_newer_unit_revision_replaces_the_older_and_an_older_is_ignored(runtime):
+    consume(runtime, unit_changed("lw-buwen", parent="lw", leader="甲", revision=2))
+    consume(runtime, unit_changed("lw-buwen", parent="lw", leader="乙", revision=1))
+    with runtime.sessions() as session:
+        assert session.get(models.Unit, "lw-buwen").leader == "甲"
+    consume(runtime, unit_changed("lw-buwen", parent="lw", leader="丙", revision=3))
+    with runtime.sessions() as session:
+        assert session.get(models.Unit, "lw-buwen").leader == "丙"
+
+
+def test_month_arithmetic_keeps_to_the_city_calendar():
+    assert ladder.add_months(dt.datetime(2026, 12, 15, 9, 0, tzinfo=CST), 1) == dt.datetime(
+        2027, 1, 15, 9, 0, tzinfo=CST
+    )
+    assert ladder.add_months(dt.datetime(2027, 1, 31, 12, 0, tzinfo=CST), 1) == dt.datetime(
+        2027, 2, 28, 12, 0, tzinfo=CST
+    )
+    # Midnight in the city is the previous day in UTC: the month is the city's.
+    assert ladder.add_months(dt.datetime(2026, 11, 30, 16, 0, tzinfo=dt.UTC), 3) == dt.datetime(
+        2027, 3, 1, 0, 0, tzinfo=CST
+    )
