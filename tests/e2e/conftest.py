@@ -1,7 +1,9 @@
-"""Start the real system for end-to-end tests: every process as ``make run`` starts it.
+"""Start the real system for end-to-end tests: the processes compose declares, run locally.
 
-Each process runs the installed ``nighttalk`` command against a private RabbitMQ
-vhost and fresh databases of the backend under test, on free ports.
+The set of processes, their commands and the names of their environment variables
+are read from ``deploy/compose.yaml``; each runs the installed ``nighttalk`` command
+with local values (a private RabbitMQ vhost, fresh databases of the backend under
+test, free ports). So the end-to-end tests also prove the compose file's processes.
 """
 
 from __future__ import annotations
@@ -18,12 +20,44 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from eventbus import testing
 from servicekit import auth
 
 SERVICES = ("intake", "routing", "supervision", "notify")
 NIGHTTALK = str(Path(sys.executable).with_name("nighttalk"))
+COMPOSE = Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process of compose.yaml: its command and the names of its environment."""
+
+    name: str
+    argv: tuple[str, ...]
+    env_names: frozenset[str]
+    one_shot: bool
+
+
+def compose_processes() -> dict[str, ProcessSpec]:
+    """Return the project's processes as deploy/compose.yaml declares them."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    specs = {}
+    for name, service in services.items():
+        command = service.get("command") or []
+        if not command or command[0] != "nighttalk":
+            continue  # rabbitmq, postgres
+        environment = service.get("environment") or {}
+        if isinstance(environment, list):
+            environment = dict(item.split("=", 1) for item in environment)
+        specs[name] = ProcessSpec(
+            name=name,
+            argv=(NIGHTTALK, *command[1:]),
+            env_names=frozenset(environment),
+            one_shot=service.get("restart", "no") == "no",
+        )
+    return specs
 
 
 def _free_port() -> int:
@@ -37,6 +71,7 @@ class System:
     """The running processes of the four services and how to reach them."""
 
     env: dict[str, str]
+    specs: dict[str, ProcessSpec]
     folder: Path
     ports: dict[str, int]
     amqp_url: str
@@ -53,18 +88,50 @@ class System:
     def log_path(self, name: str) -> Path:
         return self.folder / f"{name}.log"
 
+    def environment(self, spec: ProcessSpec, name: str) -> dict[str, str]:
+        """Give a process exactly the variables compose gives it, with local values."""
+        local = dict(self.env)
+        service = spec.name.split("-")[0]
+        local["PORT"] = str(self.ports[service])
+        metrics = self.folder / "metrics" / name
+        metrics.mkdir(parents=True, exist_ok=True)
+        local["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+        missing = spec.env_names - local.keys()
+        assert not missing, f"compose gives {spec.name} {sorted(missing)}: add local values here"
+        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "NIGHTTALK_VAR_DIR")
+        env = {k: os.environ[k] for k in keep if k in os.environ}
+        env["NIGHTTALK_VAR_DIR"] = self.env["NIGHTTALK_VAR_DIR"]
+        env.update({k: local[k] for k in spec.env_names})
+        return env
+
+    def run_one_shot(self, name: str) -> None:
+        """Run a one-shot job (a migration, the seed) to completion."""
+        spec = self.specs[name]
+        result = subprocess.run(
+            spec.argv, env=self.environment(spec, name), capture_output=True, timeout=180
+        )
+        assert result.returncode == 0, f"{name} failed: {result.stderr.decode()[-2000:]}"
+
     def start(self, name: str) -> subprocess.Popen:
-        """Start (or restart) one process by name, e.g. ``routing-consume``."""
-        service, command, *_instance = name.split("-")  # e.g. routing-consume-2
-        argv = [NIGHTTALK, service, command]
-        if command == "api":
-            argv += ["--port", str(self.ports[service]), "--host", "127.0.0.1"]
+        """Start (or restart) a process by its compose name; ``-2`` starts a second replica."""
+        base = name if name in self.specs else name.rsplit("-", 1)[0]  # routing-consumer-2
+        spec = self.specs[base]
+        argv = list(spec.argv)
+        if argv[-1] == "api":
+            argv += ["--port", str(self.ports[spec.name.split("-")[0]]), "--host", "127.0.0.1"]
         log = open(self.log_path(name), "ab")  # noqa: SIM115 - owned by the process
         proc = subprocess.Popen(
-            argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            env=self.environment(spec, name),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.processes[name] = proc
         return proc
+
+    def long_running(self) -> list[str]:
+        return [name for name, spec in self.specs.items() if not spec.one_shot]
 
     def kill(self, name: str) -> None:
         """kill -9 a process (its whole process group: a gunicorn master and workers)."""
@@ -125,24 +192,9 @@ class System:
         self.marks[name] = len(path.read_text(errors="replace")) if path.exists() else 0
 
 
-PROCESSES = (
-    "intake-api",
-    "intake-relay",
-    "routing-api",
-    "routing-consume",
-    "routing-relay",
-    "supervision-api",
-    "supervision-consume",
-    "supervision-relay",
-    "notify-api",
-    "notify-consume",
-    "notify-relay",
-)
-
-
 @pytest.fixture(scope="session")
 def system(amqp_url, db_backend, tmp_path_factory):
-    """Yield the whole system running; stop it afterwards."""
+    """Yield the whole system running as compose declares it; stop it afterwards."""
     folder = tmp_path_factory.mktemp("system")
     with contextlib.ExitStack() as stack:
         urls = {
@@ -150,39 +202,35 @@ def system(amqp_url, db_backend, tmp_path_factory):
             for s in SERVICES
         }
         env = {
-            **os.environ,
             "AMQP_URL": amqp_url,
             "NIGHTTALK_VAR_DIR": str(folder / "var"),
+            "NIGHTTALK_JWT_SECRET": auth.secret(),  # the secret this process mints with
+            "NIGHTTALK_PII_KEY": "e2e-pii-key",
+            "NIGHTTALK_TIMEZONE": "Asia/Shanghai",
+            "ROUTING_DEFAULT_UNIT": "city-gov-office",
             "WEB_CONCURRENCY": "2",
             "LOG_LEVEL": "INFO",
             **{f"{s.upper()}_DATABASE_URL": url for s, url in urls.items()},
         }
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        for service in SERVICES:
-            subprocess.run(
-                [NIGHTTALK, service, "migrate"],
-                env=env,
-                check=True,
-                capture_output=True,
-                timeout=120,
-            )
-        subprocess.run(
-            [NIGHTTALK, "routing", "seed"], env=env, check=True, capture_output=True, timeout=120
-        )
         system = System(
             env=env,
+            specs=compose_processes(),
             folder=folder,
             ports={s: _free_port() for s in SERVICES},
             amqp_url=amqp_url,
             database_urls=urls,
         )
+        one_shots = [n for n, spec in system.specs.items() if spec.one_shot]
+        # Migrations first, then what depends on them (the seed), as compose orders them.
+        for name in sorted(one_shots, key=lambda n: not n.endswith("-migrate")):
+            system.run_one_shot(name)
         try:
-            for name in PROCESSES:
+            for name in system.long_running():
                 system.start(name)
             for service in SERVICES:
                 system.wait_ready(service)
-            for name in PROCESSES:
-                if name.endswith("-consume"):
+            for name in system.long_running():
+                if name.endswith("-consumer"):
                     system.wait_consuming(name)
             yield system
         finally:

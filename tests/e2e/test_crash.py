@@ -112,7 +112,7 @@ def _kill_a_worker(system, name: str) -> None:
     os.kill(pids[0], signal.SIGKILL)
 
 
-@pytest.mark.parametrize("victim", ["routing-consume", "intake-api"])
+@pytest.mark.parametrize("victim", ["routing-consumer", "intake-api"])
 def test_kill_9_mid_stream_loses_and_duplicates_nothing(system, victim):
     accepted: list[dict] = []
     prefix = f"crash-{victim}-{uuid.uuid4().hex[:6]}"
@@ -120,7 +120,7 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(system, victim):
     poster.start()
     while len(accepted) < VISITS // 3:
         time.sleep(0.01)
-    if victim.endswith("-consume"):
+    if victim.endswith("-consumer"):
         system.mark_log(victim)
         system.kill(victim)
         time.sleep(0.5)  # the stream goes on while the consumer is down

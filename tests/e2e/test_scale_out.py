@@ -13,9 +13,9 @@ pytestmark = pytest.mark.e2e
 
 VISITS = 60
 EXTRA = (
-    "routing-consume-2",
-    "supervision-consume-2",
-    "notify-consume-2",
+    "routing-consumer-2",
+    "supervision-consumer-2",
+    "notify-consumer-2",
     "intake-relay-2",
     "routing-relay-2",
     "supervision-relay-2",
@@ -58,7 +58,7 @@ def test_two_of_everything_process_a_stream_once(system):
         system.mark_log(name)
         system.start(name)
     for name in EXTRA:
-        if "-consume-" in name:
+        if "-consumer-" in name:
             system.wait_consuming(name)
     try:
         headers = system.token("city-org")
@@ -98,8 +98,8 @@ def test_two_of_everything_process_a_stream_once(system):
             assert [c for c, n in per_case.items() if n > 1] == [], f"{service} doubled effects"
         # Both consumers of each queue really took part.
         for service in ("routing", "supervision", "notify"):
-            assert _applied(system, f"{service}-consume") > 0
-            assert _applied(system, f"{service}-consume-2") > 0
+            assert _applied(system, f"{service}-consumer") > 0
+            assert _applied(system, f"{service}-consumer-2") > 0
     finally:
         for name in EXTRA:
             system.stop(name)

@@ -85,7 +85,7 @@ class Consumer:
             try:
                 self._run_connected()
                 attempt = 0
-            except (pika.exceptions.AMQPError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - pika's connector errors are not AMQPErrors
                 attempt += 1
                 delay = backoff(attempt)
                 log.warning(

@@ -84,7 +84,7 @@ class Publisher:
                 raise PublishError(
                     f"nacked by broker: {event.exchange} {event.routing_key}"
                 ) from exc
-            except (pika.exceptions.AMQPError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - pika's connector errors are not AMQPErrors
                 self._connections.discard()
                 if attempt == 2:
                     self._down_until = time.monotonic() + self._retry_after
