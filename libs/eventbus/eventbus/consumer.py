@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from eventbus import metrics, topology, tracing
 from eventbus.connection import connect
 from eventbus.envelope import PoisonMessage, ReceivedEvent, decode
-from eventbus.names import service_queue
+from eventbus.names import routing_key_of, service_queue
 from eventbus.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,15 @@ class _Delivery:
     properties: pika.BasicProperties
     body: bytes
     redelivered: bool
+
+
+def _event_key(ce_type: str) -> str | None:
+    # A message replayed from a dead-letter queue arrives with the queue's name as its
+    # routing key; its CloudEvents type still says which event it is.
+    try:
+        return routing_key_of(ce_type)
+    except ValueError:
+        return None
 
 
 def backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
@@ -201,7 +210,9 @@ class Consumer:
                 },
             )
             return "dead"
-        handler = self.handlers.get(delivery.routing_key)
+        handler = self.handlers.get(delivery.routing_key) or self.handlers.get(
+            _event_key(event.type)
+        )
         if handler is None:
             log.warning(
                 "no handler; acknowledged",

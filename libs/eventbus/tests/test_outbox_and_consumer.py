@@ -317,3 +317,47 @@ def test_a_handler_constraint_error_is_not_taken_for_a_duplicate(store, amqp_url
     finally:
         consumer.stop()
         thread.join(10)
+
+
+def test_dead_letters_are_listed_and_replayed_after_a_fix(store, amqp_url):
+    from eventbus import dead_letters
+
+    engine, outbox_t, inbox_t, effects = store
+    service = "svc5"
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
+    fixed = threading.Event()
+
+    def picky(uow, event):
+        if not fixed.is_set():
+            raise envelope.PoisonMessage("not understood yet")
+        uow.session.execute(insert(effects).values(event_id=event.id, value=event.data["v"]))
+
+    consumer = Consumer(
+        service=service,
+        handlers={"thing.new": picky},
+        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
+        url=amqp_url,
+    )
+    thread = _start(consumer)
+    try:
+        event = envelope.build(
+            service="tests", routing_key="thing.new", subject="c-9", data={"v": "z"}
+        )
+        _publish(amqp_url, event)
+        dead_q = names.dead_letter_queue(service)
+        assert _wait_for(lambda: testing.queue_depth(amqp_url, dead_q) == 1)
+        [letter] = dead_letters.inspect(service, url=amqp_url)
+        assert (letter.event_id, letter.subject, letter.reason) == (
+            event.event_id,
+            "c-9",
+            "rejected",
+        )
+        assert letter.original_routing_key == "thing.new"
+        assert testing.queue_depth(amqp_url, dead_q) == 1  # inspecting leaves it there
+        fixed.set()
+        assert dead_letters.replay(service, url=amqp_url) == 1
+        assert _wait_for(lambda: _effects(engine, effects) == ["z"])
+        assert testing.queue_depth(amqp_url, dead_q) == 0
+    finally:
+        consumer.stop()
+        thread.join(10)

@@ -111,6 +111,23 @@ def service_group(
 
     if handlers is not None:
 
+        @group.command(name="dead-letters")
+        @click.option("--replay", is_flag=True, help="Move them back to the service's queue.")
+        @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+        def dead_letters_command(replay: bool, limit: int) -> None:
+            """List this service's dead-lettered events, or replay them after a fix."""
+            from eventbus import dead_letters
+
+            if replay:
+                moved = dead_letters.replay(service, limit=limit)
+                click.echo(f"{service}: replayed {moved} dead-lettered message(s)")
+                return
+            for letter in dead_letters.inspect(service, limit=limit):
+                click.echo(
+                    f"{letter.event_id}\t{letter.event_type}\t{letter.subject}\t"
+                    f"{letter.reason}\t{letter.original_routing_key}\tdeaths={letter.deaths}"
+                )
+
         @group.command()
         @click.option("--prefetch", type=int, default=20, show_default=True)
         def consume(prefetch: int) -> None:
