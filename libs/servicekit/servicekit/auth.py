@@ -29,6 +29,16 @@ def secret() -> str:
     return os.environ.get("NIGHTTALK_JWT_SECRET", DEV_SECRET)
 
 
+def accepted_secrets() -> list[str]:
+    """Return the secrets tokens may be signed with: the current one, then the previous ones.
+
+    Rotation: put the old secret in ``NIGHTTALK_JWT_PREVIOUS_SECRETS`` (comma-separated)
+    and the new one in ``NIGHTTALK_JWT_SECRET``; drop the old one once its tokens expired.
+    """
+    previous = os.environ.get("NIGHTTALK_JWT_PREVIOUS_SECRETS", "")
+    return [secret(), *(s.strip() for s in previous.split(",") if s.strip())]
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a subject acting for a unit, with roles."""
@@ -69,19 +79,25 @@ class InvalidToken(Exception):
 
 def verify(token: str, key: str | None = None) -> Principal:
     """Return the principal of a valid token, or raise InvalidToken saying why."""
-    try:
-        claims = jwt.decode(
-            token,
-            key or secret(),
-            algorithms=[ALGORITHM],
-            issuer=ISSUER,
-            options={"require": ["exp", "sub", "iss"]},
-            leeway=30,
-        )
-    except jwt.ExpiredSignatureError as exc:
-        raise InvalidToken("token expired") from exc
-    except jwt.InvalidTokenError as exc:
-        raise InvalidToken(f"invalid token: {exc}") from exc
+    keys = [key] if key else accepted_secrets()
+    for candidate in keys:
+        try:
+            claims = jwt.decode(
+                token,
+                candidate,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                options={"require": ["exp", "sub", "iss"]},
+                leeway=30,
+            )
+            break
+        except jwt.InvalidSignatureError as exc:
+            if candidate is keys[-1]:
+                raise InvalidToken(f"invalid token: {exc}") from exc
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidToken("token expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise InvalidToken(f"invalid token: {exc}") from exc
     unit, roles = claims.get("unit"), claims.get("roles")
     if not isinstance(unit, str) or not UNIT_CODE.match(unit):
         raise InvalidToken("invalid token: claim 'unit' must be a unit code")

@@ -1,0 +1,54 @@
+"""Bearer tokens: what is accepted and what is refused, and secret rotation."""
+
+import jwt
+import pytest
+
+from servicekit import auth
+
+
+def test_a_minted_token_verifies():
+    principal = auth.verify(auth.mint("lw-buwen", ["partner"]))
+    assert (principal.unit, principal.roles) == ("lw-buwen", frozenset({"partner"}))
+
+
+@pytest.mark.parametrize(
+    "claims, reason",
+    [
+        ({"unit": "lw-buwen", "roles": ["partner"]}, "exp"),
+        ({"unit": "Not A Unit", "roles": ["partner"], "exp": 4_000_000_000}, "unit"),
+        ({"unit": "lw-buwen", "roles": ["root"], "exp": 4_000_000_000}, "roles"),
+        ({"unit": "lw-buwen", "roles": [], "exp": 4_000_000_000}, "roles"),
+    ],
+)
+def test_tokens_with_bad_claims_are_refused(claims, reason):
+    token = jwt.encode({"iss": "nighttalk", "sub": "x", **claims}, auth.secret(), algorithm="HS256")
+    with pytest.raises(auth.InvalidToken, match=reason):
+        auth.verify(token)
+
+
+def test_alg_none_and_other_algorithms_are_refused():
+    claims = {
+        "iss": "nighttalk",
+        "sub": "x",
+        "unit": "city-org",
+        "roles": ["admin"],
+        "exp": 4_000_000_000,
+    }
+    with pytest.raises(auth.InvalidToken):
+        auth.verify(jwt.encode(claims, key=None, algorithm="none"))
+    with pytest.raises(auth.InvalidToken):
+        auth.verify(jwt.encode(claims, auth.secret(), algorithm="HS512"))
+
+
+def test_rotation_accepts_previous_secrets_until_they_are_dropped(monkeypatch):
+    old = "the-old-secret-that-signed-yesterdays-tokens-0001"
+    new = "the-new-secret-that-signs-todays-tokens-000000002"
+    monkeypatch.setenv("NIGHTTALK_JWT_SECRET", old)
+    yesterdays = auth.mint("city-org", ["admin"])
+    monkeypatch.setenv("NIGHTTALK_JWT_SECRET", new)
+    monkeypatch.setenv("NIGHTTALK_JWT_PREVIOUS_SECRETS", old)
+    assert auth.verify(yesterdays).unit == "city-org"
+    assert auth.verify(auth.mint("city-org", ["admin"])).unit == "city-org"
+    monkeypatch.delenv("NIGHTTALK_JWT_PREVIOUS_SECRETS")
+    with pytest.raises(auth.InvalidToken, match="invalid token"):
+        auth.verify(yesterdays)
