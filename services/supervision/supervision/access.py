@@ -1,26 +1,77 @@
-"""Who may read which supervised case."""
+"""Who may read which supervised case: a unit its own cases, a supervisor its jurisdiction.
+
+A supervisor's jurisdiction is its unit's subtree in supervision's copy of routing's unit
+directory (the unit and every unit below it); an admin sees every case. Reception desks
+follow the cases they received, partners those they must resolve.
+"""
 
 from __future__ import annotations
 
 from flask_smorest import abort
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
 
 from servicekit.auth import Principal
-from supervision.models import SupervisedCase
+from supervision import models
 
-# Supervisors will see their jurisdiction (their unit's area) once supervision keeps a
-# copy of routing's unit directory; until then they see every case, as admins do.
-SEE_EVERY_CASE = ("supervisor", "admin")
+# The organisation department (组织部): the only unit whose supervisors read the cadre feed.
+ORGANISATION_DEPARTMENT = "city-org"
+# A directory deeper than this is a loop in the data, not a real hierarchy.
+MAX_DEPTH = 10
 
 
-def can_read(principal: Principal, case: SupervisedCase) -> bool:
+def subtree(session: Session, unit: str) -> set[str]:
+    """Return the unit and every unit below it in the directory."""
+    found = {unit}
+    frontier = {unit}
+    for _ in range(MAX_DEPTH):
+        children = set(
+            session.scalars(select(models.Unit.code).where(models.Unit.parent.in_(frontier)))
+        )
+        frontier = children - found
+        if not frontier:
+            break
+        found |= frontier
+    return found
+
+
+def jurisdiction(session: Session, principal: Principal) -> set[str] | None:
+    """Return the units whose cases the caller supervises; None means every unit (admin)."""
+    if principal.has("admin"):
+        return None
+    return subtree(session, principal.unit)
+
+
+def in_units(units: set[str]):
+    """Return the SQL condition of a case the given units are responsible for (or received)."""
+    case = models.SupervisedCase
+    return or_(
+        case.responsible_unit.in_(units),
+        and_(case.responsible_unit.is_(None), case.receiving_unit.in_(units)),
+    )
+
+
+def can_read(session: Session, principal: Principal, case: models.SupervisedCase) -> bool:
     """Return True if the caller may read the case and its timeline."""
-    if principal.has(*SEE_EVERY_CASE):
+    if principal.has("admin"):
         return True
     # A reception desk follows the cases it received, a partner those it must resolve.
-    return principal.unit in (case.receiving_unit, case.responsible_unit)
+    if principal.unit in (case.receiving_unit, case.responsible_unit):
+        return True
+    if principal.has("supervisor"):
+        units = jurisdiction(session, principal) or set()
+        return (case.responsible_unit or case.receiving_unit) in units
+    return False
 
 
-def ensure_can_read(principal: Principal, case: SupervisedCase) -> None:
+def ensure_can_read(session: Session, principal: Principal, case: models.SupervisedCase) -> None:
     """Refuse with the same 404 as an unknown case, so other units' case numbers leak nothing."""
-    if not can_read(principal, case):
+    if not can_read(session, principal, case):
+        abort(404, message="no such case")
+
+
+def ensure_supervises(session: Session, principal: Principal, case: models.SupervisedCase) -> None:
+    """Refuse (404, as for an unknown case) a case outside the supervisor's jurisdiction."""
+    units = jurisdiction(session, principal)
+    if units is not None and (case.responsible_unit or case.receiving_unit) not in units:
         abort(404, message="no such case")

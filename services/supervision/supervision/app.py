@@ -8,12 +8,14 @@ from servicekit.web import create_service_app
 
 def create_app(config: dict | None = None):
     """Create the supervision app (督办: supervised cases and their timelines)."""
-    from supervision import cases, models
+    from supervision import board, cases, models, steps
 
     logs.configure("supervision")
 
     def register(app, api):
         api.register_blueprint(cases.blp)
+        api.register_blueprint(board.blp)
+        api.register_blueprint(steps.blp)
 
     return create_service_app(
         "supervision",

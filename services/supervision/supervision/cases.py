@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
@@ -10,9 +10,18 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from servicekit.auth import current_principal, require
-from supervision import models
-from supervision.access import ensure_can_read
-from supervision.schemas import CaseOut, NoQuery, TimelineOut
+from supervision import models, usecases
+from supervision.access import ensure_can_read, ensure_supervises
+from supervision.schemas import (
+    CaseOut,
+    FeedbackIn,
+    FeedbackOut,
+    IdempotencyHeader,
+    NoQuery,
+    SupervisorIn,
+    SupervisorOut,
+    TimelineOut,
+)
 
 # A case gathers a few dozen events in its life; this bounds the answer all the same.
 MAX_TIMELINE_ENTRIES = 1000
@@ -25,8 +34,8 @@ blp = Blueprint(
 )
 
 
-def _readable_case(session: Session, ref: str) -> models.SupervisedCase:
-    """Return the case named by number or id if the caller may read it, else abort with 404."""
+def find_case(session: Session, ref: str) -> models.SupervisedCase:
+    """Return the case named by number or id, else abort with 404."""
     if len(ref) > 90:
         abort(404, message="no such case")
     case = session.scalars(
@@ -36,8 +45,22 @@ def _readable_case(session: Session, ref: str) -> models.SupervisedCase:
     ).first()
     if case is None:
         abort(404, message="no such case")
-    ensure_can_read(current_principal(), case)
     return case
+
+
+def _readable_case(session: Session, ref: str) -> models.SupervisedCase:
+    """Return the case named by number or id if the caller may read it, else abort with 404."""
+    case = find_case(session, ref)
+    ensure_can_read(session, current_principal(), case)
+    return case
+
+
+def _conflict_on_key() -> None:
+    abort(
+        422,
+        message="this Idempotency-Key was already used for a different request",
+        errors={"headers": {"Idempotency-Key": ["already used for a different request"]}},
+    )
 
 
 @blp.route("/<ref>")
@@ -77,3 +100,81 @@ class CaseTimeline(MethodView):
                 "entries": entries[:MAX_TIMELINE_ENTRIES],
                 "truncated": len(entries) > MAX_TIMELINE_ENTRIES,
             }
+
+
+@blp.route("/<ref>/feedback")
+class CaseFeedback(MethodView):
+    @require("reception", "supervisor", "admin")
+    @blp.arguments(NoQuery, location="query", unknown=RAISE)
+    @blp.arguments(IdempotencyHeader, location="headers")
+    @blp.arguments(FeedbackIn)
+    @blp.response(200, FeedbackOut)
+    @blp.alt_response(401, description="No valid bearer token.")
+    @blp.alt_response(403, description="Partners do not record their own visitors' feedback.")
+    @blp.alt_response(404, description="No such case, or not one you may follow.")
+    @blp.alt_response(409, description="The case is not resolved and waiting for feedback.")
+    def post(self, _query, headers, data, ref: str):
+        """Record the visitor's feedback (回访) on a resolved case.
+
+        Satisfied closes the case (``case.closed``); unsatisfied reopens it
+        (``case.reopened``: routing sends it back to the unit, and its clock restarts when
+        it is routed again). Send an ``Idempotency-Key`` so a retry records nothing twice.
+        """
+        principal = current_principal()
+        runtime = current_app.extensions["runtime"]
+        with runtime.sessions() as session:
+            case = find_case(session, ref)
+            if principal.has("supervisor", "admin"):
+                ensure_supervises(session, principal, case)
+            elif principal.unit != case.receiving_unit:
+                abort(404, message="no such case")
+            case_id = case.case_id
+        try:
+            uow = runtime.unit_of_work()
+            return usecases.idempotent(
+                uow,
+                unit=principal.unit,
+                key=headers.get("idempotency_key"),
+                fingerprint=usecases.request_fingerprint(
+                    {"case": case_id, "feedback": request.get_json(silent=True)}
+                ),
+                action=lambda: usecases.record_feedback(uow, case_id, **_feedback(data)),
+            )
+        except usecases.NotResolved as exc:
+            abort(
+                409,
+                message=f"the case is {exc.status}: feedback is taken on a resolved case",
+                errors={"json": {"satisfied": [f"the case is {exc.status}, not resolved"]}},
+            )
+        except usecases.IdempotencyConflict:
+            _conflict_on_key()
+
+
+def _feedback(data: dict) -> dict:
+    return {"satisfied": data["satisfied"], "comment": data.get("comment")}
+
+
+@blp.route("/<ref>/supervisor")
+class CaseSupervisor(MethodView):
+    @require("supervisor", "admin")
+    @blp.arguments(NoQuery, location="query", unknown=RAISE)
+    @blp.arguments(SupervisorIn)
+    @blp.response(200, SupervisorOut)
+    @blp.alt_response(401, description="No valid bearer token.")
+    @blp.alt_response(403, description="Only supervisors name a major case's supervisor.")
+    @blp.alt_response(404, description="No such case in your jurisdiction.")
+    def put(self, _query, data, ref: str):
+        """Name the supervisor of a major case (重案督办), at any time: ``case.escalated`` major.
+
+        Naming the same supervisor again changes nothing and publishes nothing.
+        """
+        principal = current_principal()
+        runtime = current_app.extensions["runtime"]
+        with runtime.sessions() as session:
+            case = find_case(session, ref)
+            ensure_supervises(session, principal, case)
+            case_id = case.case_id
+        with runtime.unit_of_work() as uow:
+            body = usecases.name_supervisor(uow, case_id, **data)
+            uow.commit()
+        return body

@@ -44,6 +44,17 @@ class Instant(click.ParamType):
         return instant
 
 
+FEEDBACK_DAYS = click.option(
+    "--feedback-days",
+    type=click.FloatRange(0, 3650),
+    default=15.0,
+    show_default=True,
+    envvar="SUPERVISION_FEEDBACK_DAYS",
+    help="Days a resolved case waits for the visitor's feedback before it closes as "
+    "no_feedback (env SUPERVISION_FEEDBACK_DAYS).",
+)
+
+
 @group.command()
 @click.option(
     "--as-of",
@@ -53,17 +64,26 @@ class Instant(click.ParamType):
     help="Fire the ladder steps due at this instant (default: now).",
 )
 @click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True)
-def sweep(as_of: dt.datetime | None, batch: int) -> None:
-    """Run the escalation ladder once: fire every step due as of an instant."""
+@FEEDBACK_DAYS
+def sweep(as_of: dt.datetime | None, batch: int, feedback_days: float) -> None:
+    """Run the ladder once: fire every step due as of an instant, close unanswered cases."""
     from servicekit.runtime import make_runtime
-    from supervision.ladder import sweep as run_sweep
 
     runtime = make_runtime("supervision", _metadata())
     try:
-        result = run_sweep(runtime, as_of or dt.datetime.now(dt.UTC), batch=batch)
+        report = _sweep_once(runtime, as_of or dt.datetime.now(dt.UTC), batch, feedback_days)
     finally:
         runtime.close()
-    click.echo(json.dumps({"fired": result.fired, "total": result.total}, sort_keys=True))
+    click.echo(json.dumps(report, sort_keys=True))
+
+
+def _sweep_once(runtime, as_of: dt.datetime, batch: int, feedback_days: float) -> dict:
+    """Run the ladder and the feedback window once as of an instant; return what they did."""
+    from supervision import ladder, usecases
+
+    result = ladder.sweep(runtime, as_of, batch=batch)
+    closed = usecases.sweep_feedback(runtime, as_of, dt.timedelta(days=feedback_days), batch=batch)
+    return {"fired": result.fired, "total": result.total, "closed_no_feedback": closed}
 
 
 @group.command()
@@ -76,12 +96,12 @@ def sweep(as_of: dt.datetime | None, batch: int) -> None:
     help="Seconds between sweeps (env SUPERVISION_SWEEP_INTERVAL).",
 )
 @click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True)
-def scheduler(interval: float, batch: int) -> None:
+@FEEDBACK_DAYS
+def scheduler(interval: float, batch: int, feedback_days: float) -> None:
     """Run the escalation ladder continuously; replicas never fire a step twice."""
     import logging
 
     from servicekit.runtime import make_runtime
-    from supervision.ladder import sweep as run_sweep
 
     log = logging.getLogger("supervision.scheduler")
     stop = stop_on_signals()
@@ -89,9 +109,9 @@ def scheduler(interval: float, batch: int) -> None:
     try:
         while not stop.is_set():
             try:
-                result = run_sweep(runtime, dt.datetime.now(dt.UTC), batch=batch)
-                if result.total:
-                    log.info("sweep fired ladder steps", extra={"fired": result.fired})
+                report = _sweep_once(runtime, dt.datetime.now(dt.UTC), batch, feedback_days)
+                if report["total"] or report["closed_no_feedback"]:
+                    log.info("sweep done", extra=report)
             except Exception:  # noqa: BLE001 - a failed sweep is retried at the next tick
                 log.exception("sweep failed; retrying at the next interval")
             stop.wait(interval)

@@ -220,11 +220,12 @@ def _fire_batch(uow, as_of: dt.datetime, batch: int, result: SweepResult) -> int
         )
         if not live:
             continue  # a clock that moved or stopped: its timer just goes
+        outgoing_data = _event_data(step, row, directory)
         outgoing = envelope.build(
             service=SERVICE,
             routing_key=f"case.{step.event}",
             subject=row.case_id,
-            data=_event_data(step, row, directory),
+            data=outgoing_data,
             time=row.fire_at,
         )
         inserted = session.execute(
@@ -244,6 +245,16 @@ def _fire_batch(uow, as_of: dt.datetime, batch: int, result: SweepResult) -> int
         if inserted is None:
             continue  # another sweep fired this step of this clock already
         uow.emit(outgoing)
+        session.add(
+            models.TimelineEntry(
+                event_id=outgoing.event_id,
+                case_id=row.case_id,
+                event_type=outgoing.routing_key,
+                occurred_at=row.fire_at,
+                recorded_at=now,
+                summary={k: v for k, v in outgoing_data.items() if k != "case_id"},
+            )
+        )
         case = session.get(models.SupervisedCase, row.case_id)
         if case is not None and step.position > (case.ladder_position or 0):
             case.ladder_position = step.position

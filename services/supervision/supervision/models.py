@@ -33,11 +33,16 @@ OPEN = "open"
 ROUTED = "routed"
 RESOLVED_ON_SPOT = "resolved_on_spot"
 RESOLVED = "resolved"
-STATUSES = (OPEN, ROUTED, RESOLVED_ON_SPOT, RESOLVED)
+# After the visitor's feedback (回访): closed, or reopened until routing sends it back.
+CLOSED = "closed"
+REOPENED = "reopened"
+STATUSES = (OPEN, ROUTED, RESOLVED_ON_SPOT, RESOLVED, CLOSED, REOPENED)
+# Statuses of a case still to be resolved (the board's, and "overdue open" in statistics).
+UNRESOLVED = (OPEN, ROUTED, REOPENED)
 
 # How far along each status is: a case only moves to a status further along, so a late
 # case.registered never turns a routed case back to open.
-_PROGRESS = {OPEN: 0, ROUTED: 1, RESOLVED_ON_SPOT: 2, RESOLVED: 2}
+_PROGRESS = {OPEN: 0, ROUTED: 1, RESOLVED_ON_SPOT: 2, RESOLVED: 2, REOPENED: 2, CLOSED: 3}
 
 
 class Base(DeclarativeBase):
@@ -76,9 +81,32 @@ class SupervisedCase(Base):
     # The furthest ladder step fired on the current clock (its position; 0 = none yet).
     ladder_position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     ladder_step: Mapped[str | None] = mapped_column(String(30))
+    # Whom the complaint accuses (for the cadre assessment feed), as intake registered it.
+    accused_unit: Mapped[str | None] = mapped_column(String(64))
+    accused_person: Mapped[str | None] = mapped_column(String(50))
+    # The visitor's feedback (回访) on the resolution, and how the case ended.
+    feedback_satisfied: Mapped[bool | None] = mapped_column(Boolean)
+    feedback_comment: Mapped[str | None] = mapped_column(String(500))
+    feedback_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    reopened_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    # A major case's (重案) named supervisor, and when the named supervision began.
+    major_supervisor: Mapped[str | None] = mapped_column(String(100))
+    major_supervisor_unit: Mapped[str | None] = mapped_column(String(64))
+    major_since: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
     # The deadline sweep looks for unresolved cases by due date.
-    __table_args__ = (Index("ix_supervised_cases_status_due", "status", "due_at"),)
+    __table_args__ = (
+        Index("ix_supervised_cases_status_due", "status", "due_at"),
+        # The board: unresolved cases by ladder step, oldest first.
+        Index("ix_supervised_cases_board", "status", "ladder_position", "received_at"),
+        # The feedback sweep: resolved cases waiting for an answer, oldest resolution first.
+        Index("ix_supervised_cases_status_resolved", "status", "resolved_at"),
+        # Statistics over a period of reception.
+        Index("ix_supervised_cases_received", "received_at"),
+    )
 
     def record_registration(self, data: dict[str, Any]) -> None:
         """Apply intake's case.registered: the facts of reception are intake's, so they win."""
@@ -88,6 +116,9 @@ class SupervisedCase(Base):
         self.channel = data["channel"]
         self.received_at = data["received_at"]
         self.repeat_of = data.get("repeat_of")
+        accused = data.get("accused") or {}
+        self.accused_unit = accused.get("unit")
+        self.accused_person = accused.get("person")
         self.registered = True
         if data["status"] == RESOLVED_ON_SPOT:
             # case.resolved_on_spot carries the authoritative time; until it comes,
@@ -114,6 +145,11 @@ class SupervisedCase(Base):
         self.routed_at = data["routed_at"]
         if self.status != RESOLVED_ON_SPOT:
             self.due_at = data["due_at"]
+        if self.status == REOPENED and self.reopened_at and data["routed_at"] >= self.reopened_at:
+            # Routing sent the reopened case back: it is open again, on a new clock.
+            self.status = ROUTED
+            self.resolved_at = None
+            return
         self._advance(ROUTED)
 
     def record_resolution(self, data: dict[str, Any]) -> bool:
@@ -124,7 +160,9 @@ class SupervisedCase(Base):
         """
         if self.assignment_id not in (None, data["assignment_id"]):
             return False
-        if self.status in (RESOLVED, RESOLVED_ON_SPOT):
+        if self.status == REOPENED and self.reopened_at and data["occurred_at"] > self.reopened_at:
+            pass  # resolved anew after the visitor's reopening, on the same assignment
+        elif self.status not in (OPEN, ROUTED):
             return False
         self.assignment_id = data["assignment_id"]
         self.responsible_unit = self.responsible_unit or data["unit"]
@@ -279,3 +317,32 @@ class LadderFiring(Base):
     due_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     fire_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     fired_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class IdempotentRequest(Base):
+    """The first answer to a POST sent with an Idempotency-Key, replayed on retries."""
+
+    __tablename__ = "idempotent_requests"
+
+    unit: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class MeetingDecision(Base):
+    """The joint meeting's (联席会议) decision on one case in one month."""
+
+    __tablename__ = "meeting_decisions"
+
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    decision: Mapped[str] = mapped_column(String(20))
+    unit: Mapped[str | None] = mapped_column(String(64))
+    due_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    note: Mapped[str] = mapped_column(String(2000))
+    recorded_by: Mapped[str] = mapped_column(String(100))
+    recorded_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    event_id: Mapped[str] = mapped_column(String(64))

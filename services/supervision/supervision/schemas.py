@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from supervision.models import STEP_EVENTS, SUPERVISED_BY
 
 
 class NoQuery(Schema):
@@ -50,3 +52,203 @@ class TimelineOut(Schema):
     truncated = fields.Boolean(
         metadata={"description": "True if the case has more entries than one answer holds."}
     )
+
+
+UNIT_CODE = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,63}$", error="must be a unit code")
+CATEGORY = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,39}$", error="must be a category slug")
+CHANNEL = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,19}$", error="must be a channel slug")
+MAX_PAGE_SIZE = 100
+MAX_PAGE = 10_000
+
+
+class Strict(Schema):
+    """A request body or query: unknown fields are refused, field by field."""
+
+    class Meta:
+        unknown = RAISE
+
+
+class IdempotencyHeader(Schema):
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        validate=[
+            validate.Length(min=1, max=100),
+            validate.Regexp(r"^[\x21-\x7e]+$", error="must be printable ASCII"),
+        ],
+    )
+
+    class Meta:
+        # Headers carry much besides ours (Host, Authorization...): ignore the rest.
+        unknown = "exclude"
+
+
+# -- the ladder ---------------------------------------------------------------------------
+
+
+class LadderStepIn(Strict):
+    """A ladder step: when it comes due, what it publishes and who supervises."""
+
+    position = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=100))
+    event = fields.String(required=True, validate=validate.OneOf(STEP_EVENTS))
+    level = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=9))
+    percent_of_term = fields.Integer(
+        strict=True, allow_none=True, validate=validate.Range(min=1, max=100)
+    )
+    months_after_due = fields.Integer(
+        strict=True, allow_none=True, validate=validate.Range(min=0, max=120)
+    )
+    days_after_due = fields.Integer(
+        strict=True, allow_none=True, validate=validate.Range(min=0, max=3660)
+    )
+    supervised_by = fields.String(allow_none=True, validate=validate.OneOf(SUPERVISED_BY))
+    active = fields.Boolean(load_default=True)
+
+    @validates_schema
+    def _consistent(self, data, **_kwargs):
+        errors: dict[str, list[str]] = {}
+        share = data.get("percent_of_term") is not None
+        after = data.get("months_after_due") is not None or data.get("days_after_due") is not None
+        if share == after:
+            message = "give either percent_of_term or months/days_after_due, not both or neither"
+            errors["percent_of_term"] = [message]
+        if data["event"] == "escalated":
+            if data.get("level") is None:
+                errors["level"] = ["an escalation needs its level"]
+            if data.get("supervised_by") is None:
+                errors["supervised_by"] = ["an escalation needs who supervises: unit or city"]
+        else:
+            if data.get("level") is not None:
+                errors["level"] = ["only an escalation has a level"]
+            if data.get("supervised_by") is not None:
+                errors["supervised_by"] = ["only an escalation has a supervisor"]
+        if errors:
+            raise ValidationError(errors)
+
+
+class LadderStepOut(Schema):
+    step = fields.String()
+    position = fields.Integer()
+    event = fields.String()
+    level = fields.Integer(allow_none=True)
+    percent_of_term = fields.Integer(allow_none=True)
+    months_after_due = fields.Integer(allow_none=True)
+    days_after_due = fields.Integer(allow_none=True)
+    supervised_by = fields.String(allow_none=True)
+    active = fields.Boolean()
+    updated_at = fields.AwareDateTime()
+
+
+class LadderOut(Schema):
+    steps = fields.List(fields.Nested(LadderStepOut))
+
+
+STEP_NAME = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,29}$", error="must be a step slug")
+
+
+# -- the board ----------------------------------------------------------------------------
+
+
+class BoardQuery(Strict):
+    unit = fields.String(
+        validate=UNIT_CODE,
+        metadata={"description": "Only cases of this unit and the units below it."},
+    )
+    category = fields.String(validate=CATEGORY)
+    step = fields.String(validate=STEP_NAME, metadata={"description": "Only cases at this step."})
+    page = fields.Integer(strict=False, load_default=1, validate=validate.Range(1, MAX_PAGE))
+    page_size = fields.Integer(
+        strict=False, load_default=50, validate=validate.Range(1, MAX_PAGE_SIZE)
+    )
+
+
+class BoardCaseOut(Schema):
+    case_id = fields.String()
+    case_number = fields.String()
+    responsible_unit = fields.String(allow_none=True)
+    receiving_unit = fields.String()
+    category = fields.String(allow_none=True)
+    status = fields.String()
+    received_at = fields.AwareDateTime(allow_none=True)
+    due_at = fields.AwareDateTime(allow_none=True)
+    ladder_step = fields.String(allow_none=True)
+    ladder_position = fields.Integer()
+    major_supervisor = fields.String(allow_none=True)
+
+
+class BoardLevelOut(Schema):
+    step = fields.String(allow_none=True)
+    position = fields.Integer()
+    count = fields.Integer()
+
+
+class BoardOut(Schema):
+    levels = fields.List(fields.Nested(BoardLevelOut))
+    items = fields.List(fields.Nested(BoardCaseOut))
+    page = fields.Integer()
+    page_size = fields.Integer()
+    total = fields.Integer()
+
+
+# -- feedback, named supervisor, meeting ---------------------------------------------------
+
+
+class FeedbackIn(Strict):
+    satisfied = fields.Boolean(required=True)
+    comment = fields.String(allow_none=True, validate=validate.Length(max=500))
+
+
+class FeedbackOut(Schema):
+    case_number = fields.String()
+    status = fields.String()
+    outcome = fields.String(allow_none=True)
+
+
+class SupervisorIn(Strict):
+    supervisor = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    supervisor_unit = fields.String(required=True, validate=UNIT_CODE)
+
+
+class SupervisorOut(Schema):
+    case_number = fields.String()
+    supervisor = fields.String()
+    supervisor_unit = fields.String()
+    since = fields.String()
+
+
+DECISIONS = ("reassign", "extend", "note")
+
+
+class DecisionIn(Strict):
+    case = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=90),
+        metadata={"description": "Case number or id."},
+    )
+    decision = fields.String(required=True, validate=validate.OneOf(DECISIONS))
+    unit = fields.String(allow_none=True, validate=UNIT_CODE)
+    due_at = fields.AwareDateTime(allow_none=True)
+    note = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+    @validates_schema
+    def _consistent(self, data, **_kwargs):
+        errors: dict[str, list[str]] = {}
+        if data["decision"] == "reassign" and not data.get("unit"):
+            errors["unit"] = ["a reassignment names the unit"]
+        if data["decision"] == "extend" and not data.get("due_at"):
+            errors["due_at"] = ["an extension names the new due date"]
+        if data["decision"] != "reassign" and data.get("unit"):
+            errors["unit"] = ["only a reassignment names a unit"]
+        if data["decision"] != "extend" and data.get("due_at"):
+            errors["due_at"] = ["only an extension names a due date"]
+        if errors:
+            raise ValidationError(errors)
+
+
+class DecisionOut(Schema):
+    case_number = fields.String()
+    month = fields.String()
+    decision = fields.String()
+    unit = fields.String()
+    due_at = fields.String()
+    note = fields.String()
+    occurred_at = fields.String()

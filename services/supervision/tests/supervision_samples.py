@@ -211,9 +211,27 @@ def case_row(runtime: Runtime, case_id: str) -> dict[str, Any] | None:
         if case is None:
             return None
         row = {c.name: getattr(case, c.name) for c in models.SupervisedCase.__table__.columns}
-    for bookkeeping in ("updated_at", "clock_generation", "ladder_position", "ladder_step"):
-        row.pop(bookkeeping)
-    return row
+    return {key: value for key, value in row.items() if key in CASE_COLUMNS}
+
+
+# The columns of a case as intake and routing shape it (the clock, the ladder and the
+# feedback have tests of their own).
+CASE_COLUMNS = (
+    "case_id",
+    "case_number",
+    "receiving_unit",
+    "responsible_unit",
+    "category",
+    "channel",
+    "status",
+    "received_at",
+    "registered",
+    "routed_at",
+    "due_at",
+    "resolved_at",
+    "assignment_id",
+    "repeat_of",
+)
 
 
 def timeline(runtime: Runtime, case_id: str) -> list[tuple]:

@@ -112,7 +112,8 @@ def test_no_due_date_before_routing_nor_for_a_case_resolved_on_spot(client, runt
         ("lw-buwen", ["reception"], 200),
         ("xc", ["reception"], 404),  # another unit's case
         ("xc", ["partner"], 404),
-        ("xc", ["supervisor"], 200),
+        ("xc", ["supervisor"], 404),  # outside its jurisdiction (its own subtree)
+        ("lw-buwen", ["supervisor"], 200),
         ("xc", ["admin"], 200),
     ],
 )

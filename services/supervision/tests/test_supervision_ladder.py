@@ -237,7 +237,11 @@ def test_two_sweep_processes_at_the_same_time_fire_each_step_once(
         ]
     # And a third, repeated: nothing.
     again = subprocess.run(command, env=env, capture_output=True, check=True)
-    assert json.loads(again.stdout.decode().strip().splitlines()[-1]) == {"fired": {}, "total": 0}
+    assert json.loads(again.stdout.decode().strip().splitlines()[-1]) == {
+        "fired": {},
+        "total": 0,
+        "closed_no_feedback": 0,
+    }
 
 
 def test_a_firing_already_recorded_is_not_emitted_again(ladder_runtime):

@@ -1,0 +1,85 @@
+"""``/v1/board``: the open cases of a jurisdiction by ladder step, the furthest along first."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from marshmallow import RAISE
+from sqlalchemy import func, select
+
+from servicekit.auth import current_principal, require
+from supervision import access, models
+from supervision.schemas import BoardOut, BoardQuery
+
+blp = Blueprint(
+    "board",
+    __name__,
+    url_prefix="/v1/board",
+    description="The supervision board (督办看板): what is late, and who owns it.",
+)
+
+
+@blp.route("")
+class Board(MethodView):
+    @require("supervisor", "admin")
+    @blp.arguments(BoardQuery, location="query", unknown=RAISE)
+    @blp.response(200, BoardOut)
+    @blp.alt_response(401, description="No valid bearer token.")
+    @blp.alt_response(403, description="Only supervisors and admins read the board.")
+    def get(self, query):
+        """List unresolved cases by ladder step (furthest first), oldest first within a step.
+
+        A supervisor sees its jurisdiction (its unit and the units below it); an admin
+        sees every unit. ``unit`` narrows to a unit's subtree, ``category`` and ``step``
+        to one of each. ``levels`` counts the cases at each step for the same filters.
+        """
+        principal = current_principal()
+        case = models.SupervisedCase
+        with current_app.extensions["runtime"].sessions() as session:
+            conditions = [case.status.in_(models.UNRESOLVED)]
+            units = access.jurisdiction(session, principal)
+            if query.get("unit"):
+                wanted = access.subtree(session, query["unit"])
+                if units is not None and query["unit"] not in units:
+                    abort(
+                        403,
+                        message="that unit is outside your jurisdiction",
+                        errors={"query": {"unit": ["outside your jurisdiction"]}},
+                    )
+                units = wanted if units is None else units & wanted
+            if units is not None:
+                conditions.append(access.in_units(units))
+            if query.get("category"):
+                conditions.append(case.category == query["category"])
+            levels = session.execute(
+                select(case.ladder_position, case.ladder_step, func.count())
+                .where(*conditions)
+                .group_by(case.ladder_position, case.ladder_step)
+                .order_by(case.ladder_position.desc())
+            ).all()
+            if query.get("step"):
+                conditions.append(case.ladder_step == query["step"])
+            total = session.scalar(select(func.count()).select_from(case).where(*conditions))
+            page, size = query["page"], query["page_size"]
+            items = session.scalars(
+                select(case)
+                .where(*conditions)
+                .order_by(
+                    case.ladder_position.desc(),
+                    case.received_at.asc(),
+                    case.case_number.asc(),
+                )
+                .offset((page - 1) * size)
+                .limit(size)
+            ).all()
+            return {
+                "levels": [
+                    {"position": position, "step": step, "count": count}
+                    for position, step, count in levels
+                ],
+                "items": items,
+                "page": page,
+                "page_size": size,
+                "total": total,
+            }

@@ -1,0 +1,311 @@
+"""What supervision's users do to a case: feedback (回访), a named supervisor, meeting decisions.
+
+Each use case runs in one unit of work: the case's change, its timeline entry and its
+outgoing events commit together. POSTs that record something take an Idempotency-Key: a
+retry with the same key answers as the first request did and records nothing new.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from eventbus import envelope
+from eventbus.unit_of_work import UnitOfWork
+from supervision import models
+
+SERVICE = "supervision"
+
+
+class IdempotencyConflict(Exception):
+    """An Idempotency-Key was reused with a different request."""
+
+
+class NotResolved(Exception):
+    """Feedback was given on a case that is not waiting for it."""
+
+    def __init__(self, status: str):
+        super().__init__(status)
+        self.status = status
+
+
+class AlreadyDecided(Exception):
+    """The meeting already recorded a decision on this case this month."""
+
+
+def now() -> dt.datetime:
+    """Return the current UTC time."""
+    return dt.datetime.now(dt.UTC)
+
+
+def request_fingerprint(body: Any) -> str:
+    """Return a stable hash of a request body, to tell a retry from another request."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def add_to_timeline(
+    session: Session, event: envelope.OutgoingEvent, case_id: str, occurred_at: dt.datetime, summary
+) -> None:
+    """Put one of supervision's own events on the case's timeline, keyed by its event id."""
+    session.add(
+        models.TimelineEntry(
+            event_id=event.event_id,
+            case_id=case_id,
+            event_type=event.routing_key,
+            occurred_at=occurred_at,
+            recorded_at=now(),
+            summary=summary,
+        )
+    )
+
+
+def emit(
+    uow: UnitOfWork, routing_key: str, case: models.SupervisedCase, data: dict[str, Any]
+) -> envelope.OutgoingEvent:
+    """Emit one of supervision's events about a case and put it on the case's timeline."""
+    occurred_at = dt.datetime.fromisoformat(data["occurred_at"])
+    event = envelope.build(
+        service=SERVICE, routing_key=routing_key, subject=case.case_id, data=data, time=occurred_at
+    )
+    uow.emit(event)
+    summary = {k: v for k, v in data.items() if k not in ("case_id", "occurred_at")}
+    add_to_timeline(uow.session, event, case.case_id, occurred_at, summary)
+    return event
+
+
+def idempotent(
+    uow: UnitOfWork,
+    *,
+    unit: str,
+    key: str | None,
+    fingerprint: str,
+    action: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """Run ``action`` in the unit of work once per Idempotency-Key; return its answer."""
+    with uow:
+        if key:
+            earlier = _earlier_answer(uow.session, unit, key, fingerprint)
+            if earlier is not None:
+                return earlier
+        body = action()
+        if key:
+            uow.session.add(
+                models.IdempotentRequest(
+                    unit=unit,
+                    key=key,
+                    request_hash=fingerprint,
+                    status_code=200,
+                    response=body,
+                    created_at=now(),
+                )
+            )
+        try:
+            uow.session.flush()
+        except IntegrityError:
+            # The same key raced us from another worker and won: answer as it did.
+            uow.session.rollback()
+            earlier = _earlier_answer(uow.session, unit, key, fingerprint) if key else None
+            if earlier is None:
+                raise
+            return earlier
+        uow.commit()
+        return body
+
+
+def _earlier_answer(session: Session, unit: str, key: str, fingerprint: str):
+    earlier = session.get(models.IdempotentRequest, (unit, key))
+    if earlier is None:
+        return None
+    if earlier.request_hash != fingerprint:
+        raise IdempotencyConflict(key)
+    return earlier.response
+
+
+def locked_case(session: Session, case_id: str) -> models.SupervisedCase:
+    """Return the case locked for update."""
+    return session.scalars(
+        select(models.SupervisedCase)
+        .where(models.SupervisedCase.case_id == case_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def record_feedback(
+    uow: UnitOfWork, case_id: str, *, satisfied: bool, comment: str | None
+) -> dict[str, Any]:
+    """Record the visitor's answer: satisfied closes the case, unsatisfied reopens it."""
+    case = locked_case(uow.session, case_id)
+    if case.status != models.RESOLVED:
+        raise NotResolved(case.status)
+    at = now()
+    case.feedback_satisfied = satisfied
+    case.feedback_comment = comment
+    case.feedback_at = at
+    received = {
+        "case_id": case.case_id,
+        "case_number": case.case_number,
+        "satisfied": satisfied,
+        "occurred_at": at.isoformat(),
+    }
+    if comment is not None:
+        received["comment"] = comment
+    emit(uow, "case.feedback_received", case, received)
+    if satisfied:
+        close(uow, case, outcome="satisfied", at=at)
+    else:
+        case.status = models.REOPENED
+        case.reopened_at = at
+        case.reopen_count = (case.reopen_count or 0) + 1
+        emit(
+            uow,
+            "case.reopened",
+            case,
+            {
+                "case_id": case.case_id,
+                "case_number": case.case_number,
+                "unit": case.responsible_unit,
+                "reason": comment or "the visitor is not satisfied with the resolution",
+                "occurred_at": at.isoformat(),
+            },
+        )
+    case.updated_at = at
+    return {"case_number": case.case_number, "status": case.status, "outcome": case.outcome}
+
+
+def close(uow: UnitOfWork, case: models.SupervisedCase, *, outcome: str, at: dt.datetime) -> None:
+    """Close the case with its outcome (satisfied or no_feedback) and announce it."""
+    case.status = models.CLOSED
+    case.outcome = outcome
+    case.closed_at = at
+    emit(
+        uow,
+        "case.closed",
+        case,
+        {
+            "case_id": case.case_id,
+            "case_number": case.case_number,
+            "outcome": outcome,
+            "occurred_at": at.isoformat(),
+        },
+    )
+
+
+def close_without_feedback(
+    uow: UnitOfWork, as_of: dt.datetime, window: dt.timedelta, batch: int
+) -> int:
+    """Close resolved cases whose visitor gave no answer within ``window``; return how many.
+
+    One batch, claimed like the ladder's timers: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
+    and the status itself is the guard, so a case is closed (and announced) once.
+    """
+    session = uow.session
+    case = models.SupervisedCase
+    stmt = (
+        select(case)
+        .where(case.status == models.RESOLVED, case.resolved_at <= as_of - window)
+        .order_by(case.resolved_at)
+        .limit(batch)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = session.scalars(stmt).all()
+    for row in rows:
+        # Closed as of the instant the window ran out, whenever the sweep ran.
+        close(uow, row, outcome="no_feedback", at=row.resolved_at + window)
+        row.updated_at = now()
+    return len(rows)
+
+
+def name_supervisor(
+    uow: UnitOfWork, case_id: str, *, supervisor: str, supervisor_unit: str
+) -> dict[str, Any]:
+    """Give a major case (重案) its named supervisor and announce the major escalation."""
+    case = locked_case(uow.session, case_id)
+    at = now()
+    unchanged = (case.major_supervisor, case.major_supervisor_unit) == (
+        supervisor,
+        supervisor_unit,
+    )
+    if not unchanged:
+        case.major_supervisor = supervisor
+        case.major_supervisor_unit = supervisor_unit
+        case.major_since = case.major_since or at
+        case.updated_at = at
+        emit(
+            uow,
+            "case.escalated",
+            case,
+            {
+                "case_id": case.case_id,
+                "case_number": case.case_number,
+                "unit": case.responsible_unit or case.receiving_unit,
+                "due_at": case.due_at.isoformat() if case.due_at else None,
+                "occurred_at": at.isoformat(),
+                "level": "major",
+                "supervisor_unit": supervisor_unit,
+                "supervisor": supervisor,
+            },
+        )
+    return {
+        "case_number": case.case_number,
+        "supervisor": case.major_supervisor,
+        "supervisor_unit": case.major_supervisor_unit,
+        "since": case.major_since.isoformat(),
+    }
+
+
+def record_decision(
+    uow: UnitOfWork, case_id: str, *, month: str, data: dict[str, Any], by: str
+) -> dict[str, Any]:
+    """Record the joint meeting's decision on a case and announce it for routing to act."""
+    case = locked_case(uow.session, case_id)
+    if uow.session.get(models.MeetingDecision, (month, case_id)) is not None:
+        raise AlreadyDecided(case.case_number)
+    at = now()
+    payload: dict[str, Any] = {
+        "case_id": case.case_id,
+        "case_number": case.case_number,
+        "month": month,
+        "decision": data["decision"],
+        "note": data["note"],
+        "occurred_at": at.isoformat(),
+    }
+    if data.get("unit"):
+        payload["unit"] = data["unit"]
+    if data.get("due_at"):
+        payload["due_at"] = data["due_at"].isoformat()
+    event = emit(uow, "meeting.decision_recorded", case, payload)
+    uow.session.add(
+        models.MeetingDecision(
+            month=month,
+            case_id=case.case_id,
+            decision=data["decision"],
+            unit=data.get("unit"),
+            due_at=data.get("due_at"),
+            note=data["note"],
+            recorded_by=by,
+            recorded_at=at,
+            event_id=event.event_id,
+        )
+    )
+    return {k: v for k, v in payload.items() if k != "case_id"}
+
+
+def sweep_feedback(runtime, as_of: dt.datetime, window: dt.timedelta, batch: int) -> int:
+    """Close, batch by batch, every resolved case whose feedback window ran out by ``as_of``."""
+    total = 0
+    while True:
+        with runtime.unit_of_work() as uow:
+            closed = close_without_feedback(uow, as_of, window, batch)
+            if not closed:
+                return total
+            uow.commit()
+            total += closed
