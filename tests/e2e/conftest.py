@@ -1,195 +1,16 @@
-"""Start the real system for end-to-end tests: the processes compose declares, run locally.
-
-The set of processes, their commands and the names of their environment variables
-are read from ``deploy/compose.yaml``; each runs the installed ``nighttalk`` command
-with local values (a private RabbitMQ vhost, fresh databases of the backend under
-test, free ports). So the end-to-end tests also prove the compose file's processes.
-"""
+"""Start the real system for end-to-end tests: the processes compose declares, run locally."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
-import yaml
 
 from eventbus import testing
-from servicekit import auth
+from servicekit.localsystem import SERVICES, running_system
 
-SERVICES = ("intake", "routing", "supervision", "notify")
-NIGHTTALK = str(Path(sys.executable).with_name("nighttalk"))
 COMPOSE = Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml"
-
-
-@dataclass(frozen=True)
-class ProcessSpec:
-    """One process of compose.yaml: its command and the names of its environment."""
-
-    name: str
-    argv: tuple[str, ...]
-    env_names: frozenset[str]
-    one_shot: bool
-
-
-def compose_processes() -> dict[str, ProcessSpec]:
-    """Return the project's processes as deploy/compose.yaml declares them."""
-    services = yaml.safe_load(COMPOSE.read_text())["services"]
-    specs = {}
-    for name, service in services.items():
-        command = service.get("command") or []
-        if not command or command[0] != "nighttalk":
-            continue  # rabbitmq, postgres
-        environment = service.get("environment") or {}
-        if isinstance(environment, list):
-            environment = dict(item.split("=", 1) for item in environment)
-        specs[name] = ProcessSpec(
-            name=name,
-            argv=(NIGHTTALK, *command[1:]),
-            env_names=frozenset(environment),
-            one_shot=service.get("restart", "no") == "no",
-        )
-    return specs
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class System:
-    """The running processes of the four services and how to reach them."""
-
-    env: dict[str, str]
-    specs: dict[str, ProcessSpec]
-    folder: Path
-    ports: dict[str, int]
-    amqp_url: str
-    database_urls: dict[str, str]
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-    marks: dict[str, int] = field(default_factory=dict)
-
-    def url(self, service: str, path: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}{path}"
-
-    def token(self, unit: str = "city-org", *roles: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {auth.mint(unit, list(roles) or ['reception'])}"}
-
-    def log_path(self, name: str) -> Path:
-        return self.folder / f"{name}.log"
-
-    def environment(self, spec: ProcessSpec, name: str) -> dict[str, str]:
-        """Give a process exactly the variables compose gives it, with local values."""
-        local = dict(self.env)
-        service = spec.name.split("-")[0]
-        local["PORT"] = str(self.ports[service])
-        metrics = self.folder / "metrics" / name
-        metrics.mkdir(parents=True, exist_ok=True)
-        local["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
-        missing = spec.env_names - local.keys()
-        assert not missing, f"compose gives {spec.name} {sorted(missing)}: add local values here"
-        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "NIGHTTALK_VAR_DIR")
-        env = {k: os.environ[k] for k in keep if k in os.environ}
-        env["NIGHTTALK_VAR_DIR"] = self.env["NIGHTTALK_VAR_DIR"]
-        env.update({k: local[k] for k in spec.env_names})
-        return env
-
-    def run_one_shot(self, name: str) -> None:
-        """Run a one-shot job (a migration, the seed) to completion."""
-        spec = self.specs[name]
-        result = subprocess.run(
-            spec.argv, env=self.environment(spec, name), capture_output=True, timeout=180
-        )
-        assert result.returncode == 0, f"{name} failed: {result.stderr.decode()[-2000:]}"
-
-    def start(self, name: str) -> subprocess.Popen:
-        """Start (or restart) a process by its compose name; ``-2`` starts a second replica."""
-        base = name if name in self.specs else name.rsplit("-", 1)[0]  # routing-consumer-2
-        spec = self.specs[base]
-        argv = list(spec.argv)
-        if argv[-1] == "api":
-            argv += ["--port", str(self.ports[spec.name.split("-")[0]]), "--host", "127.0.0.1"]
-        log = open(self.log_path(name), "ab")  # noqa: SIM115 - owned by the process
-        proc = subprocess.Popen(
-            argv,
-            env=self.environment(spec, name),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.processes[name] = proc
-        return proc
-
-    def long_running(self) -> list[str]:
-        return [name for name, spec in self.specs.items() if not spec.one_shot]
-
-    def kill(self, name: str) -> None:
-        """kill -9 a process (its whole process group: a gunicorn master and workers)."""
-        proc = self.processes[name]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-
-    def stop(self, name: str) -> None:
-        """Stop one process gracefully (SIGTERM), as an operator scaling down would."""
-        proc = self.processes.pop(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
-
-    def stop_all(self) -> None:
-        for proc in self.processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for proc in self.processes.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-
-    def wait_ready(self, service: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(self.url(service, "/readyz"), timeout=2).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"{service} API not ready; see {self.log_path(service + '-api')}")
-
-    def wait_consuming(self, name: str, timeout: float = 60.0) -> None:
-        """Wait until a consumer process logs, since its last start, that it consumes."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._logged_since_mark(name, '"message": "consuming"'):
-                return
-            if self.processes[name].poll() is not None:
-                raise AssertionError(f"{name} exited; see {self.log_path(name)}")
-            time.sleep(0.1)
-        raise AssertionError(f"{name} did not start consuming; see {self.log_path(name)}")
-
-    def _logged_since_mark(self, name: str, needle: str) -> bool:
-        path = self.log_path(name)
-        if not path.exists():
-            return False
-        return needle in path.read_text(errors="replace")[self.marks.get(name, 0) :]
-
-    def mark_log(self, name: str) -> None:
-        """Remember the end of a process's log, so a restart's lines can be told apart."""
-        path = self.log_path(name)
-        self.marks[name] = len(path.read_text(errors="replace")) if path.exists() else 0
 
 
 @pytest.fixture(scope="session")
@@ -201,37 +22,7 @@ def system(amqp_url, db_backend, tmp_path_factory):
             s: stack.enter_context(testing.temporary_database(db_backend, f"e2e_{s}", str(folder)))
             for s in SERVICES
         }
-        env = {
-            "AMQP_URL": amqp_url,
-            "NIGHTTALK_VAR_DIR": str(folder / "var"),
-            "NIGHTTALK_JWT_SECRET": auth.secret(),  # the secret this process mints with
-            "NIGHTTALK_PII_KEY": "e2e-pii-key",
-            "NIGHTTALK_TIMEZONE": "Asia/Shanghai",
-            "ROUTING_DEFAULT_UNIT": "city-gov-office",
-            "WEB_CONCURRENCY": "2",
-            "LOG_LEVEL": "INFO",
-            **{f"{s.upper()}_DATABASE_URL": url for s, url in urls.items()},
-        }
-        system = System(
-            env=env,
-            specs=compose_processes(),
-            folder=folder,
-            ports={s: _free_port() for s in SERVICES},
-            amqp_url=amqp_url,
-            database_urls=urls,
-        )
-        one_shots = [n for n, spec in system.specs.items() if spec.one_shot]
-        # Migrations first, then what depends on them (the seed), as compose orders them.
-        for name in sorted(one_shots, key=lambda n: not n.endswith("-migrate")):
-            system.run_one_shot(name)
-        try:
-            for name in system.long_running():
-                system.start(name)
-            for service in SERVICES:
-                system.wait_ready(service)
-            for name in system.long_running():
-                if name.endswith("-consumer"):
-                    system.wait_consuming(name)
+        with running_system(
+            compose=COMPOSE, folder=folder, amqp_url=amqp_url, database_urls=urls
+        ) as system:
             yield system
-        finally:
-            system.stop_all()
