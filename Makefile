@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SERVICES := intake routing supervision notify
 PACKAGES := libs/eventbus libs/servicekit $(addprefix services/,$(SERVICES))
 
-.PHONY: install run migrate seed test test-sqlite test-postgresql lint format clean
+.PHONY: install run migrate seed test test-sqlite test-postgresql bench lint format clean
 
 $(STAMP): constraints.txt requirements-dev.txt $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ test-sqlite: install
 
 test-postgresql: install
 	NIGHTTALK_TEST_DB=postgresql $(BIN)/pytest
+
+bench: install  ## measure latency and throughput on PostgreSQL; writes bench/results/<date>.*
+	scripts/ensure-services.sh rabbitmq postgresql
+	$(BIN)/pip install -q -c constraints.txt -r bench/requirements.txt
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -59,7 +59,7 @@ def compose_processes(compose: Path) -> dict[str, ProcessSpec]:
     return specs
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -221,7 +221,7 @@ def running_system(
         env=env,
         specs=compose_processes(compose),
         folder=folder,
-        ports={s: _free_port() for s in SERVICES},
+        ports={s: free_port() for s in SERVICES},
         amqp_url=amqp_url,
         database_urls=database_urls,
     )

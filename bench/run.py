@@ -1,0 +1,364 @@
+"""``make bench``: how fast a case goes from the desk to the partner, on this machine.
+
+Starts every process as compose declares it, on PostgreSQL and the local RabbitMQ (a
+private vhost), measures the floors (bare HTTP, broker, database) in the same run so
+the figures can be read as ratios, then offers visits at stepped fixed rates and times
+accept (POST → 201) and end to end (POST → the partner's message). Writes
+bench/results/<date>.json, .md and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pika
+import psycopg
+
+from bench.load import closed_loop_throughput, open_loop, percentile
+from eventbus import testing
+from eventbus.connection import connect
+from servicekit.localsystem import SERVICES, free_port, running_system
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PARTNER = "lw-guokeng"
+
+
+def visit(n: int) -> dict:
+    """One batch with one issue signed over to the partner the benchmark listens as."""
+    return {
+        "channel": "daily",
+        "received_at": dt.datetime.now(dt.UTC).isoformat(),
+        "headcount": 1,
+        "visitor": {"name": "访客", "phone": f"139{n % 100_000_000:08d}"},
+        "issues": [
+            {
+                "category": "medical_reimbursement",
+                "summary": f"医药费报销 {n}",
+                "disposition": {"action": "sign_over", "unit": PARTNER},
+            }
+        ],
+    }
+
+
+# -- floors --------------------------------------------------------------------------
+
+
+def http_floor(seconds: float) -> float:
+    """Return the requests/s of a bare Flask JSON endpoint under the same gunicorn settings."""
+    port = free_port()
+    env = {**os.environ, "WEB_CONCURRENCY": "2"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:servicekit.gunicorn_conf",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "bench.floor_app:create_app()",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/v1/visits"
+        import requests
+
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if requests.post(url, json={}, timeout=1).status_code == 201:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("HTTP floor app did not start")
+            time.sleep(0.1)
+        return closed_loop_throughput(url, visit, {}, seconds=seconds)
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(20)
+
+
+def broker_floor(url: str, count: int) -> dict:
+    """Return persistent confirmed publishes/s into a quorum queue, and consumes/s out of it."""
+    conn = connect(url)
+    channel = conn.channel()
+    channel.queue_declare("bench.floor", durable=True, arguments={"x-queue-type": "quorum"})
+    channel.queue_purge("bench.floor")
+    channel.confirm_delivery()
+    body = json.dumps(visit(0)).encode()
+    props = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+    started = time.perf_counter()
+    for _ in range(count):
+        channel.basic_publish("", "bench.floor", body, props, mandatory=True)
+    published = count / (time.perf_counter() - started)
+    channel.basic_qos(prefetch_count=100)
+    received = 0
+    started = time.perf_counter()
+    for method, _props, _body in channel.consume("bench.floor", inactivity_timeout=5):
+        if method is None:
+            break
+        channel.basic_ack(method.delivery_tag)
+        received += 1
+        if received == count:
+            break
+    consumed = received / (time.perf_counter() - started)
+    channel.cancel()
+    channel.queue_delete("bench.floor")
+    conn.close()
+    return {"publish_confirmed_per_s": published, "consume_per_s": consumed}
+
+
+def database_floor(url: str, count: int) -> float:
+    """Return single-row INSERT + COMMIT per second on PostgreSQL."""
+    from sqlalchemy.engine import make_url
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_floor (id bigserial PRIMARY KEY, body text)")
+        conn.commit()
+        started = time.perf_counter()
+        for n in range(count):
+            conn.execute("INSERT INTO bench_floor (body) VALUES (%s)", (f"row {n}",))
+            conn.commit()
+        rate = count / (time.perf_counter() - started)
+        conn.execute("DROP TABLE bench_floor")
+        conn.commit()
+    return rate
+
+
+# -- the system under load -------------------------------------------------------------
+
+
+class PartnerListener:
+    """Consume the partner's queue and note when each case's message arrived."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.arrived: dict[str, float] = {}
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(10)
+
+    def _run(self):
+        conn = connect(self.url)
+        channel = conn.channel()
+        channel.basic_qos(prefetch_count=200)
+        for method, props, _body in channel.consume(f"partner.{PARTNER}", inactivity_timeout=0.2):
+            if method is not None:
+                self.arrived[props.headers["ce-subject"]] = time.monotonic()
+                channel.basic_ack(method.delivery_tag)
+            if self.stopping.is_set():
+                break
+        channel.cancel()
+        conn.close()
+
+
+def load_step(system, listener: PartnerListener, rate: float, seconds: float, drain: float):
+    """Offer visits at a fixed rate; return the latencies and whether the system kept up."""
+    headers = system.token("city-org")
+    run = open_loop(system.url("intake", "/v1/visits"), visit, headers, rate=rate, seconds=seconds)
+    accepted = [s for s in run.shots if s.status == 201]
+    cases = {s.body["cases"][0]["case_id"]: s for s in accepted}
+    deadline = time.monotonic() + drain
+    while time.monotonic() < deadline and not cases.keys() <= listener.arrived.keys():
+        time.sleep(0.05)
+    accept_ms = [(s.done - s.scheduled) * 1000 for s in accepted]
+    e2e_ms = [
+        (listener.arrived[c] - s.scheduled) * 1000
+        for c, s in cases.items()
+        if c in listener.arrived
+    ]
+    delivered = len(e2e_ms)
+    step = {
+        "offered_per_s": rate,
+        "seconds": seconds,
+        "sent": len(run.shots),
+        "accepted": len(accepted),
+        "errors": len(run.shots) - len(accepted),
+        "delivered": delivered,
+        "accept_ms": {p: percentile(accept_ms, q) for p, q in (("p50", 50), ("p99", 99))},
+        "e2e_ms": {p: percentile(e2e_ms, q) for p, q in (("p50", 50), ("p90", 90), ("p99", 99))},
+    }
+    p99 = step["e2e_ms"]["p99"]
+    step["kept_up"] = bool(
+        accepted and delivered == len(accepted) == len(run.shots) and p99 is not None and p99 < 1000
+    )
+    return step
+
+
+def peak_rss_mb(system) -> dict[str, float]:
+    """Return each process's peak resident memory (largest of its own and its workers')."""
+    peaks = {}
+    for name, proc in system.processes.items():
+        pids = [proc.pid]
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+        pids += [int(p) for p in children.stdout.split()]
+        best = 0
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        best = max(best, int(line.split()[1]))
+        peaks[name] = round(best / 1024, 1)
+    return peaks
+
+
+# -- report --------------------------------------------------------------------------
+
+
+def write_report(result: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / result["date"]
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    lines = [
+        f"# Benchmark {result['date']} — {result['machine']['cores']} cores, "
+        f"{result['machine']['python']}, PostgreSQL + RabbitMQ on the same machine",
+        "",
+        "| floor | figure |",
+        "|---|---|",
+        f"| HTTP (bare Flask, same gunicorn settings) "
+        f"| {result['floors']['http_per_s']:.0f} req/s |",
+        f"| broker publish (persistent, confirmed, quorum) "
+        f"| {result['floors']['broker']['publish_confirmed_per_s']:.0f} msg/s |",
+        f"| broker consume | {result['floors']['broker']['consume_per_s']:.0f} msg/s |",
+        f"| PostgreSQL single-row insert + commit | {result['floors']['database_per_s']:.0f} /s |",
+        f"| intake accepted visits (closed loop) | {result['intake_capacity_per_s']:.0f} /s "
+        f"({result['intake_capacity_per_s'] / result['floors']['http_per_s']:.2f} × HTTP floor) |",
+        "",
+        "| offered /s | accepted | delivered | accept p50 / p99 ms | end-to-end p50 / p90 / p99 ms "
+        "| kept up |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in result["load"]:
+        a, e = s["accept_ms"], s["e2e_ms"]
+
+        def f(v):
+            return "–" if v is None else f"{v:.0f}"
+
+        lines.append(
+            f"| {s['offered_per_s']:.0f} | {s['accepted']}/{s['sent']} | {s['delivered']} "
+            f"| {f(a['p50'])} / {f(a['p99'])} | {f(e['p50'])} / {f(e['p90'])} / {f(e['p99'])} "
+            f"| {'yes' if s['kept_up'] else 'no'} |"
+        )
+    lines += [
+        "",
+        "Peak RSS (MB): " + ", ".join(f"{k} {v}" for k, v in result["peak_rss_mb"].items()),
+    ]
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rates = [s["offered_per_s"] for s in result["load"]]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for key, style in (("p50", "o-"), ("p99", "s--")):
+            ax.plot(
+                rates,
+                [s["e2e_ms"][key] or float("nan") for s in result["load"]],
+                style,
+                label=f"end to end {key}",
+            )
+            ax.plot(
+                rates,
+                [s["accept_ms"][key] or float("nan") for s in result["load"]],
+                style,
+                alpha=0.5,
+                label=f"accept {key}",
+            )
+        ax.set_xlabel("offered load (visits/s)")
+        ax.set_ylabel("latency (ms)")
+        ax.set_yscale("log")
+        ax.set_title(f"Night Talk, {result['machine']['cores']} cores, {result['date']}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(stem.with_suffix(".png"), dpi=100)
+    except ImportError:
+        print("matplotlib not installed: no plot", file=sys.stderr)
+    return stem.with_suffix(".md")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rates", default="50,100,200,300", help="offered visits/s, stepped")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each step")
+    parser.add_argument("--drain", type=float, default=15.0, help="wait for stragglers")
+    args = parser.parse_args(argv)
+    rates = [float(r) for r in args.rates.split(",")]
+    folder = RESULTS / "tmp" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    result = {
+        "date": dt.date.today().isoformat(),
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+    }
+    with contextlib.ExitStack() as stack:
+        amqp_url = stack.enter_context(testing.temporary_vhost("nighttalk-bench"))
+        urls = {
+            s: stack.enter_context(testing.temporary_database("postgresql", f"bench_{s}", ""))
+            for s in SERVICES
+        }
+        floor_db = stack.enter_context(testing.temporary_database("postgresql", "bench_floor", ""))
+        print("floors...", file=sys.stderr)
+        result["floors"] = {
+            "http_per_s": http_floor(args.seconds),
+            "broker": broker_floor(amqp_url, 3000),
+            "database_per_s": database_floor(floor_db, 3000),
+        }
+        print("starting the system...", file=sys.stderr)
+        system = stack.enter_context(
+            running_system(
+                compose=ROOT / "deploy" / "compose.yaml",
+                folder=folder,
+                amqp_url=amqp_url,
+                database_urls=urls,
+            )
+        )
+        listener = stack.enter_context(PartnerListener(amqp_url))
+        result["intake_capacity_per_s"] = closed_loop_throughput(
+            system.url("intake", "/v1/visits"),
+            visit,
+            system.token("city-org"),
+            seconds=args.seconds,
+        )
+        time.sleep(args.drain)  # let the capacity burst drain before the stepped load
+        result["load"] = []
+        for rate in rates:
+            print(f"offering {rate:.0f} visits/s...", file=sys.stderr)
+            step = load_step(system, listener, rate, args.seconds, args.drain)
+            result["load"].append(step)
+            print(json.dumps(step), file=sys.stderr)
+        result["peak_rss_mb"] = peak_rss_mb(system)
+    report = write_report(result)
+    print(report.read_text())
+
+
+if __name__ == "__main__":
+    main()
