@@ -8,13 +8,14 @@ from servicekit.web import create_service_app
 
 def create_app(config: dict | None = None):
     """Create the intake app (reception desk API)."""
-    from intake import cases, models, visits
+    from intake import cases, models, sessions, visits
 
     logs.configure("intake")
 
     def register(app, api):
         api.register_blueprint(visits.blp)
         api.register_blueprint(cases.blp)
+        api.register_blueprint(sessions.blp)
 
     return create_service_app(
         "intake",

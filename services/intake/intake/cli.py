@@ -1,4 +1,4 @@
-"""``nighttalk intake``: migrate, api, relay."""
+"""``nighttalk intake``: migrate, api, relay, consume."""
 
 from servicekit.commands import service_group
 
@@ -9,4 +9,10 @@ def _metadata():
     return metadata
 
 
-group = service_group("intake", package="intake", port=8101, metadata=_metadata)
+def _handlers(runtime):
+    from intake.handlers import handlers
+
+    return handlers(runtime)
+
+
+group = service_group("intake", package="intake", port=8101, metadata=_metadata, handlers=_handlers)

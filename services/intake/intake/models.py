@@ -13,6 +13,9 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -38,6 +41,15 @@ add_event_tables(metadata)
 
 OPEN = "open"
 RESOLVED_ON_SPOT = "resolved_on_spot"
+ROUTED = "routed"
+RESOLVED = "resolved"
+CLOSED = "closed"
+STATUSES = (OPEN, ROUTED, RESOLVED_ON_SPOT, RESOLVED, CLOSED)
+# Still waiting for an answer: a visitor raising the same category again is a repeat.
+UNANSWERED = (OPEN, ROUTED)
+# A case only moves forward (open → routed → resolved → closed), whatever order
+# routing's and supervision's events arrive in.
+STATUS_RANK = {OPEN: 0, ROUTED: 1, RESOLVED_ON_SPOT: 2, RESOLVED: 2, CLOSED: 3}
 
 
 class Base(DeclarativeBase):
@@ -143,13 +155,54 @@ class Case(Base):
     visitor_key: Mapped[str | None] = mapped_column(String(64))
     repeat_of: Mapped[str | None] = mapped_column(String(36))
     repeat_count: Mapped[int] = mapped_column(Integer, default=0)
+    # What routing and supervision report back (see handlers.py), for queries and Open311.
+    responsible_unit: Mapped[str | None] = mapped_column(String(64))
+    lead_assignment_id: Mapped[str | None] = mapped_column(String(64))
+    routed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # Where an Open311 client placed the request (WGS 84), and a photo it linked.
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    media_url: Mapped[str | None] = mapped_column(String(500))
 
     visit: Mapped[Visit] = relationship(back_populates="cases")
 
     __table_args__ = (
         Index("ix_cases_unit_received", "unit", "received_at"),
         Index("ix_cases_visitor_category_status", "visitor_key", "category", "status"),
+        Index("ix_cases_status_received", "status", "received_at"),
     )
+
+
+class Unit(Base):
+    """intake's copy of routing's unit directory, kept by ``unit.changed`` events."""
+
+    __tablename__ = "units"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(20))
+    parent: Mapped[str | None] = mapped_column(String(64), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    revision: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReceptionSession(Base):
+    """An extra night-talk session a unit opened beyond the monthly night-talk day."""
+
+    __tablename__ = "reception_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    unit: Mapped[str] = mapped_column(String(64))
+    opens_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    closes_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    note: Mapped[str | None] = mapped_column(String(200))
+    opened_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_reception_sessions_unit_opens", "unit", "opens_at"),)
 
 
 class CaseNumberCounter(Base):

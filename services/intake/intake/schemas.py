@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from intake.catalogue import CATEGORIES, CHANNELS, DISPOSITIONS
+from intake.models import STATUSES
 
 UNIT_CODE = validate.Regexp(
     r"^[a-z0-9][a-z0-9-]{0,62}$", error="must be a unit code such as 'lw-buwen'"
@@ -166,6 +167,59 @@ class CaseOut(Schema):
     status = fields.String()
     due_at = timestamp(allow_none=True)
     repeat_of = fields.String(allow_none=True)
+    repeat = fields.Boolean(metadata={"description": "Linked to an earlier open case (重复来访)."})
+    repeat_count = fields.Integer(
+        metadata={"description": "Later visits about this case: follow-ups and repeats."}
+    )
+    responsible_unit = fields.String(
+        allow_none=True, metadata={"description": "The lead unit routing assigned it to."}
+    )
+    routed_at = timestamp(allow_none=True)
+    resolved_at = timestamp(allow_none=True)
+    closed_at = timestamp(allow_none=True)
+
+
+MAX_PAGE_SIZE = 100
+MAX_PAGE = 10_000
+
+
+class CaseQuery(Schema):
+    """Filters of the case list; unknown arguments are refused."""
+
+    class Meta:
+        unknown = RAISE
+
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    category = fields.String(
+        validate=validate.OneOf(sorted(CATEGORIES), error="unknown category; one of: {choices}")
+    )
+    channel = fields.String(validate=validate.OneOf(CHANNELS))
+    unit = fields.String(
+        validate=UNIT_CODE, metadata={"description": "Receiving unit (within your jurisdiction)."}
+    )
+    repeat = fields.Boolean(metadata={"description": "Only repeats (true) or first visits."})
+    from_ = fields.AwareDateTime(
+        data_key="from", metadata={"description": "Received at or after this instant."}
+    )
+    to = fields.AwareDateTime(metadata={"description": "Received before this instant."})
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
+    page_size = fields.Integer(
+        load_default=20,
+        validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
+        metadata={"description": f"At most {MAX_PAGE_SIZE}."},
+    )
+
+    @validates_schema
+    def _period(self, data, **kwargs):
+        if data.get("from_") and data.get("to") and data["from_"] >= data["to"]:
+            raise ValidationError("must be after 'from'", "to")
+
+
+class CasePageOut(Schema):
+    items = fields.List(fields.Nested(CaseOut))
+    page = fields.Integer()
+    page_size = fields.Integer()
+    total = fields.Integer()
 
 
 class VisitOut(Schema):
@@ -192,3 +246,69 @@ class IdempotencyHeader(Schema):
     class Meta:
         # Headers carry much besides ours (Host, Authorization...): ignore the rest.
         unknown = "exclude"
+
+
+MAX_SESSION = dt.timedelta(hours=12)
+SESSION_HORIZON = dt.timedelta(days=366)
+
+
+class SessionIn(Schema):
+    """An extra night-talk session: when it opens and closes (at most 12 hours)."""
+
+    opens_at = fields.AwareDateTime(required=True)
+    closes_at = fields.AwareDateTime(required=True)
+    note = text(200)
+
+    @validates_schema
+    def _window(self, data, **kwargs):
+        opens, closes = data.get("opens_at"), data.get("closes_at")
+        if opens is None or closes is None:
+            return
+        now = dt.datetime.now(dt.UTC)
+        if not now - SESSION_HORIZON <= opens <= now + SESSION_HORIZON:
+            raise ValidationError("must be within a year of today", "opens_at")
+        if closes <= opens:
+            raise ValidationError("must be after opens_at", "closes_at")
+        if closes - opens > MAX_SESSION:
+            raise ValidationError("a session lasts at most 12 hours", "closes_at")
+
+
+class SessionOut(Schema):
+    session_id = fields.String(
+        allow_none=True, metadata={"description": "Only extra sessions have an id."}
+    )
+    unit = fields.String()
+    kind = fields.String(metadata={"description": "night_talk_day or extra."})
+    opens_at = timestamp()
+    closes_at = timestamp()
+    note = fields.String(allow_none=True)
+
+
+MAX_SESSION_PERIOD = dt.timedelta(days=400)
+
+
+class SessionQuery(Schema):
+    """The period to list sessions for (default: this month and the next two)."""
+
+    class Meta:
+        unknown = RAISE
+
+    unit = fields.String(validate=UNIT_CODE, metadata={"description": "Default: your unit."})
+    from_ = fields.AwareDateTime(data_key="from")
+    to = fields.AwareDateTime()
+
+    @validates_schema
+    def _period(self, data, **kwargs):
+        start, end = data.get("from_"), data.get("to")
+        if start and end:
+            if end <= start:
+                raise ValidationError("must be after 'from'", "to")
+            if end - start > MAX_SESSION_PERIOD:
+                raise ValidationError("the period spans at most 400 days", "to")
+
+
+class SessionListOut(Schema):
+    items = fields.List(fields.Nested(SessionOut))
+    truncated = fields.Boolean(
+        metadata={"description": "More extra sessions than one answer holds."}
+    )

@@ -9,9 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
@@ -19,7 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from eventbus.unit_of_work import UnitOfWork
-from intake import events, models, pii
+from intake import events, models, pii, reception
+from intake.localtime import local_zone
 
 
 class UnknownCases(Exception):
@@ -34,9 +33,16 @@ class IdempotencyConflict(Exception):
     """An Idempotency-Key was reused with a different request."""
 
 
-def local_zone() -> ZoneInfo:
-    """Return the programme's time zone (``NIGHTTALK_TIMEZONE``, default Asia/Shanghai)."""
-    return ZoneInfo(os.environ.get("NIGHTTALK_TIMEZONE", "Asia/Shanghai"))
+class OutsideSession(Exception):
+    """A night-talk visit received when no night-talk session of the unit was open."""
+
+
+class UnknownUnits(Exception):
+    """Issues name units (signed over to, accused) that the unit directory does not know."""
+
+    def __init__(self, errors: dict[int, dict]) -> None:
+        super().__init__("unknown units")
+        self.errors = errors
 
 
 def request_fingerprint(payload: Any) -> str:
@@ -69,7 +75,7 @@ def _open_case_of(session, visitor_key: str | None, category: str) -> models.Cas
         .where(
             models.Case.visitor_key == visitor_key,
             models.Case.category == category,
-            models.Case.status == models.OPEN,
+            models.Case.status.in_(models.UNANSWERED),
         )
         .order_by(models.Case.received_at.desc())
         .limit(1)
@@ -131,11 +137,51 @@ def _earlier_answer(uow, unit, key, fingerprint) -> dict[str, Any] | None:
     return earlier.response
 
 
+def _check_units(session, issues: list[dict[str, Any]]) -> None:
+    """Refuse units the directory does not know (or has retired), naming the field.
+
+    Until routing has published its directory, intake's copy is empty and any
+    well-formed unit code is accepted: routing still checks when it routes.
+    """
+    named = {
+        u
+        for issue in issues
+        for u in ((issue.get("accused") or {}).get("unit"), issue["disposition"].get("unit"))
+        if u
+    }
+    if not named or session.scalar(select(models.Unit.code).limit(1)) is None:
+        return
+    known = set(
+        session.scalars(
+            select(models.Unit.code).where(models.Unit.code.in_(named), models.Unit.active)
+        )
+    )
+    errors: dict[int, dict] = {}
+    for position, issue in enumerate(issues):
+        where: dict[str, Any] = {}
+        signed_to = issue["disposition"].get("unit")
+        if signed_to and signed_to not in known:
+            where["disposition"] = {"unit": [f"unknown unit: {signed_to}"]}
+        accused = (issue.get("accused") or {}).get("unit")
+        if accused and accused not in known:
+            where["accused"] = {"unit": [f"unknown unit: {accused}"]}
+        if where:
+            errors[position] = where
+    if errors:
+        raise UnknownUnits(errors)
+
+
 def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
     now = dt.datetime.now(dt.UTC)
     received_at: dt.datetime = data["received_at"]
     visitor = data["visitor"]
     follow_up_numbers: list[str] = data.get("follow_ups") or []
+
+    if data["channel"] == reception.NIGHT_TALK and not reception.in_session(
+        session, unit, received_at
+    ):
+        raise OutsideSession()
+    _check_units(session, data.get("issues") or [])
 
     followed: list[models.Case] = []
     if follow_up_numbers:
@@ -235,3 +281,64 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
         "follow_ups": [{"case_id": c.id, "case_number": c.case_number} for c in followed],
     }
     return body, visit
+
+
+def open_session(
+    uow: UnitOfWork,
+    *,
+    unit: str,
+    opened_by: str,
+    data: dict[str, Any],
+    idempotency_key: str | None = None,
+    fingerprint: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Open an extra night-talk session for a unit; return (the response body, created)."""
+    with uow:
+        if idempotency_key:
+            earlier = _earlier_answer(uow, unit, idempotency_key, fingerprint)
+            if earlier is not None:
+                return earlier, False
+        extra = models.ReceptionSession(
+            unit=unit,
+            opens_at=data["opens_at"],
+            closes_at=data["closes_at"],
+            note=data.get("note"),
+            opened_by=opened_by,
+            created_at=dt.datetime.now(dt.UTC),
+        )
+        uow.session.add(extra)
+        uow.session.flush()
+        body = session_view(extra)
+        if idempotency_key:
+            uow.session.add(
+                models.IdempotentRequest(
+                    unit=unit,
+                    key=idempotency_key,
+                    request_hash=fingerprint or "",
+                    status_code=201,
+                    response=body,
+                    created_at=dt.datetime.now(dt.UTC),
+                )
+            )
+        try:
+            uow.session.flush()
+        except IntegrityError:
+            uow.session.rollback()
+            earlier = _earlier_answer(uow, unit, idempotency_key, fingerprint)
+            if earlier is None:
+                raise
+            return earlier, False
+        uow.commit()
+        return body, True
+
+
+def session_view(extra: models.ReceptionSession) -> dict[str, Any]:
+    """Return an extra session as the API shows it."""
+    return {
+        "session_id": extra.id,
+        "unit": extra.unit,
+        "kind": "extra",
+        "opens_at": events.iso(extra.opens_at),
+        "closes_at": events.iso(extra.closes_at),
+        "note": extra.note,
+    }

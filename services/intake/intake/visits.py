@@ -8,7 +8,7 @@ from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
-from intake import models, pii, usecases
+from intake import models, pii, reception, usecases
 from intake.access import ensure_can_read
 from intake.schemas import IdempotencyHeader, VisitCreatedOut, VisitIn, VisitOut
 from intake.views import case_view
@@ -30,6 +30,7 @@ class Visits(MethodView):
     @blp.response(201, VisitCreatedOut)
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(403, description="The token lacks the reception role.")
+    @blp.alt_response(400, description="Malformed JSON.")
     @blp.alt_response(413, description="Body over the size limit.")
     @blp.alt_response(415, description="Body is not JSON.")
     def post(self, headers, data):
@@ -55,6 +56,27 @@ class Visits(MethodView):
                 message="unknown case numbers in follow_ups",
                 errors={"json": {"follow_ups": [f"unknown case number: {n}" for n in exc.numbers]}},
             )
+        except usecases.OutsideSession:
+            abort(
+                422,
+                message="no night-talk session is open at this time for your unit",
+                errors={
+                    "json": {
+                        "received_at": [
+                            "outside the night-talk day ("
+                            + reception.schedule().describe()
+                            + ") and any extra session of your unit: open one with "
+                            "POST /v1/sessions, or register it on another channel"
+                        ]
+                    }
+                },
+            )
+        except usecases.UnknownUnits as exc:
+            abort(
+                422,
+                message="issues name units the unit directory does not know",
+                errors={"json": {"issues": exc.errors}},
+            )
         except usecases.IdempotencyConflict:
             abort(
                 422,
@@ -68,6 +90,7 @@ class Visits(MethodView):
 class VisitById(MethodView):
     @require()
     @blp.response(200, VisitOut)
+    @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(404, description="No such visit for your unit.")
     def get(self, visit_id: str):
         """Read a visit, with its lead visitor masked."""
@@ -80,7 +103,7 @@ class VisitById(MethodView):
             visit = session.get(models.Visit, visit_id)
             if visit is None:
                 abort(404, message="no such visit")
-            ensure_can_read(current_principal(), visit.unit)
+            ensure_can_read(session, current_principal(), visit.unit)
             return {
                 "id": visit.id,
                 "unit": visit.unit,

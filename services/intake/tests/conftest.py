@@ -1,5 +1,7 @@
 """Fixtures for intake: an app on a fresh migrated database and the test vhost."""
 
+import copy
+
 import pytest
 
 from intake.app import create_app
@@ -69,3 +71,23 @@ def visit_body():
             },
         ],
     }
+
+
+@pytest.fixture
+def runtime(app):
+    """Return the app's runtime: the same database the API reads."""
+    return app.extensions["runtime"]
+
+
+@pytest.fixture
+def register(client, bearer, visit_body):
+    """Return a function registering a visit (the standard one, or changed) for a unit."""
+
+    def make(unit="city-org", **changes):
+        body = copy.deepcopy(visit_body)
+        body.update(changes)
+        r = client.post("/v1/visits", json=body, headers=bearer(unit))
+        assert r.status_code == 201, r.get_json()
+        return r.get_json()
+
+    return make

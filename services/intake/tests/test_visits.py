@@ -52,6 +52,7 @@ def test_three_issues_make_three_cases_numbers_and_events(client, bearer, visit_
 def test_case_numbers_follow_the_local_day_and_unit(client, bearer, visit_body):
     body = copy.deepcopy(visit_body)
     body["received_at"] = "2026-11-15T23:30:00+08:00"  # still the 15th in Zhangzhou
+    body["channel"] = "daily"  # past the night-talk session: the complaint centre's desk
     body["issues"] = body["issues"][:1]
     first = client.post("/v1/visits", json=body, headers=bearer()).get_json()
     second = client.post("/v1/visits", json=body, headers=bearer()).get_json()

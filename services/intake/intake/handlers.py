@@ -1,0 +1,100 @@
+"""The consumer's handlers: what intake learns back from routing and supervision.
+
+intake keeps two things from other services' events: a copy of routing's unit
+directory (for supervisors' jurisdictions and checking the units a clerk names),
+and each case's progress (open → routed → resolved → closed) with the unit that
+answers for it (for queries and the Open311 face). Every handler is idempotent
+(the consumer's inbox) and order-tolerant: a unit snapshot applies only if its
+revision is newer, a case's status only moves forward. Handlers never commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from eventbus.consumer import Handler
+from eventbus.envelope import ReceivedEvent
+from eventbus.unit_of_work import UnitOfWork
+from intake import inbound, models
+
+log = logging.getLogger(__name__)
+
+
+def handlers(runtime=None) -> Mapping[str, Handler]:
+    """Return the handlers by routing key; their keys are the queue's bindings."""
+    return {
+        "unit.changed": on_unit_changed,
+        "case.routed": on_case_routed,
+        "assignment.resolved": on_assignment_resolved,
+        "case.closed": on_case_closed,
+    }
+
+
+def on_unit_changed(uow: UnitOfWork, event: ReceivedEvent) -> None:
+    """Keep the local copy of a unit, unless a newer revision is already there."""
+    data = inbound.load(inbound.UnitChangedIn, event, subject="code")
+    unit = uow.session.get(models.Unit, data["code"])
+    if unit is None:
+        uow.session.add(models.Unit(**data))
+        return
+    if data["revision"] <= unit.revision:
+        return  # a stale or repeated snapshot
+    for name, value in data.items():
+        setattr(unit, name, value)
+
+
+def _case(uow: UnitOfWork, event: ReceivedEvent, case_id: str) -> models.Case | None:
+    case = uow.session.get(models.Case, case_id, with_for_update=True)
+    if case is None:
+        # Not a case intake registered (another deployment's, or a test's): nothing to keep.
+        log.warning("event about an unknown case ignored", extra={"event_id": event.id})
+    return case
+
+
+def _advance(case: models.Case, status: str) -> None:
+    if models.STATUS_RANK[status] > models.STATUS_RANK.get(case.status, 0):
+        case.status = status
+
+
+def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
+    """Record which unit answers for a case (the lead), and routing's due date."""
+    data = inbound.load(inbound.CaseRoutedIn, event, subject="case_id")
+    case = _case(uow, event, data["case_id"])
+    if case is None or data["role"] != "lead":
+        return
+    # A transfer routes the case again: the latest routing names the responsible unit.
+    if case.routed_at is None or data["routed_at"] >= case.routed_at:
+        case.responsible_unit = data["unit"]
+        case.lead_assignment_id = data["assignment_id"]
+        case.routed_at = data["routed_at"]
+        if data["due_at"] is not None:
+            case.due_at = data["due_at"]
+        case.updated_at = max(filter(None, [case.updated_at, data["routed_at"]]))
+    _advance(case, models.ROUTED)
+
+
+def on_assignment_resolved(uow: UnitOfWork, event: ReceivedEvent) -> None:
+    """Mark a case resolved when its lead unit (or, not yet known, any unit) answered."""
+    data = inbound.load(inbound.AssignmentResolvedIn, event, subject="case_id")
+    case = _case(uow, event, data["case_id"])
+    if case is None:
+        return
+    if case.lead_assignment_id and case.lead_assignment_id != data["assignment_id"]:
+        return  # a co-handling unit's part, or an assignment since transferred away
+    if case.responsible_unit is None:
+        case.responsible_unit = data["unit"]
+    case.resolved_at = data["occurred_at"]
+    case.updated_at = max(filter(None, [case.updated_at, data["occurred_at"]]))
+    _advance(case, models.RESOLVED)
+
+
+def on_case_closed(uow: UnitOfWork, event: ReceivedEvent) -> None:
+    """Close a case once supervision closed it (the visitor's feedback or its deadline)."""
+    data = inbound.load(inbound.CaseClosedIn, event, subject="case_id")
+    case = _case(uow, event, data["case_id"])
+    if case is None:
+        return
+    case.closed_at = data["occurred_at"]
+    case.updated_at = max(filter(None, [case.updated_at, data["occurred_at"]]))
+    _advance(case, models.CLOSED)

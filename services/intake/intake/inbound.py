@@ -1,0 +1,73 @@
+"""What intake reads from routing's and supervision's events, in intake's own schemas.
+
+Producers may add fields (``unknown = EXCLUDE``); what intake relies on is checked
+here, and an event that fails is a PoisonMessage (dead-lettered, never retried).
+The messages name fields and rules, never the values sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from eventbus.envelope import PoisonMessage, ReceivedEvent
+
+UNIT_CODE = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,63}$", error="must be a unit code")
+IDENTIFIER = validate.Length(min=1, max=64)
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class UnitChangedIn(_Lenient):
+    """routing's ``unit.changed``: a full snapshot of one unit, with its revision."""
+
+    code = fields.String(required=True, validate=UNIT_CODE)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    level = fields.String(required=True, validate=validate.Length(min=1, max=20))
+    parent = fields.String(load_default=None, allow_none=True, validate=UNIT_CODE)
+    active = fields.Boolean(load_default=True)
+    revision = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+
+
+class CaseRoutedIn(_Lenient):
+    """routing's ``case.routed``: which unit now answers for the case, and by when."""
+
+    case_id = fields.String(required=True, validate=IDENTIFIER)
+    assignment_id = fields.String(required=True, validate=IDENTIFIER)
+    unit = fields.String(required=True, validate=UNIT_CODE)
+    role = fields.String(load_default="lead", validate=validate.OneOf(["lead", "co"]))
+    routed_at = fields.AwareDateTime(required=True)
+    due_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class AssignmentResolvedIn(_Lenient):
+    """routing's ``assignment.resolved``: the unit gave its answer."""
+
+    case_id = fields.String(required=True, validate=IDENTIFIER)
+    assignment_id = fields.String(required=True, validate=IDENTIFIER)
+    unit = fields.String(required=True, validate=UNIT_CODE)
+    occurred_at = fields.AwareDateTime(required=True)
+
+
+class CaseClosedIn(_Lenient):
+    """supervision's ``case.closed``: the visitor's feedback (or its absence) closed it."""
+
+    case_id = fields.String(required=True, validate=IDENTIFIER)
+    occurred_at = fields.AwareDateTime(required=True)
+
+
+def load(schema: type[Schema], event: ReceivedEvent, *, subject: str | None) -> dict[str, Any]:
+    """Return the checked data of an event, or raise PoisonMessage naming what is wrong."""
+    try:
+        data = schema().load(event.data)
+    except ValidationError as exc:
+        raise PoisonMessage(
+            f"invalid {event.routing_key or event.type} data: {exc.messages}"
+        ) from exc
+    if subject and event.subject and event.subject != data[subject]:
+        raise PoisonMessage(f"{event.routing_key or event.type}: subject is not its {subject}")
+    return data
