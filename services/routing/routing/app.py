@@ -8,13 +8,15 @@ from servicekit.web import create_service_app
 
 def create_app(config: dict | None = None):
     """Create the routing app (unit directory and assignments API)."""
-    from routing import assignments, models, units
+    from routing import assignments, inbox, models, rules_api, units
 
     logs.configure("routing")
 
     def register(app, api):
         api.register_blueprint(assignments.blp)
         api.register_blueprint(units.blp)
+        api.register_blueprint(rules_api.blp)
+        api.register_blueprint(inbox.blp)
 
     return create_service_app(
         "routing",

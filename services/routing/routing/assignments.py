@@ -10,10 +10,22 @@ from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
 from sqlalchemy import select
 
-from routing import models
+from routing import models, rules, usecases
 from routing.access import ensure_can_read, visible_assignments
 from routing.pages import paginate
-from routing.schemas import AssignmentOut, AssignmentPage, AssignmentQuery
+from routing.schemas import (
+    ArbitrationIn,
+    AssignmentOut,
+    AssignmentPage,
+    AssignmentQuery,
+    ExtensionDecisionIn,
+    ExtensionIn,
+    ExtensionOut,
+    ProgressIn,
+    ResolveIn,
+    ReturnIn,
+    TransferIn,
+)
 from servicekit.auth import current_principal, require
 
 blp = Blueprint(
@@ -52,13 +64,172 @@ class AssignmentById(MethodView):
     @blp.alt_response(404, description="No such assignment for your unit.")
     def get(self, assignment_id: str):
         """Read one assignment."""
-        try:
-            uuid.UUID(assignment_id)
-        except ValueError:
-            abort(404, message="no such assignment")
+        _check_id(assignment_id)
         with current_app.extensions["runtime"].sessions() as session:
             assignment = session.get(models.Assignment, assignment_id)
             if assignment is None:
                 abort(404, message="no such assignment")
             ensure_can_read(current_principal(), assignment)
             return assignment
+
+
+def _check_id(assignment_id: str) -> None:
+    try:
+        uuid.UUID(assignment_id)
+    except ValueError:
+        abort(404, message="no such assignment")
+
+
+def fail(exc: usecases.ActionError):
+    """Answer an action the use case refused: 409, 404, 403, or 422 naming the field."""
+    if exc.field:
+        abort(exc.status, message=exc.message, errors={"json": {exc.field: [exc.message]}})
+    abort(exc.status, message=exc.message)
+
+
+def act(assignment_id: str, action, *args, **kwargs) -> dict:
+    """Run a partner or supervisor action in one transaction; return the assignment acted on."""
+    _check_id(assignment_id)
+    runtime = current_app.extensions["runtime"]
+    try:
+        with runtime.unit_of_work() as uow:
+            result = action(uow, assignment_id, current_principal(), *args, **kwargs)
+            acted = uow.session.get(models.Assignment, assignment_id)
+            body = AssignmentOut().dump(acted)
+            extra = result[1] if isinstance(result, tuple) else None
+            uow.commit()
+    except usecases.ActionError as exc:
+        fail(exc)
+    return body if extra is None else {"granted": extra, "assignment": body}
+
+
+ACTION_RESPONSES = (
+    (403, "Not a partner of the assignment's unit."),
+    (404, "No such assignment for your unit."),
+    (409, "The assignment's state forbids this action (e.g. resolve before accept)."),
+)
+
+
+def _documented(view):
+    for status, description in ACTION_RESPONSES:
+        view = blp.alt_response(status, description=description)(view)
+    return view
+
+
+@blp.route("/<assignment_id>/accept")
+class Accept(MethodView):
+    @require("partner")
+    @blp.response(200, AssignmentOut)
+    @_documented
+    def post(self, assignment_id: str):
+        """Accept (签收) an assignment of your unit."""
+        return act(assignment_id, usecases.accept)
+
+
+@blp.route("/<assignment_id>/return")
+class Return(MethodView):
+    @require("partner")
+    @blp.arguments(ReturnIn)
+    @blp.response(200, AssignmentOut)
+    @_documented
+    def post(self, data, assignment_id: str):
+        """Return (退回) an assignment that is not your unit's: its supervising unit re-dispatches.
+
+        Past ``ROUTING_MAX_MOVES`` returns and transfers the case goes to arbitration.
+        """
+        return act(
+            assignment_id, usecases.return_, data["reason"], default_unit=rules.default_unit()
+        )
+
+
+@blp.route("/<assignment_id>/transfer")
+class Transfer(MethodView):
+    @require("partner")
+    @blp.arguments(TransferIn)
+    @blp.response(200, AssignmentOut)
+    @blp.alt_response(422, description="to_unit is unknown, inactive, or your own.")
+    @_documented
+    def post(self, data, assignment_id: str):
+        """Transfer (转办) an assignment onward; never to the unit the case accuses."""
+        return act(
+            assignment_id,
+            usecases.transfer,
+            data["to_unit"],
+            data["reason"],
+            default_unit=rules.default_unit(),
+        )
+
+
+@blp.route("/<assignment_id>/progress")
+class Progress(MethodView):
+    @require("partner")
+    @blp.arguments(ProgressIn)
+    @blp.response(200, AssignmentOut)
+    @_documented
+    def post(self, data, assignment_id: str):
+        """Report progress on an accepted assignment."""
+        return act(assignment_id, usecases.progress, data["note"])
+
+
+@blp.route("/<assignment_id>/resolve")
+class Resolve(MethodView):
+    @require("partner")
+    @blp.arguments(ResolveIn)
+    @blp.response(200, AssignmentOut)
+    @_documented
+    def post(self, data, assignment_id: str):
+        """Resolve (办结) an accepted assignment with the answer given to the visitor."""
+        return act(assignment_id, usecases.resolve, data["answer"])
+
+
+@blp.route("/<assignment_id>/extension")
+class Extension(MethodView):
+    @require("partner")
+    @blp.arguments(ExtensionIn)
+    @blp.response(200, ExtensionOut)
+    @_documented
+    def post(self, data, assignment_id: str):
+        """Ask for more time: the first extension up to the policy's days is granted at once.
+
+        Any other waits for the supervising unit (``granted`` false).
+        """
+        return act(
+            assignment_id,
+            usecases.request_extension,
+            data["days"],
+            data["reason"],
+            default_unit=rules.default_unit(),
+        )
+
+
+@blp.route("/<assignment_id>/extension/decision")
+class ExtensionDecision(MethodView):
+    @require("supervisor", "admin")
+    @blp.arguments(ExtensionDecisionIn)
+    @blp.response(200, AssignmentOut)
+    @_documented
+    def post(self, data, assignment_id: str):
+        """Grant or refuse a pending extension, as the supervising unit (or an admin)."""
+        return act(
+            assignment_id,
+            usecases.decide_extension,
+            data["grant"],
+            data["reason"],
+            data.get("days"),
+        )
+
+
+@blp.route("/<assignment_id>/arbitration")
+class Arbitration(MethodView):
+    @require("supervisor", "admin")
+    @blp.arguments(ArbitrationIn)
+    @blp.response(200, AssignmentOut)
+    @blp.alt_response(422, description="unit is unknown or inactive.")
+    @_documented
+    def post(self, data, assignment_id: str):
+        """Decide an arbitration: name the unit that must handle the case.
+
+        Only the supervising unit named in ``assignment.arbitration_requested`` (or an
+        admin) decides; the answer is the assignment that went to arbitration.
+        """
+        return act(assignment_id, usecases.arbitrate, data["unit"], data["reason"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import click
+from sqlalchemy import select
 
 from servicekit.commands import service_group
 
@@ -72,13 +73,19 @@ def _connect_with_retry(wait: float):
     show_default=True,
     help="Seconds to keep trying to reach the broker (AMQP_URL) before giving up.",
 )
-def seed(path: str | None, broker_wait: float) -> None:
+@click.option(
+    "--announce-all",
+    is_flag=True,
+    help="Publish unit.changed for every unit, changed or not (a consumer's copy rebuilt).",
+)
+def seed(path: str | None, broker_wait: float, announce_all: bool) -> None:
     """Load the unit directory (an upsert) and declare each active unit's partner queue.
 
-    Running it again changes nothing; edit the file and run it to add, change or
-    retire (``"active": false``) units.
+    Each unit added or changed gets a new revision and is announced (``unit.changed``,
+    through the outbox). Running it again changes nothing; edit the file and run it
+    to add, change or retire (``"active": false``) units.
     """
-    from routing import directory, models
+    from routing import admin, directory, models
     from routing.partners import declare_partner_queues
     from servicekit.runtime import make_runtime
 
@@ -88,18 +95,24 @@ def seed(path: str | None, broker_wait: float) -> None:
         raise click.ClickException(str(exc)) from exc
     runtime = make_runtime("routing", models.metadata)
     try:
-        with runtime.sessions() as session:
+        with runtime.unit_of_work() as uow:
             try:
-                result = directory.seed(session, records)
+                result = directory.seed(uow.session, records)
             except ValueError as exc:
                 raise click.ClickException(str(exc)) from exc
-            session.commit()
+            announced = (
+                uow.session.scalars(select(models.Unit)).all() if announce_all else result.changed
+            )
+            for unit in announced:
+                admin.announce(uow, unit)
+            uow.commit()
+        with runtime.sessions() as session:
             codes = directory.active_codes(session)
     finally:
         runtime.close()
     click.echo(
         f"routing: unit directory seeded ({result.added} added, {result.updated} updated, "
-        f"{result.unchanged} unchanged)"
+        f"{result.unchanged} unchanged; {len(announced)} announced)"
     )
     conn = _connect_with_retry(broker_wait)
     try:

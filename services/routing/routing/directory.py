@@ -36,6 +36,7 @@ class UnitLike(Protocol):
     code: str
     parent: str | None
     level: str
+    area: str
     active: bool
 
 
@@ -210,6 +211,8 @@ class SeedResult:
     added: int
     updated: int
     unchanged: int
+    # The units added or changed, at their new revision: each is announced (unit.changed).
+    changed: tuple[Unit, ...] = ()
 
 
 _FIELDS = ("name", "level", "parent", "area", "leader", "active")
@@ -237,21 +240,26 @@ def seed(session: Session, records: list[UnitRecord]) -> SeedResult:
     """
     check_hierarchy(records, SessionDirectory(session))
     added = updated = unchanged = 0
+    changed: list[Unit] = []
     for record in _depth_first(records):
         unit = session.get(Unit, record.code)
         values: Mapping[str, Any] = {name: getattr(record, name) for name in _FIELDS}
         if unit is None:
-            session.add(Unit(code=record.code, **values))
+            unit = Unit(code=record.code, revision=1, **values)
+            session.add(unit)
             session.flush()
             added += 1
+            changed.append(unit)
         elif any(getattr(unit, name) != value for name, value in values.items()):
             for name, value in values.items():
                 setattr(unit, name, value)
+            unit.revision = (unit.revision or 0) + 1
             session.flush()
             updated += 1
+            changed.append(unit)
         else:
             unchanged += 1
-    return SeedResult(added, updated, unchanged)
+    return SeedResult(added, updated, unchanged, tuple(changed))
 
 
 def active_codes(session: Session) -> list[str]:

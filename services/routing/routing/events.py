@@ -43,6 +43,35 @@ def assignment_data(assignment: models.Assignment) -> dict[str, Any]:
         "receiving_unit": assignment.receiving_unit,
         "channel": assignment.channel,
         "confidential": assignment.confidential,
+        "reason": assignment.reason,
+    }
+
+
+def unit_data(unit: models.Unit) -> dict[str, Any]:
+    """Return the ``unit.changed`` payload: the unit's full snapshot and revision."""
+    return {
+        "code": unit.code,
+        "name": unit.name,
+        "level": unit.level,
+        "parent": unit.parent,
+        "area": unit.area,
+        "leader": unit.leader,
+        "active": unit.active,
+        "revision": unit.revision,
+    }
+
+
+def action_data(event: models.AssignmentActed) -> dict[str, Any]:
+    """Return an ``assignment.*`` payload: the common fields and the action's own."""
+    assignment = event.assignment
+    return {
+        "case_id": assignment.case_id,
+        "case_number": assignment.case_number,
+        "assignment_id": assignment.id,
+        "unit": assignment.unit,
+        "occurred_at": iso(event.occurred_at),
+        "by": event.by,
+        **event.extra,
     }
 
 
@@ -55,6 +84,15 @@ def to_integration(event: Any) -> list[envelope.OutgoingEvent]:
                 _build("case.routed", assignment.case_id, data),
                 _partner_copy(assignment.unit, "case.routed", assignment.case_id, data),
             ]
+        case models.AssignmentActed(assignment=assignment, action=action):
+            key = f"assignment.{action}"
+            data = action_data(event)
+            out = [_build(key, assignment.case_id, data)]
+            if event.partner_copy:
+                out.append(_partner_copy(assignment.unit, key, assignment.case_id, data))
+            return out
+        case models.UnitChanged(unit=unit):
+            return [_build("unit.changed", unit.code, unit_data(unit))]
     raise TypeError(f"no integration event for {event!r}")
 
 

@@ -65,3 +65,51 @@ def case_registered(event: ReceivedEvent) -> dict[str, Any]:
     if event.subject and event.subject != data["case_id"]:
         raise PoisonMessage("case.registered subject is not its case_id")
     return data
+
+
+class CaseReopenedIn(_Lenient):
+    """``case.reopened`` as supervision publishes it."""
+
+    case_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    case_number = fields.String(required=True, validate=validate.Length(min=1, max=90))
+    unit = fields.String(required=True, validate=UNIT_CODE)
+    reason = fields.String(load_default="reopened", validate=validate.Length(max=500))
+    occurred_at = fields.AwareDateTime(required=True)
+
+
+class MeetingDecisionIn(_Lenient):
+    """``meeting.decision_recorded`` as supervision publishes it."""
+
+    case_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    case_number = fields.String(required=True, validate=validate.Length(min=1, max=90))
+    decision = fields.String(required=True, validate=validate.OneOf(("reassign", "extend", "note")))
+    unit = fields.String(load_default=None, allow_none=True, validate=UNIT_CODE)
+    due_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+
+    @validates_schema
+    def _what_the_decision_needs(self, data, **kwargs):
+        if data.get("decision") == "reassign" and not data.get("unit"):
+            raise ValidationError("a reassignment names the unit", "unit")
+        if data.get("decision") == "extend" and not data.get("due_at"):
+            raise ValidationError("an extension names the new due date", "due_at")
+
+
+def _checked(event: ReceivedEvent, schema: Schema, name: str) -> dict[str, Any]:
+    try:
+        data = schema.load(event.data)
+    except ValidationError as exc:
+        raise PoisonMessage(f"invalid {name} data: {exc.messages}") from exc
+    if event.subject and event.subject != data["case_id"]:
+        raise PoisonMessage(f"{name} subject is not its case_id")
+    return data
+
+
+def case_reopened(event: ReceivedEvent) -> dict[str, Any]:
+    """Return the checked data of a ``case.reopened`` event, or raise PoisonMessage."""
+    return _checked(event, CaseReopenedIn(), "case.reopened")
+
+
+def meeting_decision(event: ReceivedEvent) -> dict[str, Any]:
+    """Return the checked data of a ``meeting.decision_recorded`` event, or raise PoisonMessage."""
+    return _checked(event, MeetingDecisionIn(), "meeting.decision_recorded")

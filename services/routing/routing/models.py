@@ -12,13 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -50,9 +53,22 @@ CITY_AREA = "city"
 LEAD = "lead"
 ROLES = (LEAD,)
 
-# Assignment statuses; the partner actions (accept, return, transfer...) add theirs.
+# Assignment statuses. A current assignment is assigned (待签收), accepted (已签收,
+# being handled), resolved (办结) or in arbitration (awaiting the supervising unit);
+# a superseded one was returned (退回), transferred (转办), or replaced (reopened or
+# arbitrated), and points at the assignment that followed it.
 ASSIGNED = "assigned"
-STATUSES = (ASSIGNED,)
+ACCEPTED = "accepted"
+RESOLVED = "resolved"
+RETURNED = "returned"
+TRANSFERRED = "transferred"
+ARBITRATION = "arbitration"
+REPLACED = "replaced"
+STATUSES = (ASSIGNED, ACCEPTED, RESOLVED, RETURNED, TRANSFERRED, ARBITRATION, REPLACED)
+OPEN_STATUSES = (ASSIGNED, ACCEPTED)
+
+# The wildcard of a routing rule: any category, or any area.
+ANY = "*"
 
 
 class Base(DeclarativeBase):
@@ -69,6 +85,23 @@ def new_id() -> str:
 @dataclass(frozen=True)
 class CaseRouted:
     assignment: Assignment
+
+
+@dataclass(frozen=True)
+class AssignmentActed:
+    """A partner or supervisor acted on an assignment: ``assignment.<action>``."""
+
+    assignment: Assignment
+    action: str
+    occurred_at: dt.datetime
+    by: str
+    extra: dict[str, Any]
+    partner_copy: bool = False
+
+
+@dataclass(frozen=True)
+class UnitChanged:
+    unit: Unit
 
 
 # -- the unit directory ------------------------------------------------------------------
@@ -88,6 +121,9 @@ class Unit(Base):
     area: Mapped[str] = mapped_column(String(64), index=True)
     leader: Mapped[str | None] = mapped_column(String(50))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped on every change and carried by ``unit.changed``: consumers apply only a
+    # newer revision, so duplicates and reordering leave their copy right.
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (
         CheckConstraint("level IN ('city', 'county', 'township')", name="level"),
@@ -122,18 +158,34 @@ class Assignment(Base):
     # case never reaches the accused unit (信访条例: 不得转给被检举揭发的人员或单位).
     confidential: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str] = mapped_column(String(200))
+    # The assignment that took over from this one (after a return, a transfer, an
+    # arbitration or a reopening); None while this one is the case's current one.
+    superseded_by: Mapped[str | None] = mapped_column(String(36))
+    # Returns and transfers the case has had since it was last routed by a decision
+    # (rules, arbitration, reopening): over the limit, it goes to arbitration.
+    moves: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The supervising unit asked to arbitrate, while the status is arbitration.
+    supervising_unit: Mapped[str | None] = mapped_column(String(64))
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    answer: Mapped[str | None] = mapped_column(Text)
+    extensions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # An extension asked for beyond the policy, awaiting the supervising unit.
+    extension_days: Mapped[int | None] = mapped_column(Integer)
+    extension_reason: Mapped[str | None] = mapped_column(String(500))
 
     __table_args__ = (
-        # A case has one lead unit: the same case arriving twice, under any event id,
-        # is routed once (the second insert fails even under concurrent consumers).
+        # A case has one current lead unit: the same case arriving twice, under any
+        # event id, is routed once (the second insert fails even under concurrent
+        # consumers); returns, transfers and arbitration supersede the previous one.
         Index(
-            "uq_assignments_lead_case",
+            "uq_assignments_current_lead",
             "case_id",
-            "role",
             unique=True,
-            postgresql_where=text("role = 'lead'"),
-            sqlite_where=text("role = 'lead'"),
+            postgresql_where=text("role = 'lead' AND superseded_by IS NULL"),
+            sqlite_where=text("role = 'lead' AND superseded_by IS NULL"),
         ),
+        Index("ix_assignments_case_id", "case_id"),
         Index("ix_assignments_unit_status", "unit", "status"),
         Index("ix_assignments_routed_at", "routed_at"),
     )
@@ -147,3 +199,49 @@ class Assignment(Base):
         if not hasattr(self, "events"):
             self.events = []
         self.events.append(event)
+
+
+class AssignmentAction(Base):
+    """What was done to an assignment, by whom and when: its history and progress notes."""
+
+    __tablename__ = "assignment_actions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    assignment_id: Mapped[str] = mapped_column(ForeignKey("assignments.id"), index=True)
+    action: Mapped[str] = mapped_column(String(40))
+    by: Mapped[str] = mapped_column(String(100))
+    occurred_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    text: Mapped[str | None] = mapped_column(Text)
+
+
+# -- routing rules -------------------------------------------------------------------------
+
+
+class Rule(Base):
+    """(category, area) → responsible unit; ``*`` matches any; the most specific wins."""
+
+    __tablename__ = "routing_rules"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    category: Mapped[str] = mapped_column(String(40))
+    area: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(ForeignKey("units.code"), index=True)
+    # Overrides the one-month deadline for the cases this rule routes.
+    due_days: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (UniqueConstraint("category", "area", name="uq_routing_rules_key"),)
+
+
+class IdempotentRequest(Base):
+    """The first answer to a request sent with an Idempotency-Key, replayed on retries."""
+
+    __tablename__ = "idempotent_requests"
+
+    unit: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

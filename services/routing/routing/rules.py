@@ -1,9 +1,10 @@
 """Decide which unit answers for a case, and by when.
 
-``choose_unit`` is the one entry point: it takes what reception decided (sign over
-to a named unit, or let routing decide) and passes every choice through
-``apply_confidentiality``, so no path — today's or the (category, area) rules still
-to come — can hand a complaint to the unit it accuses.
+``choose_unit`` takes what reception decided (sign over to a named unit, or let
+routing decide by the (category, area) rules). Every path that hands a case to a
+unit — sign over, rules, return, transfer, arbitration, reopening, a meeting's
+reassignment — passes its choice through ``apply_confidentiality``, the one place
+that keeps a complaint away from the unit it accuses and that unit's subtree.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from dateutil.relativedelta import relativedelta
 
 from routing.directory import Directory, ancestors, in_subtree
+from routing.models import ANY, CITY_AREA
 
 DEFAULT_UNIT = "city-gov-office"
 # The organ of last resort for complaints about officials (市纪委 / 监察局).
@@ -29,6 +32,11 @@ DEFAULT_RULE = "default rule"
 SIGN_OVER_UNAVAILABLE = "signed-over unit unknown or inactive → default rule"
 WITHHELD_TO_SUPERIOR = "accused unit withheld → superior"
 WITHHELD_TO_DISCIPLINE = "accused unit withheld → discipline commission"
+RULE = "rule"
+
+
+class AccusedUnitError(Exception):
+    """A person asked to hand a case to the unit it accuses, or to one of its sub-units."""
 
 
 class NoResponsibleUnitError(Exception):
@@ -59,6 +67,44 @@ class Choice:
     unit: str
     reason: str
     confidential: bool = False
+    # Days to the due date, when a rule overrides the one-month deadline.
+    due_days: int | None = None
+
+
+@dataclass(frozen=True)
+class RuleEntry:
+    """A routing rule as the rules book holds it."""
+
+    category: str
+    area: str
+    unit: str
+    due_days: int | None = None
+
+
+class RuleBook(Protocol):
+    """Where routing looks rules up: the database in service, a dict in unit tests."""
+
+    def get(self, category: str, area: str) -> RuleEntry | None:
+        """Return the rule of exactly this (category, area), wildcards included, or None."""
+
+
+class MemoryRules:
+    """Rules held in a dict (unit tests)."""
+
+    def __init__(self, entries=()) -> None:
+        self.entries = {(e.category, e.area): e for e in entries}
+
+    def get(self, category: str, area: str) -> RuleEntry | None:
+        return self.entries.get((category, area))
+
+
+def specificity(category: str, area: str) -> list[tuple[str, str]]:
+    """Return the rule keys that may route a case, the most specific first.
+
+    Both named beats a category alone, which beats an area alone (a category names
+    the responsible department; an area only where it sits), which beats ``*``/``*``.
+    """
+    return [(category, area), (category, ANY), (ANY, area), (ANY, ANY)]
 
 
 def default_unit() -> str:
@@ -71,33 +117,63 @@ def _available(directory: Directory, code: str | None) -> bool:
     return unit is not None and unit.active
 
 
-def choose_unit(case: CaseFacts, directory: Directory, *, default: str) -> Choice:
+def case_area(case: CaseFacts, directory: Directory) -> str:
+    """Return the area a case belongs to: that of the unit that received it.
+
+    The first-contact unit (首见责任制) is where the visitor lives or the trouble is;
+    a case received by a city-level desk is the city's.
+    """
+    unit = directory.get(case.receiving_unit)
+    return getattr(unit, "area", None) or CITY_AREA
+
+
+def choose_unit(
+    case: CaseFacts, directory: Directory, *, default: str, rules: RuleBook | None = None
+) -> Choice:
     """Choose the responsible unit of a case that is not resolved on the spot."""
     if case.action == RESOLVED_ON_SPOT:
         raise ValueError("a case resolved on the spot is not routed")
     if case.action == SIGN_OVER and _available(directory, case.sign_over_unit):
         choice = Choice(case.sign_over_unit, SIGNED_OVER)
     elif case.action == SIGN_OVER:
-        choice = _by_rules(case, directory, default, reason=SIGN_OVER_UNAVAILABLE)
+        choice = _by_rules(case, directory, default, rules, fallback=SIGN_OVER_UNAVAILABLE)
     else:
-        choice = _by_rules(case, directory, default, reason=DEFAULT_RULE)
+        choice = _by_rules(case, directory, default, rules, fallback=DEFAULT_RULE)
     return apply_confidentiality(choice, case, directory)
 
 
-def _by_rules(case: CaseFacts, directory: Directory, default: str, *, reason: str) -> Choice:
-    # The seam for the (category, area) → unit rules of a later issue; until then
-    # every case routing decides goes to the default unit.
+def _by_rules(
+    case: CaseFacts,
+    directory: Directory,
+    default: str,
+    rules: RuleBook | None,
+    *,
+    fallback: str,
+) -> Choice:
+    if rules is not None:
+        area = case_area(case, directory)
+        for category, rule_area in specificity(case.category, area):
+            rule = rules.get(category, rule_area)
+            # A rule never names an inactive unit (the API refuses it); should the
+            # directory change under it anyway, the next rule takes the case.
+            if rule is not None and _available(directory, rule.unit):
+                return Choice(rule.unit, f"{RULE} {category}/{rule_area}", due_days=rule.due_days)
     if not _available(directory, default):
         raise NoResponsibleUnitError(f"default unit {default!r} is not an active unit")
-    return Choice(default, reason)
+    return Choice(default, fallback)
 
 
-def apply_confidentiality(choice: Choice, case: CaseFacts, directory: Directory) -> Choice:
+def apply_confidentiality(
+    choice: Choice, case: CaseFacts, directory: Directory, *, may_redirect: bool = True
+) -> Choice:
     """Keep a complaint away from the unit it accuses and from that unit's sub-units.
 
-    An excluded choice goes to the accused unit's nearest active superior outside the
-    accused subtree, else to the discipline commission. Any case that accuses a unit
-    or a person is marked confidential: the visitor's identity is withheld.
+    Every path that hands a case to a unit calls this. An excluded choice goes to the
+    accused unit's nearest active superior outside the accused subtree, else to the
+    discipline commission — or, when a person named the unit (``may_redirect`` False:
+    a transfer, an arbitration), is refused with AccusedUnitError. Any case that
+    accuses a unit or a person is marked confidential: the visitor's identity is
+    withheld.
     """
     if not case.accused_unit and not case.accused_person:
         return choice
@@ -105,6 +181,11 @@ def apply_confidentiality(choice: Choice, case: CaseFacts, directory: Directory)
     accused = case.accused_unit
     if not accused or not in_subtree(directory, choice.unit, accused):
         return choice
+    if not may_redirect:
+        raise AccusedUnitError(
+            f"the case accuses {accused!r}: it may not go to {choice.unit!r}, "
+            "which is that unit or one of its sub-units"
+        )
     for superior in ancestors(directory, accused):
         if superior.active:
             return Choice(superior.code, WITHHELD_TO_SUPERIOR, confidential=True)
@@ -116,7 +197,24 @@ def apply_confidentiality(choice: Choice, case: CaseFacts, directory: Directory)
     return Choice(DISCIPLINE_UNIT, WITHHELD_TO_DISCIPLINE, confidential=True)
 
 
-def due_date(routed_at: dt.datetime) -> dt.datetime:
+def supervising_unit(directory: Directory, code: str, *, default: str) -> str:
+    """Return the unit that supervises ``code``: its parent, or the city's office.
+
+    A township's or a county department's supervisor is its county government; a
+    city department or a county government answers to the city government office
+    (the default unit), which itself answers to the city (the root unit).
+    """
+    unit = directory.get(code)
+    parent = directory.get(unit.parent) if unit is not None and unit.parent else None
+    if parent is not None and parent.parent is not None and parent.active:
+        return parent.code
+    if code != default and _available(directory, default):
+        return default
+    root = [u for u in ancestors(directory, code) if u.parent is None]
+    return root[0].code if root else default
+
+
+def due_date(routed_at: dt.datetime, days: int | None = None) -> dt.datetime:
     """Return the due date of an assignment: one calendar month after routing.
 
     The month is counted on the UTC calendar, as intake's provisional due date and
@@ -125,4 +223,7 @@ def due_date(routed_at: dt.datetime) -> dt.datetime:
     """
     if routed_at.tzinfo is None:
         raise ValueError("naive datetime: give instants with a time zone")
+    if days is not None:
+        # A rule's own deadline, in days.
+        return routed_at.astimezone(dt.UTC) + dt.timedelta(days=days)
     return routed_at.astimezone(dt.UTC) + relativedelta(months=1)

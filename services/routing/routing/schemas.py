@@ -6,7 +6,7 @@ bounded, and the errors name the argument that is wrong.
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from routing.directory import UNIT_CODE
 from routing.models import LEVELS, STATUSES
@@ -52,6 +52,14 @@ class AssignmentOut(Schema):
     accused_unit = fields.String(allow_none=True)
     confidential = fields.Boolean()
     reason = fields.String()
+    superseded_by = fields.String(allow_none=True)
+    moves = fields.Integer()
+    supervising_unit = fields.String(allow_none=True)
+    accepted_at = fields.DateTime(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
+    answer = fields.String(allow_none=True)
+    extensions = fields.Integer()
+    extension_days = fields.Integer(allow_none=True)
 
 
 class UnitOut(Schema):
@@ -62,6 +70,7 @@ class UnitOut(Schema):
     area = fields.String()
     leader = fields.String(allow_none=True)
     active = fields.Boolean()
+    revision = fields.Integer()
 
 
 class PageOut(Schema):
@@ -76,3 +85,155 @@ class AssignmentPage(PageOut):
 
 class UnitPage(PageOut):
     items = fields.List(fields.Nested(UnitOut))
+
+
+# -- bodies ---------------------------------------------------------------------------------
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+def _text(max_length: int) -> validate.Validator:
+    return validate.And(
+        validate.Length(min=1, max=max_length),
+        validate.Regexp(r"\S", error="must not be blank"),
+    )
+
+
+class ReturnIn(_Strict):
+    reason = fields.String(required=True, validate=_text(500))
+
+
+class TransferIn(_Strict):
+    to_unit = fields.String(required=True, validate=UNIT_CODE)
+    reason = fields.String(required=True, validate=_text(500))
+
+
+class ProgressIn(_Strict):
+    note = fields.String(required=True, validate=_text(2000))
+
+
+class ResolveIn(_Strict):
+    answer = fields.String(required=True, validate=_text(5000))
+
+
+class ExtensionIn(_Strict):
+    days = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=90))
+    reason = fields.String(required=True, validate=_text(500))
+
+
+class ExtensionDecisionIn(_Strict):
+    grant = fields.Boolean(required=True)
+    reason = fields.String(required=True, validate=_text(500))
+    days = fields.Integer(strict=True, validate=validate.Range(min=1, max=90))
+
+
+class ArbitrationIn(_Strict):
+    unit = fields.String(required=True, validate=UNIT_CODE)
+    reason = fields.String(required=True, validate=_text(500))
+
+
+class ExtensionOut(Schema):
+    granted = fields.Boolean()
+    assignment = fields.Nested(AssignmentOut)
+
+
+class IdempotencyHeader(Schema):
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        validate=[
+            validate.Length(min=1, max=200),
+            validate.Regexp(r"^[\x21-\x7e]+$", error="must be printable ASCII"),
+        ],
+    )
+
+    class Meta:
+        # Headers carry much besides ours (Host, Authorization...): ignore the rest.
+        unknown = "exclude"
+
+
+class UnitIn(_Strict):
+    code = fields.String(required=True, validate=UNIT_CODE)
+    name = fields.String(required=True, validate=_text(100))
+    level = fields.String(required=True, validate=validate.OneOf(LEVELS))
+    parent = fields.String(required=True, validate=UNIT_CODE)
+    # Derived from the parents when left out; refused when it contradicts them.
+    area = fields.String(validate=UNIT_CODE)
+    leader = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=50))
+    active = fields.Boolean(load_default=True)
+
+
+class UnitPatch(_Strict):
+    name = fields.String(validate=_text(100))
+    leader = fields.String(allow_none=True, validate=validate.Length(max=50))
+    active = fields.Boolean()
+
+    @validates_schema
+    def _something(self, data, **kwargs):
+        if not data:
+            raise ValidationError("name at least one of: name, leader, active", "_schema")
+
+
+CATEGORY = validate.Regexp(
+    r"^(\*|[a-z][a-z0-9_]{0,39})$", error="must be a category slug such as 'land', or '*'"
+)
+AREA = validate.Regexp(
+    r"^(\*|[a-z0-9][a-z0-9-]{0,62})$", error="must be an area (a county code or 'city'), or '*'"
+)
+
+
+class RuleIn(_Strict):
+    category = fields.String(required=True, validate=CATEGORY)
+    area = fields.String(required=True, validate=AREA)
+    unit = fields.String(required=True, validate=UNIT_CODE)
+    due_days = fields.Integer(
+        load_default=None, allow_none=True, strict=True, validate=validate.Range(min=1, max=365)
+    )
+
+
+class RulePatch(_Strict):
+    unit = fields.String(validate=UNIT_CODE)
+    due_days = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1, max=365))
+
+    @validates_schema
+    def _something(self, data, **kwargs):
+        if not data:
+            raise ValidationError("name at least one of: unit, due_days", "_schema")
+
+
+class RuleQuery(PageArgs):
+    category = fields.String(validate=CATEGORY)
+    area = fields.String(validate=AREA)
+    unit = fields.String(validate=UNIT_CODE)
+
+
+class RuleOut(Schema):
+    rule_id = fields.String(attribute="id")
+    category = fields.String()
+    area = fields.String()
+    unit = fields.String()
+    due_days = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class RulePage(PageOut):
+    items = fields.List(fields.Nested(RuleOut))
+
+
+class InboxQuery(Schema):
+    class Meta:
+        unknown = RAISE
+
+    cursor = fields.String(validate=validate.Length(min=1, max=200))
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
+    status = fields.String(
+        load_default="assigned", validate=validate.OneOf(("assigned", "accepted"))
+    )
+
+
+class InboxOut(Schema):
+    items = fields.List(fields.Nested(AssignmentOut))
+    next_cursor = fields.String(allow_none=True)

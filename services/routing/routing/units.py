@@ -1,17 +1,25 @@
-"""``/v1/units``: the unit directory (联动单位), readable by any authenticated caller."""
+"""``/v1/units``: the unit directory (联动单位): read by anyone signed in, changed by admins.
+
+Every change publishes ``unit.changed`` with the unit's new revision.
+"""
 
 from __future__ import annotations
 
-from flask import current_app
+import logging
+
+from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
 from sqlalchemy import select
 
-from routing import models
+from routing import admin, idempotency, models, rules, usecases
+from routing.assignments import fail
 from routing.pages import paginate
-from routing.schemas import UnitOut, UnitPage, UnitQuery
-from servicekit.auth import require
+from routing.schemas import IdempotencyHeader, UnitIn, UnitOut, UnitPage, UnitPatch, UnitQuery
+from servicekit.auth import current_principal, require
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint(
     "units",
@@ -21,6 +29,26 @@ blp = Blueprint(
 )
 
 FILTERS = ("level", "parent", "area", "active")
+
+
+def declare_queue(code: str) -> None:
+    """Declare a new or reactivated unit's partner queue, so its cases can be delivered.
+
+    Best effort: the consumer declares every active unit's queue when it starts, and
+    a partner copy stays in the outbox until a queue takes it.
+    """
+    from eventbus.connection import connect
+    from routing.partners import declare_partner_queues
+
+    try:
+        conn = connect()
+    except Exception:  # noqa: BLE001 - the broker may be down; the consumer declares later
+        log.warning("partner queue not declared now", extra={"unit": code})
+        return
+    try:
+        declare_partner_queues(conn.channel(), [code])
+    finally:
+        conn.close()
 
 
 @blp.route("")
@@ -38,6 +66,40 @@ class Units(MethodView):
         with current_app.extensions["runtime"].sessions() as session:
             return paginate(session, query, page=args["page"], page_size=args["page_size"])
 
+    @require("admin")
+    @blp.arguments(IdempotencyHeader, location="headers")
+    @blp.arguments(UnitIn)
+    @blp.response(201, UnitOut)
+    @blp.alt_response(403, description="Not an admin.")
+    @blp.alt_response(409, description="The code is taken.")
+    @blp.alt_response(422, description="Bad fields, an unknown parent, a level or area mismatch.")
+    def post(self, headers, data):
+        """Add a unit to the directory (publishes ``unit.changed``).
+
+        Send an ``Idempotency-Key`` header: a retry with the same key returns the
+        first answer and adds nothing.
+        """
+        principal = current_principal()
+        try:
+            body = idempotency.create_once(
+                current_app.extensions["runtime"].unit_of_work(),
+                unit=principal.unit,
+                key=headers.get("idempotency_key"),
+                payload=request.get_json(silent=True),
+                create=lambda uow: UnitOut().dump(admin.add_unit(uow, data)),
+            )
+        except usecases.ActionError as exc:
+            fail(exc)
+        except idempotency.IdempotencyConflict:
+            abort(
+                422,
+                message="this Idempotency-Key was already used for a different request",
+                errors={"headers": {"Idempotency-Key": ["already used for a different request"]}},
+            )
+        if body["active"]:
+            declare_queue(body["code"])
+        return body
+
 
 @blp.route("/<code>")
 class UnitByCode(MethodView):
@@ -53,3 +115,24 @@ class UnitByCode(MethodView):
             if unit is None:
                 abort(404, message="no such unit")
             return unit
+
+    @require("admin")
+    @blp.arguments(UnitPatch)
+    @blp.response(200, UnitOut)
+    @blp.alt_response(403, description="Not an admin.")
+    @blp.alt_response(404, description="No such unit.")
+    @blp.alt_response(409, description="Retiring a unit that rules name, or the default unit.")
+    def patch(self, data, code: str):
+        """Rename, change the leader of, retire (``active: false``) or reactivate a unit."""
+        if len(code) > 64:
+            abort(404, message="no such unit")
+        try:
+            with current_app.extensions["runtime"].unit_of_work() as uow:
+                unit = admin.change_unit(uow, code, data, default_unit=rules.default_unit())
+                body = UnitOut().dump(unit)
+                uow.commit()
+        except usecases.ActionError as exc:
+            fail(exc)
+        if data.get("active"):
+            declare_queue(code)
+        return body

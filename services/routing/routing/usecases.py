@@ -1,13 +1,16 @@
-"""Route a registered case: the use case behind the ``case.registered`` handler.
+"""Routing's use cases: route a registered case, and what partners and supervisors do to it.
 
-The assignment and its outgoing events are written in the caller's unit of work,
-so they commit together with the consumer's inbox row, or not at all.
+Each writes its state change and outgoing events in the caller's unit of work, so
+they commit together (with the consumer's inbox row, for event handlers) or not at
+all. ``_hand_over`` is the one place that creates an assignment, and it always
+passes the choice through ``rules.apply_confidentiality``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from typing import Any
 
 from sqlalchemy import select
@@ -15,17 +18,86 @@ from sqlalchemy import select
 from eventbus.unit_of_work import UnitOfWork
 from routing import events, models, rules
 from routing.directory import SessionDirectory
+from servicekit.auth import Principal
 
 log = logging.getLogger(__name__)
 
+POLICY = "policy"
+MEETING = "joint-meeting"
+
+
+class ActionError(Exception):
+    """An action the caller may not take; ``status`` is the HTTP answer."""
+
+    status = 409
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class Conflict(ActionError):
+    """The assignment's state forbids the action (an illegal transition)."""
+
+
+class NotFound(ActionError):
+    status = 404
+
+
+class Forbidden(ActionError):
+    status = 403
+
+
+class Invalid(ActionError):
+    """A field names something that cannot be (an unknown or inactive unit)."""
+
+    status = 422
+
+
+def max_moves() -> int:
+    """Return how many returns and transfers a case may have before arbitration."""
+    return int(os.environ.get("ROUTING_MAX_MOVES", "2"))
+
+
+def auto_extension_days() -> int:
+    """Return the extension granted by policy, once per assignment, without asking."""
+    return int(os.environ.get("ROUTING_AUTO_EXTENSION_DAYS", "15"))
+
+
+class SessionRules:
+    """The routing rules as the database holds them."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+
+    def get(self, category: str, area: str) -> rules.RuleEntry | None:
+        row = self.session.scalars(
+            select(models.Rule).where(models.Rule.category == category, models.Rule.area == area)
+        ).first()
+        if row is None:
+            return None
+        return rules.RuleEntry(row.category, row.area, row.unit, row.due_days)
+
 
 def lead_assignment(session, case_id: str) -> models.Assignment | None:
-    """Return the lead assignment of a case, if it has been routed."""
+    """Return the current lead assignment of a case, if it has been routed."""
     return session.scalars(
         select(models.Assignment).where(
-            models.Assignment.case_id == case_id, models.Assignment.role == models.LEAD
+            models.Assignment.case_id == case_id,
+            models.Assignment.role == models.LEAD,
+            models.Assignment.superseded_by.is_(None),
         )
     ).first()
+
+
+def _ever_routed(session, case_id: str) -> bool:
+    return (
+        session.scalars(
+            select(models.Assignment.id).where(models.Assignment.case_id == case_id).limit(1)
+        ).first()
+        is not None
+    )
 
 
 def facts_of(case: dict[str, Any]) -> rules.CaseFacts:
@@ -40,6 +112,102 @@ def facts_of(case: dict[str, Any]) -> rules.CaseFacts:
         accused_person=accused.get("person"),
         location=case.get("location"),
     )
+
+
+def facts_of_assignment(assignment: models.Assignment) -> rules.CaseFacts:
+    """Return the facts of a routed case again, from its assignment."""
+    return rules.CaseFacts(
+        action=rules.ROUTE,
+        category=assignment.category,
+        receiving_unit=assignment.receiving_unit,
+        accused_unit=assignment.accused_unit,
+        # Routing keeps no accused person, only that the case is confidential.
+        accused_person="(withheld)" if assignment.confidential else None,
+        location=assignment.location,
+    )
+
+
+def _emit(uow: UnitOfWork, domain_event: Any) -> None:
+    for outgoing in events.to_integration(domain_event):
+        uow.emit(outgoing)
+
+
+def _hand_over(
+    uow: UnitOfWork,
+    case: dict[str, Any],
+    facts: rules.CaseFacts,
+    choice: rules.Choice,
+    *,
+    now: dt.datetime,
+    moves: int = 0,
+    previous: models.Assignment | None = None,
+    may_redirect: bool = True,
+) -> models.Assignment:
+    """Create the case's new lead assignment for the chosen unit and announce it.
+
+    The only place an assignment is made: confidentiality is applied here, so no path
+    can hand a complaint to the unit it accuses or that unit's subtree.
+    """
+    session = uow.session
+    directory = SessionDirectory(session)
+    choice = rules.apply_confidentiality(choice, facts, directory, may_redirect=may_redirect)
+    target = directory.get(choice.unit)
+    if target is None or not target.active:
+        raise Invalid(f"unit {choice.unit!r} is unknown or inactive", "unit")
+    if previous is not None:
+        # Supersede first: the unique index allows one current lead per case.
+        previous.superseded_by = "pending"
+        session.flush()
+    assignment = models.Assignment(
+        case_id=case["case_id"],
+        case_number=case["case_number"],
+        unit=choice.unit,
+        role=models.LEAD,
+        status=models.ASSIGNED,
+        routed_at=now,
+        due_at=rules.due_date(now, choice.due_days),
+        category=case["category"],
+        summary=case["summary"],
+        details=case.get("details"),
+        location=case.get("location"),
+        receiving_unit=case["unit"],
+        channel=case["channel"],
+        accused_unit=facts.accused_unit,
+        confidential=choice.confidential or (previous is not None and previous.confidential),
+        reason=choice.reason[:200],
+        moves=moves,
+    )
+    session.add(assignment)
+    # Flush now: if a concurrent consumer routed the same case under another event id,
+    # the unique index refuses this row; the consumer retries the event, and the retry
+    # finds the case routed and changes nothing.
+    session.flush()
+    if previous is not None:
+        previous.superseded_by = assignment.id
+    _emit(uow, models.CaseRouted(assignment))
+    log.info(
+        "case routed",
+        extra={
+            "case_id": assignment.case_id,
+            "unit": assignment.unit,
+            "reason": choice.reason,
+            "assignment_id": assignment.id,
+        },
+    )
+    return assignment
+
+
+def _case_of(assignment: models.Assignment) -> dict[str, Any]:
+    return {
+        "case_id": assignment.case_id,
+        "case_number": assignment.case_number,
+        "category": assignment.category,
+        "summary": assignment.summary,
+        "details": assignment.details,
+        "location": assignment.location,
+        "unit": assignment.receiving_unit,
+        "channel": assignment.channel,
+    }
 
 
 def route_case(
@@ -58,46 +226,414 @@ def route_case(
     facts = facts_of(case)
     if facts.action == rules.RESOLVED_ON_SPOT:
         return None
-    if lead_assignment(session, case["case_id"]) is not None:
+    if _ever_routed(session, case["case_id"]):
         log.info("case already routed", extra={"case_id": case["case_id"]})
         return None
+    choice = rules.choose_unit(
+        facts, SessionDirectory(session), default=default_unit, rules=SessionRules(session)
+    )
+    return _hand_over(uow, case, facts, choice, now=now or dt.datetime.now(dt.UTC))
 
-    choice = rules.choose_unit(facts, SessionDirectory(session), default=default_unit)
-    routed_at = now or dt.datetime.now(dt.UTC)
-    assignment = models.Assignment(
-        case_id=case["case_id"],
-        case_number=case["case_number"],
-        unit=choice.unit,
-        role=models.LEAD,
-        status=models.ASSIGNED,
-        routed_at=routed_at,
-        due_at=rules.due_date(routed_at),
-        category=case["category"],
-        summary=case["summary"],
-        details=case.get("details"),
-        location=case.get("location"),
-        receiving_unit=case["unit"],
-        channel=case["channel"],
-        accused_unit=facts.accused_unit,
-        confidential=choice.confidential,
-        reason=choice.reason,
-    )
-    session.add(assignment)
-    # Flush now: if a concurrent consumer routed the same case under another event id,
-    # the unique lead index refuses this row; the consumer retries the event, and the
-    # retry finds the lead assignment above and changes nothing.
-    session.flush()
-    assignment.record(models.CaseRouted(assignment))
-    for domain_event in assignment.events:
-        for outgoing in events.to_integration(domain_event):
-            uow.emit(outgoing)
-    log.info(
-        "case routed",
-        extra={
-            "case_id": assignment.case_id,
-            "unit": assignment.unit,
-            "reason": choice.reason,
-            "assignment_id": assignment.id,
-        },
-    )
+
+# -- partner actions -----------------------------------------------------------------------
+
+
+def _load(session, assignment_id: str) -> models.Assignment:
+    assignment = session.get(models.Assignment, assignment_id, with_for_update=True)
+    if assignment is None:
+        raise NotFound("no such assignment")
     return assignment
+
+
+def _ensure_partner(principal: Principal, assignment: models.Assignment) -> None:
+    if assignment.unit == principal.unit and principal.has("partner"):
+        return
+    if principal.has("admin", "supervisor") or assignment.unit == principal.unit:
+        raise Forbidden(f"only a partner of {assignment.unit!r} may act on its assignments")
+    # Another unit's assignment: as if it did not exist, so ids leak nothing.
+    raise NotFound("no such assignment for your unit")
+
+
+def _ensure_current(assignment: models.Assignment) -> None:
+    if assignment.superseded_by is not None:
+        raise Conflict(
+            f"this assignment was {assignment.status}; the case is now with assignment "
+            f"{assignment.superseded_by}"
+        )
+    if assignment.status == models.ARBITRATION:
+        raise Conflict(
+            f"the case awaits arbitration by {assignment.supervising_unit!r}; "
+            "nothing can be done to it until then"
+        )
+
+
+def _ensure_status(assignment: models.Assignment, allowed: tuple[str, ...], what: str) -> None:
+    _ensure_current(assignment)
+    if assignment.status not in allowed:
+        raise Conflict(f"cannot {what} an assignment that is {assignment.status}: {_hint(what)}")
+
+
+def _hint(what: str) -> str:
+    return {
+        "accept": "only an assigned (待签收) one can be accepted",
+        "resolve": "accept (签收) it first",
+        "report progress on": "accept (签收) it first",
+        "return": "it is no longer open",
+        "transfer": "it is no longer open",
+        "extend": "it is no longer open",
+    }.get(what, "not allowed now")
+
+
+def _log(session, assignment, action: str, by: str, now: dt.datetime, text: str | None) -> None:
+    session.add(
+        models.AssignmentAction(
+            assignment_id=assignment.id, action=action, by=by, occurred_at=now, text=text
+        )
+    )
+
+
+def _acted(uow, assignment, action, by, now, extra=None, *, partner_copy=False) -> None:
+    _emit(
+        uow,
+        models.AssignmentActed(assignment, action, now, by, extra or {}, partner_copy),
+    )
+
+
+def accept(uow: UnitOfWork, assignment_id: str, principal: Principal) -> models.Assignment:
+    """Accept (签收) an assignment: the unit takes the case on."""
+    now = dt.datetime.now(dt.UTC)
+    assignment = _load(uow.session, assignment_id)
+    _ensure_partner(principal, assignment)
+    _ensure_status(assignment, (models.ASSIGNED,), "accept")
+    assignment.status = models.ACCEPTED
+    assignment.accepted_at = now
+    _log(uow.session, assignment, "accepted", principal.sub, now, None)
+    _acted(uow, assignment, "accepted", principal.sub, now, partner_copy=True)
+    return assignment
+
+
+def progress(
+    uow: UnitOfWork, assignment_id: str, principal: Principal, note: str
+) -> models.Assignment:
+    """Report progress on an accepted assignment."""
+    now = dt.datetime.now(dt.UTC)
+    assignment = _load(uow.session, assignment_id)
+    _ensure_partner(principal, assignment)
+    _ensure_status(assignment, (models.ACCEPTED,), "report progress on")
+    _log(uow.session, assignment, "progressed", principal.sub, now, note)
+    _acted(uow, assignment, "progressed", principal.sub, now, {"note": note})
+    return assignment
+
+
+def resolve(
+    uow: UnitOfWork, assignment_id: str, principal: Principal, answer: str
+) -> models.Assignment:
+    """Resolve (办结) an accepted assignment with the answer given to the visitor."""
+    now = dt.datetime.now(dt.UTC)
+    assignment = _load(uow.session, assignment_id)
+    _ensure_partner(principal, assignment)
+    _ensure_status(assignment, (models.ACCEPTED,), "resolve")
+    assignment.status = models.RESOLVED
+    assignment.resolved_at = now
+    assignment.answer = answer
+    _log(uow.session, assignment, "resolved", principal.sub, now, answer)
+    _acted(uow, assignment, "resolved", principal.sub, now, {"answer": answer})
+    return assignment
+
+
+def _to_arbitration(uow, assignment, principal, now, reason, *, default_unit) -> None:
+    supervising = rules.supervising_unit(
+        SessionDirectory(uow.session), assignment.unit, default=default_unit
+    )
+    assignment.status = models.ARBITRATION
+    assignment.supervising_unit = supervising
+    text = f"moved {assignment.moves} times already; {reason}"
+    _log(uow.session, assignment, "arbitration_requested", principal.sub, now, text)
+    _acted(
+        uow,
+        assignment,
+        "arbitration_requested",
+        principal.sub,
+        now,
+        {"supervising_unit": supervising, "reason": text[:500]},
+    )
+
+
+def return_(
+    uow: UnitOfWork, assignment_id: str, principal: Principal, reason: str, *, default_unit: str
+) -> models.Assignment:
+    """Return (退回) an assignment: the case is not this unit's; its supervisor re-dispatches.
+
+    A case already moved ``ROUTING_MAX_MOVES`` times goes to arbitration instead.
+    """
+    now = dt.datetime.now(dt.UTC)
+    assignment = _load(uow.session, assignment_id)
+    _ensure_partner(principal, assignment)
+    _ensure_status(assignment, models.OPEN_STATUSES, "return")
+    if assignment.moves >= max_moves():
+        _to_arbitration(
+            uow, assignment, principal, now, f"return: {reason}", default_unit=default_unit
+        )
+        return assignment
+    supervising = rules.supervising_unit(
+        SessionDirectory(uow.session), assignment.unit, default=default_unit
+    )
+    assignment.status = models.RETURNED
+    _log(uow.session, assignment, "returned", principal.sub, now, reason)
+    _acted(uow, assignment, "returned", principal.sub, now, {"reason": reason})
+    choice = rules.Choice(supervising, f"returned by {assignment.unit}: {reason}")
+    return _hand_over(
+        uow,
+        _case_of(assignment),
+        facts_of_assignment(assignment),
+        choice,
+        now=now,
+        moves=assignment.moves + 1,
+        previous=assignment,
+    )
+
+
+def transfer(
+    uow: UnitOfWork,
+    assignment_id: str,
+    principal: Principal,
+    to_unit: str,
+    reason: str,
+    *,
+    default_unit: str,
+) -> models.Assignment:
+    """Transfer (转办) an assignment onward to the unit responsible; return the new one.
+
+    Refused (409) to the unit the case accuses or its subtree; a case already moved
+    ``ROUTING_MAX_MOVES`` times goes to arbitration instead.
+    """
+    now = dt.datetime.now(dt.UTC)
+    session = uow.session
+    assignment = _load(session, assignment_id)
+    _ensure_partner(principal, assignment)
+    _ensure_status(assignment, models.OPEN_STATUSES, "transfer")
+    if to_unit == assignment.unit:
+        raise Invalid("the case is already with this unit", "to_unit")
+    target = session.get(models.Unit, to_unit)
+    if target is None or not target.active:
+        raise Invalid(f"unit {to_unit!r} is unknown or inactive", "to_unit")
+    facts = facts_of_assignment(assignment)
+    try:
+        rules.apply_confidentiality(
+            rules.Choice(to_unit, "transfer"),
+            facts,
+            SessionDirectory(session),
+            may_redirect=False,
+        )
+    except rules.AccusedUnitError as exc:
+        raise Conflict(str(exc)) from exc
+    if assignment.moves >= max_moves():
+        _to_arbitration(
+            uow,
+            assignment,
+            principal,
+            now,
+            f"transfer to {to_unit}: {reason}",
+            default_unit=default_unit,
+        )
+        return assignment
+    assignment.status = models.TRANSFERRED
+    _log(session, assignment, "transferred", principal.sub, now, f"{to_unit}: {reason}")
+    _acted(
+        uow, assignment, "transferred", principal.sub, now, {"to_unit": to_unit, "reason": reason}
+    )
+    return _hand_over(
+        uow,
+        _case_of(assignment),
+        facts,
+        rules.Choice(to_unit, f"transferred by {assignment.unit}: {reason}"),
+        now=now,
+        moves=assignment.moves + 1,
+        previous=assignment,
+        may_redirect=False,
+    )
+
+
+def _is_supervisor_of(principal: Principal, supervising: str | None) -> bool:
+    return principal.has("admin") or (
+        principal.has("supervisor") and supervising is not None and principal.unit == supervising
+    )
+
+
+def arbitrate(
+    uow: UnitOfWork, assignment_id: str, principal: Principal, unit: str, reason: str
+) -> models.Assignment:
+    """Decide an arbitration: the supervising unit names the unit that must handle the case."""
+    now = dt.datetime.now(dt.UTC)
+    session = uow.session
+    assignment = _load(session, assignment_id)
+    if assignment.status != models.ARBITRATION or assignment.superseded_by is not None:
+        if not principal.has("admin", "supervisor"):
+            raise NotFound("no such assignment for your unit")
+        raise Conflict(f"the assignment is {assignment.status}, not awaiting arbitration")
+    if not _is_supervisor_of(principal, assignment.supervising_unit):
+        raise Forbidden(f"only {assignment.supervising_unit!r} (or an admin) may arbitrate")
+    target = session.get(models.Unit, unit)
+    if target is None or not target.active:
+        raise Invalid(f"unit {unit!r} is unknown or inactive", "unit")
+    facts = facts_of_assignment(assignment)
+    try:
+        rules.apply_confidentiality(
+            rules.Choice(unit, "arbitration"), facts, SessionDirectory(session), may_redirect=False
+        )
+    except rules.AccusedUnitError as exc:
+        raise Conflict(str(exc)) from exc
+    assignment.status = models.REPLACED
+    _log(session, assignment, "arbitrated", principal.sub, now, f"{unit}: {reason}")
+    # An arbitrated case starts afresh: its unit may not bounce it again without
+    # another arbitration once the limit is spent.
+    return _hand_over(
+        uow,
+        _case_of(assignment),
+        facts,
+        rules.Choice(unit, f"arbitrated by {assignment.supervising_unit}: {reason}"),
+        now=now,
+        previous=assignment,
+        may_redirect=False,
+    )
+
+
+def request_extension(
+    uow: UnitOfWork,
+    assignment_id: str,
+    principal: Principal,
+    days: int,
+    reason: str,
+    *,
+    default_unit: str,
+) -> tuple[models.Assignment, bool]:
+    """Ask for more time; return (the assignment, whether it was granted at once).
+
+    Policy: the first extension of an assignment, of at most
+    ``ROUTING_AUTO_EXTENSION_DAYS`` days, is granted without asking; any other waits
+    for the supervising unit.
+    """
+    now = dt.datetime.now(dt.UTC)
+    assignment = _load(uow.session, assignment_id)
+    _ensure_partner(principal, assignment)
+    _ensure_status(assignment, models.OPEN_STATUSES, "extend")
+    if assignment.extension_days is not None:
+        raise Conflict("an extension request already awaits the supervising unit")
+    if assignment.extensions == 0 and days <= auto_extension_days():
+        _grant(uow, assignment, days, reason, POLICY, now)
+        return assignment, True
+    assignment.extension_days = days
+    assignment.extension_reason = reason
+    assignment.supervising_unit = rules.supervising_unit(
+        SessionDirectory(uow.session), assignment.unit, default=default_unit
+    )
+    _log(uow.session, assignment, "extension_requested", principal.sub, now, f"{days}d: {reason}")
+    return assignment, False
+
+
+def _grant(uow, assignment, days: int, reason: str, by: str, now: dt.datetime) -> None:
+    assignment.due_at = assignment.due_at + dt.timedelta(days=days)
+    assignment.extensions += 1
+    assignment.extension_days = None
+    assignment.extension_reason = None
+    _log(uow.session, assignment, "extension_granted", by, now, f"{days}d: {reason}")
+    _acted(
+        uow,
+        assignment,
+        "extension_granted",
+        by,
+        now,
+        {"due_at": events.iso(assignment.due_at), "granted_by": by, "reason": reason},
+        partner_copy=True,
+    )
+
+
+def decide_extension(
+    uow: UnitOfWork,
+    assignment_id: str,
+    principal: Principal,
+    grant: bool,
+    reason: str,
+    days: int | None = None,
+) -> models.Assignment:
+    """Grant or refuse a pending extension request, as the supervising unit."""
+    now = dt.datetime.now(dt.UTC)
+    assignment = _load(uow.session, assignment_id)
+    if assignment.extension_days is None or assignment.superseded_by is not None:
+        if not principal.has("admin", "supervisor"):
+            raise NotFound("no such assignment for your unit")
+        raise Conflict("no extension request awaits a decision on this assignment")
+    if not _is_supervisor_of(principal, assignment.supervising_unit):
+        raise Forbidden(f"only {assignment.supervising_unit!r} (or an admin) may decide")
+    if grant:
+        _grant(uow, assignment, days or assignment.extension_days, reason, principal.unit, now)
+    else:
+        assignment.extension_days = None
+        assignment.extension_reason = None
+        _log(uow.session, assignment, "extension_refused", principal.sub, now, reason)
+    return assignment
+
+
+# -- supervision's decisions -----------------------------------------------------------------
+
+
+def reopen(uow: UnitOfWork, data: dict[str, Any], *, default_unit: str) -> models.Assignment | None:
+    """Send a reopened case back to its unit with a fresh deadline (``case.reopened``)."""
+    session = uow.session
+    current = lead_assignment(session, data["case_id"])
+    if current is None:
+        log.warning("reopened case was never routed here", extra={"case_id": data["case_id"]})
+        return None
+    if current.routed_at >= data["occurred_at"]:
+        # Routed again since (this reopening announced twice, or a later decision).
+        return None
+    unit = data["unit"]
+    target = session.get(models.Unit, unit)
+    if target is None or not target.active:
+        unit = current.unit
+    if current.status == models.ARBITRATION:
+        current.status = models.REPLACED
+    return _hand_over(
+        uow,
+        _case_of(current),
+        facts_of_assignment(current),
+        rules.Choice(unit, f"reopened: {data['reason']}"),
+        now=dt.datetime.now(dt.UTC),
+        previous=current,
+    )
+
+
+def meeting_decision(uow: UnitOfWork, data: dict[str, Any]) -> models.Assignment | None:
+    """Apply a joint meeting's (联席会议) decision: reassign the case or extend its deadline."""
+    session = uow.session
+    current = lead_assignment(session, data["case_id"])
+    if current is None:
+        log.warning("meeting decision on a case never routed", extra={"case_id": data["case_id"]})
+        return None
+    now = dt.datetime.now(dt.UTC)
+    if data["decision"] == "extend":
+        if data["due_at"] > current.due_at:
+            days_note = data.get("note") or "joint meeting decision"
+            current.due_at = data["due_at"]
+            current.extensions += 1
+            _log(session, current, "extension_granted", MEETING, now, days_note)
+            _acted(
+                uow,
+                current,
+                "extension_granted",
+                MEETING,
+                now,
+                {"due_at": events.iso(current.due_at), "granted_by": MEETING, "reason": days_note},
+                partner_copy=True,
+            )
+        return current
+    if data["decision"] == "reassign":
+        if current.unit == data["unit"]:
+            return None
+        if current.status in (models.ARBITRATION, models.ASSIGNED, models.ACCEPTED):
+            current.status = models.REPLACED
+        choice = rules.Choice(data["unit"], f"joint meeting: {data.get('note') or 'reassigned'}")
+        return _hand_over(
+            uow, _case_of(current), facts_of_assignment(current), choice, now=now, previous=current
+        )
+    return None

@@ -89,6 +89,14 @@ def test_a_partner_lists_only_its_own_units_assignments(client, routed):
         "accused_unit",
         "confidential",
         "reason",
+        "superseded_by",
+        "moves",
+        "supervising_unit",
+        "accepted_at",
+        "resolved_at",
+        "answer",
+        "extensions",
+        "extension_days",
     }
     body = client.get("/v1/assignments", headers=bearer("lw-buwen", "partner")).get_json()
     assert body == {"items": [], "page": 1, "page_size": 20, "total": 0}
@@ -198,6 +206,7 @@ def test_a_unit_is_read_by_its_code(client):
         "area": "lw",
         "leader": None,
         "active": True,
+        "revision": 1,
     }
 
 

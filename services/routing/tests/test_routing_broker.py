@@ -8,6 +8,7 @@ import secrets
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -25,13 +26,15 @@ from routing.handlers import handlers
 from routing.partners import consumer_setup
 from servicekit.runtime import make_runtime
 
+NAMED_UNITS = Path(__file__).parent / "data" / "units_named.json"
+
 
 @pytest.fixture
 def live_runtime(database, amqp_url):
     """Yield a seeded runtime whose outbox publishes to the test vhost."""
     runtime = make_runtime("routing", models.metadata, database, amqp_url)
     with runtime.sessions() as session:
-        directory.seed(session, directory.load_units())
+        directory.seed(session, directory.load_units(NAMED_UNITS))
         session.commit()
     yield runtime
     runtime.close()
@@ -212,11 +215,11 @@ def test_seed_loads_the_directory_and_declares_partner_queues(database, amqp_url
     monkeypatch.setenv("AMQP_URL", amqp_url)
     monkeypatch.setenv("ROUTING_DATABASE_URL", database)
     runner = CliRunner()
-    first = runner.invoke(group, ["seed"], catch_exceptions=False)
+    first = runner.invoke(group, ["seed", "--file", str(NAMED_UNITS)], catch_exceptions=False)
     assert first.exit_code == 0, first.output
     assert "34 added, 0 updated, 0 unchanged" in first.output
     assert "34 partner queues declared" in first.output
-    again = runner.invoke(group, ["seed"], catch_exceptions=False)
+    again = runner.invoke(group, ["seed", "--file", str(NAMED_UNITS)], catch_exceptions=False)
     assert again.exit_code == 0 and "0 added, 0 updated, 34 unchanged" in again.output
 
     # The queues exist and are bound: a message published with mandatory is routed.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 from dateutil.relativedelta import relativedelta
@@ -15,6 +16,8 @@ from eventbus import names
 from eventbus.envelope import PoisonMessage
 from routing import directory, models, rules
 from routing.directory import UnitRecord
+
+NAMED_UNITS = Path(__file__).parent / "data" / "units_named.json"
 
 
 def assignments(runtime) -> list[models.Assignment]:
@@ -40,7 +43,7 @@ def inbox_count(runtime) -> int:
 
 
 def test_seeding_twice_changes_nothing(bare_runtime):
-    records = directory.load_units()
+    records = directory.load_units(NAMED_UNITS)
     with bare_runtime.sessions() as session:
         first = directory.seed(session, records)
         session.commit()
@@ -55,8 +58,9 @@ def test_seeding_twice_changes_nothing(bare_runtime):
             (u.code, u.name, u.level, u.parent, u.area, u.leader, u.active)
             for u in session.scalars(select(models.Unit).order_by(models.Unit.code))
         ]
-    assert first == directory.SeedResult(added=34, updated=0, unchanged=0)
-    assert second == directory.SeedResult(added=0, updated=0, unchanged=34)
+    assert (first.added, first.updated, first.unchanged) == (34, 0, 0)
+    assert (second.added, second.updated, second.unchanged) == (0, 0, 34)
+    assert len(first.changed) == 34 and second.changed == ()
     assert after == before
     assert ("lw-buwen", "步文镇", "township", "lw", "lw", None, True) in after
 
@@ -79,7 +83,12 @@ def test_seeding_updates_and_retires_units_and_keeps_those_not_listed(runtime):
     with runtime.sessions() as session:
         result = directory.seed(session, changed)
         session.commit()
-        assert result == directory.SeedResult(added=1, updated=2, unchanged=0)
+        assert (result.added, result.updated, result.unchanged) == (1, 2, 0)
+        assert {u.code: u.revision for u in result.changed} == {
+            "lw-buwen": 2,
+            "lw-chaoyang": 1,
+            "ds-xipu": 2,
+        }
         assert session.get(models.Unit, "lw-buwen").leader == "林镇长"
         assert session.get(models.Unit, "ds-xipu").active is False
         assert session.scalar(select(func.count()).select_from(models.Unit)) == 35
@@ -141,6 +150,7 @@ def test_a_signed_over_case_is_assigned_and_announced(runtime, deliver, case_dat
         "receiving_unit": "city-org",
         "channel": "night_talk",
         "confidential": False,
+        "reason": "signed over",
     }
     for row in (events_row, partner_row):
         assert json.loads(row.body) == expected
@@ -265,7 +275,7 @@ def test_a_case_arriving_before_the_directory_waits_for_it(bare_runtime, deliver
         deliver(event)
     assert assignments(bare_runtime) == [] and inbox_count(bare_runtime) == 0
     with bare_runtime.sessions() as session:
-        directory.seed(session, directory.load_units())
+        directory.seed(session, directory.load_units(NAMED_UNITS))
         session.commit()
     deliver(event)
     assert [a.unit for a in assignments(bare_runtime)] == ["lw-guokeng"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
@@ -211,7 +212,18 @@ def test_a_naive_routing_time_is_refused():
 
 
 def test_the_shipped_directory_names_the_units_of_the_source(shipped):
-    assert len(shipped.units) == 34
+    # The source's 448 linked units: the named ones and a generated remainder.
+    assert len(shipped.units) == 448
+    levels = [u.level for u in shipped.units.values()]
+    assert (levels.count("city"), levels.count("county"), levels.count("township")) == (
+        50,
+        282,
+        116,
+    )
+    named = json.loads((Path(__file__).parent / "data" / "units_named.json").read_text("utf-8"))
+    for unit in named["units"]:
+        assert shipped.get(unit["code"]) == UnitRecord(**unit), unit["code"]
+    check_hierarchy(list(shipped.units.values()))
     assert shipped.get("city").parent is None
     for code in ("city-org", "city-discipline", "city-gov-office", "xc", "lw", "ct"):
         assert shipped.get(code).parent == "city"
