@@ -87,7 +87,7 @@ def fail(exc: usecases.ActionError):
     abort(exc.status, message=exc.message)
 
 
-def act(assignment_id: str, action, *args, **kwargs) -> dict:
+def act(assignment_id: str, action, *args, **kwargs):
     """Run a partner or supervisor action in one transaction; return the assignment acted on."""
     _check_id(assignment_id)
     runtime = current_app.extensions["runtime"]
@@ -95,12 +95,15 @@ def act(assignment_id: str, action, *args, **kwargs) -> dict:
         with runtime.unit_of_work() as uow:
             result = action(uow, assignment_id, current_principal(), *args, **kwargs)
             acted = uow.session.get(models.Assignment, assignment_id)
-            body = AssignmentOut().dump(acted)
-            extra = result[1] if isinstance(result, tuple) else None
+            uow.session.flush()
+            # Detached with its state loaded: the response is dumped after the commit.
+            uow.session.expunge(acted)
             uow.commit()
     except usecases.ActionError as exc:
         fail(exc)
-    return body if extra is None else {"granted": extra, "assignment": body}
+    if isinstance(result, tuple):
+        return {"granted": result[1], "assignment": acted}
+    return acted
 
 
 ACTION_RESPONSES = (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import current_app, request
+from flask import current_app, jsonify, make_response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
@@ -63,7 +63,7 @@ class Rules(MethodView):
         first answer and adds nothing.
         """
         try:
-            return idempotency.create_once(
+            body = idempotency.create_once(
                 current_app.extensions["runtime"].unit_of_work(),
                 unit=current_principal().unit,
                 key=headers.get("idempotency_key"),
@@ -78,6 +78,8 @@ class Rules(MethodView):
                 message="this Idempotency-Key was already used for a different request",
                 errors={"headers": {"Idempotency-Key": ["already used for a different request"]}},
             )
+        # Already dumped (and maybe replayed from the first answer): sent as it is.
+        return make_response(jsonify(body), 201)
 
 
 @blp.route("/<rule_id>")
@@ -104,11 +106,13 @@ class RuleById(MethodView):
         _check_id(rule_id)
         try:
             with current_app.extensions["runtime"].unit_of_work() as uow:
-                body = RuleOut().dump(admin.change_rule(uow, rule_id, data))
+                rule = admin.change_rule(uow, rule_id, data)
+                uow.session.flush()
+                uow.session.expunge(rule)
                 uow.commit()
         except usecases.ActionError as exc:
             fail(exc)
-        return body
+        return rule
 
     @require("admin")
     @blp.response(204)

@@ -41,7 +41,7 @@ def declare_queue(code: str) -> None:
     from routing.partners import declare_partner_queues
 
     try:
-        conn = connect()
+        conn = connect(current_app.config.get("AMQP_URL"))
     except Exception:  # noqa: BLE001 - the broker may be down; the consumer declares later
         log.warning("partner queue not declared now", extra={"unit": code})
         return
@@ -128,8 +128,9 @@ class UnitByCode(MethodView):
             abort(404, message="no such unit")
         try:
             with current_app.extensions["runtime"].unit_of_work() as uow:
-                unit = admin.change_unit(uow, code, data, default_unit=rules.default_unit())
-                body = UnitOut().dump(unit)
+                body = UnitOut().dump(
+                    admin.change_unit(uow, code, data, default_unit=rules.default_unit())
+                )
                 uow.commit()
         except usecases.ActionError as exc:
             fail(exc)
