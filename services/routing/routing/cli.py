@@ -120,3 +120,29 @@ def seed(path: str | None, broker_wait: float, announce_all: bool) -> None:
     finally:
         conn.close()
     click.echo(f"routing: {len(queues)} partner queues declared")
+
+
+@group.command()
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.05, 60),
+    default=1.0,
+    show_default=True,
+    help="Seconds between two looks for due deliveries.",
+)
+def webhooks(interval: float) -> None:
+    """POST partner messages to the webhooks units registered, signed, retried with backoff."""
+    from routing import models
+    from routing import webhooks as hooks
+    from servicekit.commands import stop_on_signals
+    from servicekit.runtime import make_runtime
+
+    stop = stop_on_signals()
+    runtime = make_runtime("routing", models.metadata)
+    click.echo("routing: delivering partner webhooks")
+    try:
+        while not stop.is_set():
+            if hooks.deliver_due(runtime.sessions) == 0:
+                stop.wait(interval)
+    finally:
+        runtime.close()

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -245,3 +246,42 @@ class IdempotentRequest(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+# -- partner webhooks ------------------------------------------------------------------------
+
+
+class Webhook(Base):
+    """The URL a unit registered to receive its partner messages, HMAC-SHA256 signed."""
+
+    __tablename__ = "webhooks"
+
+    unit: Mapped[str] = mapped_column(ForeignKey("units.code"), primary_key=True)
+    url: Mapped[str] = mapped_column(String(500))
+    # The shared key of the signature: shown once, when the webhook is registered.
+    secret: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class WebhookDelivery(Base):
+    """A partner message waiting for (or done with) its webhook: an outbox of its own."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    unit: Mapped[str] = mapped_column(String(64), index=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    headers: Mapped[dict] = mapped_column(JSON)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # Set when the attempts are spent: an operator looks, the partner still has its queue.
+    failed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (
+        UniqueConstraint("unit", "event_id", name="uq_webhook_deliveries_unit_event"),
+        Index("ix_webhook_deliveries_due", "delivered_at", "failed_at", "next_attempt_at"),
+    )

@@ -237,3 +237,23 @@ class InboxQuery(Schema):
 class InboxOut(Schema):
     items = fields.List(fields.Nested(AssignmentOut))
     next_cursor = fields.String(allow_none=True)
+
+
+class WebhookIn(_Strict):
+    url = fields.Url(
+        required=True,
+        schemes={"http", "https"},
+        require_tld=False,
+        validate=validate.Length(max=500),
+    )
+
+
+class WebhookOut(Schema):
+    unit = fields.String()
+    url = fields.String()
+    updated_at = fields.DateTime()
+
+
+class WebhookRegisteredOut(WebhookOut):
+    # Only in the answer to PUT: the key to check the signature with.
+    secret = fields.String()

@@ -5,6 +5,7 @@ Every change publishes ``unit.changed`` with the unit's new revision.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from flask import current_app, request
@@ -13,10 +14,20 @@ from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
 from sqlalchemy import select
 
-from routing import admin, idempotency, models, rules, usecases
+from routing import admin, idempotency, models, rules, usecases, webhooks
 from routing.assignments import fail
 from routing.pages import paginate
-from routing.schemas import IdempotencyHeader, UnitIn, UnitOut, UnitPage, UnitPatch, UnitQuery
+from routing.schemas import (
+    IdempotencyHeader,
+    UnitIn,
+    UnitOut,
+    UnitPage,
+    UnitPatch,
+    UnitQuery,
+    WebhookIn,
+    WebhookOut,
+    WebhookRegisteredOut,
+)
 from servicekit.auth import current_principal, require
 
 log = logging.getLogger(__name__)
@@ -137,3 +148,63 @@ class UnitByCode(MethodView):
         if data.get("active"):
             declare_queue(code)
         return body
+
+
+def _ensure_own_or_admin(code: str) -> None:
+    principal = current_principal()
+    if principal.has("admin") or (principal.has("partner") and principal.unit == code):
+        return
+    abort(403, message="only an admin or the unit's own partner manages its webhook")
+
+
+@blp.route("/<code>/webhook")
+class UnitWebhook(MethodView):
+    @require("admin", "partner")
+    @blp.arguments(WebhookIn)
+    @blp.response(200, WebhookRegisteredOut)
+    @blp.alt_response(403, description="Neither an admin nor the unit's partner.")
+    @blp.alt_response(404, description="No such active unit.")
+    def put(self, data, code: str):
+        """Register (or replace) the unit's webhook; the answer carries a new signing secret."""
+        _ensure_own_or_admin(code)
+        with current_app.extensions["runtime"].sessions() as session:
+            unit = session.get(models.Unit, code) if len(code) <= 64 else None
+            if unit is None or not unit.active:
+                abort(404, message="no such active unit")
+            hook = session.get(models.Webhook, code) or models.Webhook(unit=code)
+            hook.url = data["url"]
+            hook.secret = webhooks.new_secret()
+            hook.updated_at = dt.datetime.now(dt.UTC)
+            session.add(hook)
+            session.commit()
+            return {
+                "unit": code,
+                "url": hook.url,
+                "updated_at": hook.updated_at,
+                "secret": hook.secret,
+            }
+
+    @require("admin", "partner")
+    @blp.response(200, WebhookOut)
+    @blp.alt_response(404, description="The unit has no webhook.")
+    def get(self, code: str):
+        """Read the unit's webhook (never its secret)."""
+        _ensure_own_or_admin(code)
+        with current_app.extensions["runtime"].sessions() as session:
+            hook = session.get(models.Webhook, code) if len(code) <= 64 else None
+            if hook is None:
+                abort(404, message="no webhook for this unit")
+            return {"unit": hook.unit, "url": hook.url, "updated_at": hook.updated_at}
+
+    @require("admin", "partner")
+    @blp.response(204)
+    @blp.alt_response(404, description="The unit has no webhook.")
+    def delete(self, code: str):
+        """Remove the unit's webhook; messages not yet delivered are dropped from it."""
+        _ensure_own_or_admin(code)
+        with current_app.extensions["runtime"].sessions() as session:
+            hook = session.get(models.Webhook, code) if len(code) <= 64 else None
+            if hook is None:
+                abort(404, message="no webhook for this unit")
+            session.delete(hook)
+            session.commit()

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from eventbus.unit_of_work import UnitOfWork
-from routing import events, models, rules
+from routing import events, models, rules, webhooks
 from routing.directory import SessionDirectory
 from servicekit.auth import Principal
 
@@ -128,8 +128,11 @@ def facts_of_assignment(assignment: models.Assignment) -> rules.CaseFacts:
 
 
 def _emit(uow: UnitOfWork, domain_event: Any) -> None:
+    now = dt.datetime.now(dt.UTC)
     for outgoing in events.to_integration(domain_event):
         uow.emit(outgoing)
+        # A unit with a webhook also gets its partner copies POSTed, from this transaction.
+        webhooks.enqueue(uow.session, outgoing, now)
 
 
 def _hand_over(

@@ -1,0 +1,138 @@
+"""Partner webhooks: partner messages POSTed, HMAC-SHA256 signed, to the URL a unit registered.
+
+A delivery row is written in the same transaction as the partner copy it carries
+(an outbox of its own), and ``nighttalk routing webhooks`` sends the due rows,
+retrying with exponential backoff. The request is the CloudEvent in HTTP binary
+mode (``ce-*`` headers, JSON body), readable with the official SDK, plus:
+
+- ``X-NightTalk-Timestamp``: seconds since the epoch when it was signed;
+- ``X-NightTalk-Signature``: ``sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`` with
+  the secret given when the webhook was registered (refuse old timestamps: replay).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+from sqlalchemy import select
+
+from eventbus import names
+from eventbus.consumer import backoff
+from eventbus.envelope import OutgoingEvent
+from routing import models
+
+log = logging.getLogger(__name__)
+
+SIGNATURE = "X-NightTalk-Signature"
+TIMESTAMP = "X-NightTalk-Timestamp"
+BATCH = 50
+
+
+def max_attempts() -> int:
+    """Return how many times a delivery is tried before it is marked failed."""
+    return int(os.environ.get("ROUTING_WEBHOOK_MAX_ATTEMPTS", "8"))
+
+
+def new_secret() -> str:
+    """Return a fresh signing secret for a webhook."""
+    return secrets.token_urlsafe(32)
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """Return the signature header's value for a body signed at ``timestamp``."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + digest.hexdigest()
+
+
+def enqueue(session, event: OutgoingEvent, now: dt.datetime) -> None:
+    """Queue a partner copy for the webhook of its unit, if the unit registered one."""
+    if event.exchange != names.PARTNERS_EXCHANGE:
+        return
+    unit = event.routing_key.split(".", 1)[0]
+    if session.get(models.Webhook, unit) is None:
+        return
+    session.add(
+        models.WebhookDelivery(
+            unit=unit,
+            event_id=event.event_id,
+            headers=dict(event.headers),
+            body=event.body,
+            created_at=now,
+            next_attempt_at=now,
+        )
+    )
+
+
+Post = Callable[[str, dict[str, str], bytes], int]
+
+
+def http_post(url: str, headers: dict[str, str], body: bytes, timeout: float = 10.0) -> int:
+    """POST a body; return the HTTP status (an HTTP error's status is returned, not raised)."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def deliver_due(session_factory, *, now: dt.datetime | None = None, post: Post = http_post) -> int:
+    """Send the deliveries that are due; return how many were delivered."""
+    now = now or dt.datetime.now(dt.UTC)
+    delivered = 0
+    with session_factory() as session:
+        due = session.scalars(
+            select(models.WebhookDelivery)
+            .where(
+                models.WebhookDelivery.delivered_at.is_(None),
+                models.WebhookDelivery.failed_at.is_(None),
+                models.WebhookDelivery.next_attempt_at <= now,
+            )
+            .order_by(models.WebhookDelivery.created_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for delivery in due:
+            delivered += _attempt(session, delivery, now, post)
+        session.commit()
+    return delivered
+
+
+def _attempt(session, delivery: models.WebhookDelivery, now: dt.datetime, post: Post) -> int:
+    hook = session.get(models.Webhook, delivery.unit)
+    delivery.attempts += 1
+    if hook is None:
+        delivery.failed_at = now
+        delivery.last_error = "webhook removed"
+        return 0
+    timestamp = str(int(now.timestamp()))
+    headers = {
+        **delivery.headers,
+        "Content-Type": "application/json",
+        TIMESTAMP: timestamp,
+        SIGNATURE: sign(hook.secret, timestamp, delivery.body),
+    }
+    try:
+        status = post(hook.url, headers, delivery.body)
+        error = None if 200 <= status < 300 else f"HTTP {status}"
+    except (OSError, ValueError) as exc:
+        error = f"{exc.__class__.__name__}: {exc}"[:500]
+    if error is None:
+        delivery.delivered_at = now
+        return 1
+    delivery.last_error = error
+    if delivery.attempts >= max_attempts():
+        delivery.failed_at = now
+        log.warning("webhook delivery failed for good", extra={"unit": delivery.unit})
+    else:
+        delay = backoff(delivery.attempts, base=2.0, cap=3600.0)
+        delivery.next_attempt_at = now + dt.timedelta(seconds=delay)
+    return 0

@@ -1,0 +1,173 @@
+"""Partner delivery by webhook: signed CloudEvents POSTed to a real HTTP server, retried."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import http.server
+import threading
+
+import pytest
+from cloudevents.core.bindings import http as ce_http
+from sqlalchemy import select
+
+from routing import models, webhooks
+from routing.app import create_app
+from servicekit.auth import mint
+
+NO_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"
+
+
+class Receiver:
+    """A partner's HTTP endpoint: checks each signature, answers from a script of statuses."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = list(statuses)
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.secret = ""
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                # HTTP header names are case-insensitive: keep them in lower case.
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                receiver.received.append((headers, body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/nighttalk"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def verified(self, headers: dict[str, str], body: bytes) -> bool:
+        timestamp = headers[webhooks.TIMESTAMP.lower()]
+        expected = hmac.new(self.secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+        return hmac.compare_digest(
+            headers[webhooks.SIGNATURE.lower()], "sha256=" + expected.hexdigest()
+        )
+
+
+@pytest.fixture
+def receiver():
+    receiver = Receiver([500])
+    receiver.thread.start()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()
+
+
+@pytest.fixture
+def client(runtime, database):
+    app = create_app({"DATABASE_URL": database, "AMQP_URL": NO_BROKER, "TESTING": True})
+    yield app.test_client()
+    app.extensions["runtime"].close()
+
+
+def partner(unit: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint(unit, ['partner'])}"}
+
+
+def test_partner_messages_reach_the_webhook_signed_and_retried(
+    client, runtime, receiver, deliver, case_data, case_registered
+):
+    response = client.put(
+        "/v1/units/lw-guokeng/webhook", headers=partner("lw-guokeng"), json={"url": receiver.url}
+    )
+    assert response.status_code == 200, response.get_json()
+    receiver.secret = response.get_json()["secret"]
+    assert len(receiver.secret) >= 40
+    data = case_data()
+    deliver(case_registered(data))
+
+    now = dt.datetime.now(dt.UTC)
+    # The first attempt is answered 500: nothing delivered, retried later with backoff.
+    assert webhooks.deliver_due(runtime.sessions, now=now) == 0
+    with runtime.sessions() as session:
+        [row] = session.scalars(select(models.WebhookDelivery)).all()
+        assert row.attempts == 1 and row.last_error == "HTTP 500" and row.delivered_at is None
+        assert row.next_attempt_at >= now
+    later = now + dt.timedelta(hours=2)
+    assert webhooks.deliver_due(runtime.sessions, now=later) == 1
+    assert webhooks.deliver_due(runtime.sessions, now=later + dt.timedelta(hours=2)) == 0
+
+    assert len(receiver.received) == 2
+    for headers, body in receiver.received:
+        assert receiver.verified(headers, body)
+    headers, body = receiver.received[-1]
+    event = ce_http.from_binary_event(ce_http.HTTPMessage(headers=headers, body=body))
+    assert event.get_type() == "nighttalk.case.routed.v1"
+    assert event.get_subject() == data["case_id"]
+    assert event.get_data()["unit"] == "lw-guokeng"
+    # A tampered body does not verify.
+    assert not receiver.verified(headers, body.replace(b"lw-guokeng", b"lw-buwen"))
+
+
+def test_units_without_a_webhook_get_no_deliveries(runtime, deliver, case_data, case_registered):
+    deliver(case_registered(case_data()))
+    with runtime.sessions() as session:
+        assert session.scalars(select(models.WebhookDelivery)).all() == []
+
+
+def test_a_dead_endpoint_is_given_up_after_the_attempts(
+    client, runtime, deliver, case_data, case_registered, monkeypatch
+):
+    monkeypatch.setenv("ROUTING_WEBHOOK_MAX_ATTEMPTS", "2")
+    # Port 1 on loopback: nothing listens, the connection is refused.
+    client.put(
+        "/v1/units/lw-guokeng/webhook",
+        headers=partner("lw-guokeng"),
+        json={"url": "http://127.0.0.1:1/hook"},
+    )
+    deliver(case_registered(case_data()))
+    now = dt.datetime.now(dt.UTC)
+    for hours in (0, 2, 4):
+        webhooks.deliver_due(runtime.sessions, now=now + dt.timedelta(hours=hours))
+    with runtime.sessions() as session:
+        [row] = session.scalars(select(models.WebhookDelivery)).all()
+        assert row.attempts == 2 and row.failed_at is not None
+        assert "ConnectionRefused" in row.last_error or "URLError" in row.last_error
+
+
+def test_only_the_units_partner_or_an_admin_manage_its_webhook(client):
+    body = {"url": "https://partner.example/hook"}
+    assert (
+        client.put(
+            "/v1/units/lw-guokeng/webhook", headers=partner("lw-buwen"), json=body
+        ).status_code
+        == 403
+    )
+    admin = {"Authorization": f"Bearer {mint('city-org', ['admin'])}"}
+    assert client.put("/v1/units/lw-guokeng/webhook", headers=admin, json=body).status_code == 200
+    read = client.get("/v1/units/lw-guokeng/webhook", headers=partner("lw-guokeng")).get_json()
+    assert read["url"] == body["url"] and "secret" not in read
+    assert (
+        client.get("/v1/units/lw-guokeng/webhook", headers=partner("lw-buwen")).status_code == 403
+    )
+    assert (
+        client.delete("/v1/units/lw-guokeng/webhook", headers=partner("lw-guokeng")).status_code
+        == 204
+    )
+    assert client.get("/v1/units/lw-guokeng/webhook", headers=admin).status_code == 404
+    assert client.put("/v1/units/nowhere/webhook", headers=admin, json=body).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"url": "ftp://x/y"},
+        {"url": "not a url"},
+        {"url": "https://x/" + "a" * 500},
+        {"url": "https://x/", "secret": "s"},
+    ],
+)
+def test_bad_webhooks_are_refused(client, body):
+    response = client.put("/v1/units/lw-guokeng/webhook", headers=partner("lw-guokeng"), json=body)
+    assert response.status_code == 422
