@@ -1,6 +1,8 @@
-"""``nighttalk notify``: migrate, api, relay, consume."""
+"""``nighttalk notify``: migrate, api, relay, consume, deliver."""
 
-from servicekit.commands import service_group
+import click
+
+from servicekit.commands import service_group, stop_on_signals
 
 
 def _metadata():
@@ -16,3 +18,30 @@ def _handlers(runtime):
 
 
 group = service_group("notify", package="notify", port=8104, metadata=_metadata, handlers=_handlers)
+
+
+@group.command()
+@click.option(
+    "--interval",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Seconds to rest when nothing is due.",
+)
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+def deliver(interval: float, once: bool) -> None:
+    """Send pending notifications on their channels until stopped (env NIGHTTALK_NOTIFY_*)."""
+    from notify import channels
+    from notify.delivery import Settings, Worker
+    from servicekit.runtime import make_runtime
+
+    stop = stop_on_signals()
+    runtime = make_runtime("notify", _metadata())
+    worker = Worker(runtime, channels.from_env(), Settings.from_env())
+    try:
+        if once:
+            click.echo(f"notify: {worker.drain()} notifications handled")
+        else:
+            worker.run(stop, interval=interval)
+    finally:
+        runtime.close()

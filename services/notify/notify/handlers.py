@@ -21,12 +21,28 @@ from eventbus.consumer import Handler
 from eventbus.envelope import ReceivedEvent
 from eventbus.unit_of_work import UnitOfWork
 from notify import models, pii
-from notify.payloads import CaseRegisteredIn, ContactRecordedIn, load
+from notify.payloads import (
+    AssignmentResolvedIn,
+    CaseRegisteredIn,
+    CaseRoutedIn,
+    ContactRecordedIn,
+    DeadlineIn,
+    EscalatedIn,
+    ResolvedOnSpotIn,
+    UnitChangedIn,
+    load,
+)
 
 log = logging.getLogger(__name__)
 
 _case_registered = CaseRegisteredIn()
 _contact_recorded = ContactRecordedIn()
+_case_routed = CaseRoutedIn()
+_assignment_resolved = AssignmentResolvedIn()
+_resolved_on_spot = ResolvedOnSpotIn()
+_deadline = DeadlineIn()
+_escalated = EscalatedIn()
+_unit_changed = UnitChangedIn()
 
 
 def handlers(runtime=None) -> Mapping[str, Handler]:
@@ -38,6 +54,13 @@ def handlers(runtime=None) -> Mapping[str, Handler]:
     return {
         "case.registered": on_case_registered,
         "visit.contact_recorded": on_contact_recorded,
+        "case.routed": on_case_routed,
+        "assignment.resolved": on_assignment_resolved,
+        "case.resolved_on_spot": on_resolved_on_spot,
+        "case.warning": on_deadline,
+        "case.overdue": on_deadline,
+        "case.escalated": on_escalated,
+        "unit.changed": on_unit_changed,
     }
 
 
@@ -49,49 +72,22 @@ def on_case_registered(uow: UnitOfWork, event: ReceivedEvent) -> None:
     # upserts before it addresses waiting notifications. Whichever of the two commits
     # second then sees the other's rows, so no receipt is left waiting by a race.
     _link_case(session, data["case_id"], data["visit_id"])
-    existing = session.scalars(
-        select(models.Notification).where(
-            models.Notification.case_id == data["case_id"],
-            models.Notification.kind == models.RECEIPT,
-            models.Notification.recipient_kind == models.VISITOR,
-            models.Notification.channel == models.SMS,
-        )
-    ).first()
-    if existing is not None:
-        log.info(
-            "receipt already recorded", extra={"event_id": event.id, "case_id": data["case_id"]}
-        )
-        return
-    contact = session.get(models.VisitorContact, data["visit_id"])
-    notification = models.Notification(
-        id=models.new_id(),
-        event_id=event.id,
-        case_id=data["case_id"],
-        case_number=data["case_number"],
-        unit=data["unit"],
-        kind=models.RECEIPT,
-        recipient_kind=models.VISITOR,
-        channel=models.SMS,
-        language=models.DEFAULT_LANGUAGE,
-        created_at=models.now(),
-        payload={
-            "case_number": data["case_number"],
-            "unit": data["unit"],
-            "received_at": _iso(data["received_at"]),
-            "due_at": _iso(data["due_at"]),
-            "case_status": data["status"],
+    _notify(
+        uow,
+        event,
+        data,
+        occasion="",
+        payloads={
+            models.RECEIPT: {
+                "case_number": data["case_number"],
+                "unit": data["unit"],
+                "received_at": _iso(data["received_at"]),
+                "due_at": _iso(data["due_at"]),
+                "case_status": data["status"],
+            }
         },
-    )
-    notification.address_to(contact)
-    session.add(notification)
-    log.info(
-        "receipt recorded",
-        extra={
-            "event_id": event.id,
-            "case_id": data["case_id"],
-            "notification_id": notification.id,
-            "status": notification.status,
-        },
+        recipients={models.VISITOR: ""},
+        receiving_unit=data["unit"],
     )
 
 
@@ -142,6 +138,230 @@ def on_contact_recorded(uow: UnitOfWork, event: ReceivedEvent) -> None:
             "notifications_addressed": len(waiting),
         },
     )
+
+
+def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
+    """Tell the visitor which unit took the case, and the unit its new assignment."""
+    data = load(_case_routed, event)
+    unit = data["unit"]
+    visitor_payload = {
+        "case_number": data["case_number"],
+        "unit": unit,
+        "routed_at": _iso(data["routed_at"]),
+        "due_at": _iso(data["due_at"]),
+    }
+    unit_payload = {
+        **visitor_payload,
+        "role": data["role"],
+        "category": data["category"],
+        "summary": data["summary"],
+        "location": data["location"],
+        "confidential": data["confidential"],
+    }
+    # The visitor hears of the lead unit only; a co-handling unit is internal.
+    recipients = {models.UNIT: unit}
+    if data["role"] == "lead":
+        recipients[models.VISITOR] = ""
+    _notify(
+        uow,
+        event,
+        data,
+        occasion=data["assignment_id"],
+        payloads={models.ROUTED: visitor_payload, models.ASSIGNMENT: unit_payload},
+        recipients=recipients,
+        receiving_unit=data["receiving_unit"],
+    )
+
+
+def on_assignment_resolved(uow: UnitOfWork, event: ReceivedEvent) -> None:
+    """Give the visitor the unit's answer, and ask whether they are satisfied (回访)."""
+    data = load(_assignment_resolved, event)
+    _answer(uow, event, data, data["assignment_id"], data["occurred_at"])
+
+
+def on_resolved_on_spot(uow: UnitOfWork, event: ReceivedEvent) -> None:
+    """Give the visitor the answer given at the desk, and ask whether they are satisfied."""
+    data = load(_resolved_on_spot, event)
+    _answer(uow, event, data, "on_spot", data["resolved_at"])
+
+
+def _answer(uow: UnitOfWork, event: ReceivedEvent, data: dict, occasion: str, when) -> None:
+    payload = {
+        "case_number": data["case_number"],
+        "unit": data["unit"],
+        "answer": data["answer"],
+        "resolved_at": _iso(when),
+    }
+    _notify(
+        uow,
+        event,
+        data,
+        occasion=occasion,
+        payloads={models.ANSWER: payload, models.SATISFACTION: payload},
+        recipients={models.VISITOR: ""},
+    )
+
+
+def on_deadline(uow: UnitOfWork, event: ReceivedEvent) -> None:
+    """Warn the responsible unit of a near due date, or tell it the case is overdue."""
+    data = load(_deadline, event)
+    kind = models.WARNING if event.routing_key == "case.warning" else models.OVERDUE
+    payload = {
+        "case_number": data["case_number"],
+        "unit": data["unit"],
+        "due_at": _iso(data["due_at"]),
+        "occurred_at": _iso(data["occurred_at"]),
+    }
+    # One warning (or overdue notice) per due date: an extension brings a new one.
+    _notify(
+        uow,
+        event,
+        data,
+        occasion=_iso(data["due_at"]) or "",
+        payloads={kind: payload},
+        recipients={models.UNIT: data["unit"]},
+    )
+
+
+def on_escalated(uow: UnitOfWork, event: ReceivedEvent) -> None:
+    """Tell the supervising leader the case is now under their listed supervision (挂牌督办)."""
+    data = load(_escalated, event)
+    level = str(data["level"])
+    payload = {
+        "case_number": data["case_number"],
+        "unit": data["unit"],
+        "due_at": _iso(data["due_at"]),
+        "occurred_at": _iso(data["occurred_at"]),
+        "level": level,
+        "supervisor_unit": data["supervisor_unit"],
+        "supervisor": data["supervisor"],
+    }
+    _notify(
+        uow,
+        event,
+        data,
+        occasion=f"level-{level}",
+        payloads={models.ESCALATED: payload},
+        recipients={models.LEADER: data["supervisor_unit"]},
+    )
+
+
+def on_unit_changed(uow: UnitOfWork, event: ReceivedEvent) -> None:
+    """Keep a unit's contacts (newest revision wins) and address its waiting notifications."""
+    data = load(_unit_changed, event)
+    session = uow.session
+    language = data["language"] if data["language"] in models.LANGUAGES else models.DEFAULT_LANGUAGE
+    values = {**data, "language": language, "updated_at": models.now()}
+    table = models.UnitContact.__table__
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(**values)
+    # An older snapshot arriving late changes nothing (the upsert also locks the row).
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["code"],
+        set_={name: stmt.excluded[name] for name in values if name != "code"},
+        where=table.c.revision < stmt.excluded.revision,
+    )
+    session.execute(stmt)
+    contact = session.get(models.UnitContact, data["code"], populate_existing=True)
+    waiting = session.scalars(
+        select(models.Notification).where(
+            models.Notification.recipient_ref == data["code"],
+            models.Notification.recipient_kind.in_((models.UNIT, models.LEADER)),
+            models.Notification.status.in_(models.WAITING_FOR_ADDRESS),
+        )
+    ).all()
+    for notification in waiting:
+        notification.address_to(contact)
+    log.info(
+        "unit contact recorded",
+        extra={
+            "event_id": event.id,
+            "unit": data["code"],
+            "revision": contact.revision,
+            "notifications_addressed": len(waiting),
+        },
+    )
+
+
+def _notify(
+    uow: UnitOfWork,
+    event: ReceivedEvent,
+    data: dict[str, Any],
+    *,
+    occasion: str,
+    payloads: dict[str, dict[str, Any]],
+    recipients: dict[str, str],
+    receiving_unit: str | None = None,
+) -> None:
+    """Record one notification per enabled rule of the event, once per occasion.
+
+    ``payloads`` gives what each kind's template reads, ``recipients`` who may hear it
+    (recipient kind → unit code, '' for the visitor); a rule for anything else is
+    ignored. A repeated event meets the unique constraint and records nothing new.
+    """
+    session = uow.session
+    rules = session.scalars(
+        select(models.Rule).where(
+            models.Rule.event == event.routing_key, models.Rule.enabled.is_(True)
+        )
+    ).all()
+    case_id = data["case_id"]
+    access_unit = receiving_unit or _receiving_unit(session, case_id) or data.get("unit")
+    recorded = 0
+    for rule in rules:
+        if rule.kind not in payloads or rule.recipient_kind not in recipients:
+            continue
+        ref = recipients[rule.recipient_kind]
+        notification = models.Notification(
+            id=models.new_id(),
+            event_id=event.id,
+            case_id=case_id,
+            case_number=data["case_number"],
+            unit=access_unit,
+            kind=rule.kind,
+            occasion=occasion[:64],
+            recipient_kind=rule.recipient_kind,
+            recipient_ref=ref,
+            channel=rule.channel,
+            language=models.DEFAULT_LANGUAGE,
+            created_at=models.now(),
+            attempts=0,
+            payload=payloads[rule.kind],
+        )
+        notification.address_to(_contact_of(session, rule.recipient_kind, ref, case_id))
+        values = {
+            column.name: getattr(notification, column.key)
+            for column in models.Notification.__table__.columns
+            if getattr(notification, column.key) is not None
+        }
+        recorded += _insert_new(session, models.Notification.__table__, values)
+    log.info(
+        "notifications recorded",
+        extra={"event_id": event.id, "case_id": case_id, "recorded": recorded},
+    )
+
+
+def _contact_of(session: Session, recipient_kind: str, ref: str, case_id: str):
+    if recipient_kind == models.VISITOR:
+        link = session.get(models.ContactCase, case_id)
+        return session.get(models.VisitorContact, link.visit_id) if link else None
+    return session.get(models.UnitContact, ref)
+
+
+def _receiving_unit(session: Session, case_id: str) -> str | None:
+    """Return the unit that received the case, as an earlier notification of it says."""
+    return session.scalars(
+        select(models.Notification.unit)
+        .where(models.Notification.case_id == case_id, models.Notification.kind == models.RECEIPT)
+        .limit(1)
+    ).first()
+
+
+def _insert_new(session: Session, table: Table, values: dict[str, Any]) -> int:
+    """Insert a row unless its unique key exists; return how many rows were inserted."""
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    result = session.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
+    return result.rowcount or 0
 
 
 def _link_case(session: Session, case_id: str, visit_id: str) -> None:

@@ -1,10 +1,11 @@
-"""Notify's tables and domain objects: visitors' contacts, cases' links to them, notifications.
+"""Notify's tables and domain objects: contacts, rules, templates, notifications, letters.
 
-A notification is recorded when an event gives someone something to hear (now: the
-receipt of a registered case) and carries what its template needs, never the
-recipient's personal data: the recipient is looked up through the case's visit
-when the notification is shown or sent, and only exists encrypted in
-``visitor_contacts``.
+A notification is one delivery: one (occasion of a case, recipient, channel), recorded
+when an event gives someone something to hear, as the rules say. It carries what its
+template needs, never the recipient's personal data: a visitor is looked up through
+the case's visit when the notification is shown or sent and only exists encrypted in
+``visitor_contacts``; a unit or its leader through ``unit_contacts``, learnt from
+routing's directory events.
 """
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, Index, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from eventbus.tables import add_event_tables
@@ -30,20 +41,40 @@ metadata = MetaData(
 )
 add_event_tables(metadata)
 
-# What a notification is about (more kinds come with routing and supervision events).
-RECEIPT = "receipt"
+# What a notification is about.
+RECEIPT = "receipt"  # visitor: the case number and its due date (回执)
+ROUTED = "routed"  # visitor: which unit took the case
+ANSWER = "answer"  # visitor: the answer given (反馈)
+SATISFACTION = "satisfaction"  # visitor: were you satisfied? (回访)
+ASSIGNMENT = "assignment"  # unit: a new case to handle
+WARNING = "warning"  # unit: the due date is near
+OVERDUE = "overdue"  # unit: the due date has passed
+ESCALATED = "escalated"  # leader: the case is under listed supervision (挂牌督办)
+KINDS = (RECEIPT, ROUTED, ANSWER, SATISFACTION, ASSIGNMENT, WARNING, OVERDUE, ESCALATED)
 
-# Who hears it, and how.
+# Who hears it.
 VISITOR = "visitor"
-SMS = "sms"
+UNIT = "unit"  # the responsible unit's office
+LEADER = "leader"  # the leader of the supervising unit
+RECIPIENT_KINDS = (VISITOR, UNIT, LEADER)
 
-# Where a notification stands. Delivery (a later issue) moves PENDING to DELIVERED or FAILED.
-AWAITING_CONTACT = "awaiting_contact"  # the visitor's contact has not arrived yet
+# How.
+SMS = "sms"
+EMAIL = "email"
+WEBHOOK = "webhook"
+LETTER = "letter"  # 致来访者的一封信, printable as HTML and PDF
+CHANNELS = (SMS, EMAIL, WEBHOOK, LETTER)
+
+# Where a notification stands: pending → sending → delivered | failed (a temporary
+# failure goes back to pending with a later next_attempt_at).
+AWAITING_CONTACT = "awaiting_contact"  # the recipient's contact has not arrived yet
 UNREACHABLE = "unreachable"  # the contact has no address on this channel (no phone for SMS)
 PENDING = "pending"  # ready to send
+SENDING = "sending"  # claimed by a delivery worker, committed before the send
 DELIVERED = "delivered"
 FAILED = "failed"
 WAITING_FOR_ADDRESS = (AWAITING_CONTACT, UNREACHABLE)
+STATUSES = (AWAITING_CONTACT, UNREACHABLE, PENDING, SENDING, DELIVERED, FAILED)
 
 LANGUAGES = ("zh", "en")
 DEFAULT_LANGUAGE = "zh"
@@ -78,7 +109,8 @@ class VisitorContact(Base):
         """Return True if this contact has an address on the channel."""
         if channel == SMS:
             return self.phone_enc is not None
-        return False
+        # A letter is printed for the desk to hand over or post: the contact is enough.
+        return channel == LETTER
 
 
 class ContactCase(Base):
@@ -109,19 +141,46 @@ class Notification(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Which occurrence of the kind: the assignment for a routing or an answer, the
+    # level of an escalation; '' when a case has one (a receipt).
+    occasion: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # Which unit for a unit or leader recipient; '' for the visitor (found via the visit).
+    recipient_ref: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # Set with the claim, committed before the send: a worker that dies mid-send
+    # leaves the row 'sending' with this time, so a restart knows a send may be out.
+    sending_since: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    claim: Mapped[str | None] = mapped_column(String(36))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (
-        # Each (event, recipient, channel) exists once, whatever the redeliveries.
-        UniqueConstraint("case_id", "kind", "recipient_kind", "channel"),
+        # Each (occasion, recipient, channel) exists once, whatever the redeliveries
+        # or republications of the event.
+        UniqueConstraint(
+            "case_id",
+            "kind",
+            "occasion",
+            "recipient_kind",
+            "recipient_ref",
+            "channel",
+            name="uq_notifications_delivery",
+        ),
         Index("ix_notifications_status_created", "status", "created_at"),
+        Index("ix_notifications_recipient_ref", "recipient_ref", "status"),
     )
 
-    def address_to(self, contact: VisitorContact | None) -> None:
+    def address_to(self, contact: VisitorContact | UnitContact | None) -> None:
         """Decide whether the notification can be sent, now that we know (or not) the contact."""
         if self.status not in (None, *WAITING_FOR_ADDRESS):
             return  # already on its way: a late or repeated contact changes nothing
         if contact is None:
             status = AWAITING_CONTACT
+        elif isinstance(contact, UnitContact):
+            reachable = contact.address_for(self.recipient_kind, self.channel) is not None
+            status = PENDING if reachable else UNREACHABLE
+            self.language = contact.language
         elif contact.reachable_by(self.channel):
             status = PENDING
             self.language = contact.language
@@ -130,3 +189,76 @@ class Notification(Base):
         if status != self.status:
             self.status = status
             self.updated_at = now()
+
+
+class UnitContact(Base):
+    """How to reach a unit's office and its leader, from routing's ``unit.changed``.
+
+    Routing's directory names the leader; e-mail, phone and webhook are kept when its
+    events carry them (they are work contacts, not visitors' personal data).
+    """
+
+    __tablename__ = "unit_contacts"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(100))
+    level: Mapped[str | None] = mapped_column(String(20))
+    parent: Mapped[str | None] = mapped_column(String(64))
+    leader: Mapped[str | None] = mapped_column(String(50))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    webhook_url: Mapped[str | None] = mapped_column(String(500))
+    leader_email: Mapped[str | None] = mapped_column(String(254))
+    leader_phone: Mapped[str | None] = mapped_column(String(20))
+    language: Mapped[str] = mapped_column(String(10), default=DEFAULT_LANGUAGE)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+    def address_for(self, recipient_kind: str, channel: str) -> str | None:
+        """Return where to send on the channel to the office or its leader, or None."""
+        if recipient_kind == LEADER:
+            return {EMAIL: self.leader_email, SMS: self.leader_phone}.get(channel)
+        return {EMAIL: self.email, SMS: self.phone, WEBHOOK: self.webhook_url}.get(channel)
+
+
+class Rule(Base):
+    """Who hears what: an event makes a kind of notification for a recipient on a channel.
+
+    Seeded with defaults by a migration; an admin switches rules on and off or adds
+    new ones through the API, and the handlers read them for every event.
+    """
+
+    __tablename__ = "rules"
+
+    event: Mapped[str] = mapped_column(String(60), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    recipient_kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class Template(Base):
+    """An edited template; where none is stored the built-in default applies."""
+
+    __tablename__ = "templates"
+
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    language: Mapped[str] = mapped_column(String(10), primary_key=True)
+    subject: Mapped[str | None] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    updated_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class Letter(Base):
+    """A printed letter to the visitor (致来访者的一封信): its HTML and PDF, kept for the desk."""
+
+    __tablename__ = "letters"
+
+    notification_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    html: Mapped[str] = mapped_column(Text)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

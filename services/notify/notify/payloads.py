@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
 
 from eventbus.envelope import PoisonMessage, ReceivedEvent
 
@@ -70,6 +70,104 @@ class ContactRecordedIn(Schema):
     cases = fields.List(
         fields.Nested(CaseRefIn), load_default=list, validate=validate.Length(max=100)
     )
+
+
+class CaseEventIn(Schema):
+    """Fields every case event notify reads carries."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    case_id = fields.String(required=True, validate=ID)
+    case_number = fields.String(required=True, validate=CASE_NUMBER)
+
+
+class CaseRoutedIn(CaseEventIn):
+    """``case.routed`` from routing: a unit took (lead) or shares (co) the case."""
+
+    assignment_id = fields.String(required=True, validate=ID)
+    unit = fields.String(required=True, validate=UNIT_CODE)
+    role = fields.String(load_default="lead", validate=validate.OneOf(["lead", "co"]))
+    routed_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    due_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    category = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=60))
+    summary = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    location = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    receiving_unit = fields.String(load_default=None, allow_none=True, validate=UNIT_CODE)
+    confidential = fields.Boolean(load_default=False)
+
+
+class AssignmentResolvedIn(CaseEventIn):
+    """``assignment.resolved`` from routing: the unit's answer to the visitor."""
+
+    assignment_id = fields.String(required=True, validate=ID)
+    unit = fields.String(required=True, validate=UNIT_CODE)
+    answer = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    occurred_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class ResolvedOnSpotIn(CaseEventIn):
+    """``case.resolved_on_spot`` from intake: answered at the desk."""
+
+    unit = fields.String(required=True, validate=UNIT_CODE)
+    answer = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    resolved_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class DeadlineIn(CaseEventIn):
+    """``case.warning`` / ``case.overdue`` from supervision."""
+
+    unit = fields.String(required=True, validate=UNIT_CODE)
+    due_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    occurred_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class EscalatedIn(DeadlineIn):
+    """``case.escalated`` from supervision: a rung of the ladder (listed supervision)."""
+
+    level = fields.Raw(required=True)
+    supervisor_unit = fields.String(required=True, validate=UNIT_CODE)
+    supervisor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=50))
+
+    @validates("level")
+    def _level(self, value, **_kwargs):
+        if str(value) not in ("1", "2", "major"):
+            raise ValidationError("must be 1, 2 or 'major'")
+
+
+EMAIL = validate.Email(error="must be an e-mail address")
+URL = validate.URL(schemes={"http", "https"}, require_tld=False, error="must be an http(s) URL")
+
+
+class UnitChangedIn(Schema):
+    """``unit.changed`` from routing: a full snapshot of a unit in the directory.
+
+    ``email``, ``phone``, ``webhook_url``, ``leader_email``, ``leader_phone`` and
+    ``language`` are read when routing sends them (not yet in its contract).
+    """
+
+    class Meta:
+        unknown = EXCLUDE
+
+    code = fields.String(required=True, validate=UNIT_CODE)
+    name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
+    level = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=20))
+    parent = fields.String(load_default=None, allow_none=True, validate=UNIT_CODE)
+    leader = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=50))
+    active = fields.Boolean(load_default=True)
+    revision = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    email = fields.String(
+        load_default=None, allow_none=True, validate=[EMAIL, validate.Length(max=254)]
+    )
+    phone = fields.String(load_default=None, allow_none=True, validate=PHONE)
+    webhook_url = fields.String(
+        load_default=None, allow_none=True, validate=[URL, validate.Length(max=500)]
+    )
+    leader_email = fields.String(
+        load_default=None, allow_none=True, validate=[EMAIL, validate.Length(max=254)]
+    )
+    leader_phone = fields.String(load_default=None, allow_none=True, validate=PHONE)
+    language = fields.String(load_default="zh", allow_none=True, validate=LANGUAGE)
 
 
 def load(schema: Schema, event: ReceivedEvent) -> dict[str, Any]:

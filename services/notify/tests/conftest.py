@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from notify_sample_events import LEADER_EMAIL, UNIT_EMAIL, unit_changed
+from notify_test_servers import DAYTIME, PARTNER, SECRET, Clock, HttpReceiver, SmtpServer
 from sqlalchemy import select
 
 from eventbus import envelope
 from eventbus.envelope import OutgoingEvent
 from notify import models
+from notify.channels import LetterPrinter, SmsGateway, Smtp, Webhook
+from notify.delivery import Settings, Worker
 from notify.handlers import handlers
 from servicekit import migrations
 from servicekit.runtime import Runtime, make_runtime
@@ -23,9 +27,16 @@ def database_url(make_database) -> str:
     return url
 
 
+# Where these tests' runtime publishes after a commit: nowhere (a closed port), so the
+# events stay in the outbox, where the tests read them; the consumer tests use the
+# real broker, and the relay's publishing is eventbus's to test.
+NO_BROKER = "amqp://guest:guest@127.0.0.1:9/"
+
+
 @pytest.fixture
 def runtime(database_url):
-    rt = make_runtime("notify", models.metadata, database_url)
+    """Return notify's runtime on the test database; outgoing events stay in the outbox."""
+    rt = make_runtime("notify", models.metadata, database_url, NO_BROKER)
     yield rt
     rt.close()
 
@@ -60,3 +71,51 @@ def notifications_of(runtime: Runtime) -> Callable[[str], list[models.Notificati
             )
 
     return read
+
+
+@pytest.fixture
+def gateway():
+    server = HttpReceiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def partner_hook():
+    server = HttpReceiver(secret=SECRET)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def smtp():
+    server = SmtpServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(DAYTIME)
+
+
+@pytest.fixture
+def make_worker(runtime, gateway, smtp, clock):
+    def make(**settings) -> Worker:
+        channels = {
+            models.SMS: SmsGateway(url=gateway.url, token="gw-token", timeout=5, dedupes=True),
+            models.EMAIL: Smtp(host="127.0.0.1", port=smtp.port, sender="nighttalk@test"),
+            models.WEBHOOK: Webhook(secret=SECRET, timeout=5),
+            models.LETTER: LetterPrinter(),
+        }
+        return Worker(runtime, channels, Settings(**settings), clock=clock)
+
+    return make
+
+
+@pytest.fixture
+def partner_unit(deliver, partner_hook):
+    """A unit with an office e-mail and a webhook, and a city unit whose leader has e-mail."""
+    deliver(unit_changed(PARTNER, email=UNIT_EMAIL, webhook_url=partner_hook.url))
+    deliver(unit_changed("city-org", name="市委组织部", leader="黄宝山", leader_email=LEADER_EMAIL))
+    return PARTNER

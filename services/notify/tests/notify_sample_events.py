@@ -81,3 +81,91 @@ class Visit:
 def intake_event(routing_key: str, subject: str, data: dict[str, Any]) -> OutgoingEvent:
     """Build an event exactly as intake publishes it."""
     return envelope.build(service="intake", routing_key=routing_key, subject=subject, data=data)
+
+
+UNIT_EMAIL = "office@lw-guokeng.example"
+UNIT_HOOK_PATH = "/messages"
+LEADER_EMAIL = "leader@city-org.example"
+
+
+def unit_changed(
+    code: str,
+    *,
+    revision: int = 1,
+    name: str | None = None,
+    leader: str | None = "黄宝山",
+    **contacts,
+) -> OutgoingEvent:
+    """Build routing's ``unit.changed`` snapshot, with the contact fields notify reads."""
+    data = {
+        "code": code,
+        "name": name or f"{code} 办公室",
+        "level": "township",
+        "parent": "city-org",
+        "area": "longwen",
+        "leader": leader,
+        "active": True,
+        "revision": revision,
+        **contacts,
+    }
+    return envelope.build(service="routing", routing_key="unit.changed", subject=code, data=data)
+
+
+def case_routed(visit: Visit, unit: str, *, index: int = 0, role: str = "lead") -> OutgoingEvent:
+    """Build routing's ``case.routed`` of one of the visit's cases."""
+    data = {
+        "case_id": visit.case_ids[index],
+        "case_number": visit.case_numbers[index],
+        "assignment_id": f"as-{visit.case_ids[index][:8]}-{unit}",
+        "unit": unit,
+        "role": role,
+        "routed_at": "2026-12-15T09:10:00+00:00",
+        "due_at": "2027-01-15T09:10:00+00:00",
+        "category": "wage_arrears",
+        "summary": "退休教师工资拖欠",
+        "details": None,
+        "location": "郭坑镇中学",
+        "receiving_unit": visit.unit,
+        "channel": "night_talk",
+        "confidential": False,
+        "reason": "rule",
+    }
+    return envelope.build(
+        service="routing", routing_key="case.routed", subject=visit.case_ids[index], data=data
+    )
+
+
+def assignment_resolved(visit: Visit, unit: str, *, index: int = 0) -> OutgoingEvent:
+    """Build routing's ``assignment.resolved`` with the answer given to the visitor."""
+    data = {
+        "case_id": visit.case_ids[index],
+        "case_number": visit.case_numbers[index],
+        "assignment_id": f"as-{visit.case_ids[index][:8]}-{unit}",
+        "unit": unit,
+        "occurred_at": "2026-12-20T09:00:00+00:00",
+        "by": "partner-1",
+        "answer": "工资已于本月补发",
+    }
+    return envelope.build(
+        service="routing",
+        routing_key="assignment.resolved",
+        subject=visit.case_ids[index],
+        data=data,
+    )
+
+
+def supervision_event(
+    routing_key: str, visit: Visit, unit: str, *, index: int = 0, **extra
+) -> OutgoingEvent:
+    """Build supervision's ``case.warning`` / ``case.overdue`` / ``case.escalated``."""
+    data = {
+        "case_id": visit.case_ids[index],
+        "case_number": visit.case_numbers[index],
+        "unit": unit,
+        "due_at": "2027-01-15T09:10:00+00:00",
+        "occurred_at": "2027-01-10T01:00:00+00:00",
+        **extra,
+    }
+    return envelope.build(
+        service="supervision", routing_key=routing_key, subject=visit.case_ids[index], data=data
+    )

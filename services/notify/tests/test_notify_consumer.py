@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from notify_sample_events import Visit
+from notify_sample_events import UNIT_EMAIL, Visit, case_routed, supervision_event, unit_changed
 from sqlalchemy import select
 
 from eventbus import names, testing
@@ -106,3 +106,31 @@ def test_invalid_event_is_dead_lettered(consumer, runtime, amqp_url):
             select(models.Notification).where(models.Notification.case_id == visit.case_ids[0])
         ).first()
     assert stored is None
+
+
+def test_routing_events_over_the_broker_reach_the_unit(consumer, runtime, amqp_url):
+    """notify's queue is bound to routing's and supervision's keys, not only intake's."""
+    visit = Visit()
+
+    publish(
+        amqp_url,
+        unit_changed("lw-guokeng", email=UNIT_EMAIL),
+        case_routed(visit, "lw-guokeng"),
+        supervision_event("case.overdue", visit, "lw-guokeng"),
+    )
+
+    deadline = time.monotonic() + DEADLINE
+    seen: set = set()
+    want = {("assignment", "email", models.PENDING), ("overdue", "email", models.PENDING)}
+    while time.monotonic() < deadline and not want <= seen:
+        with runtime.sessions() as session:
+            seen = {
+                (n.kind, n.channel, n.status)
+                for n in session.scalars(
+                    select(models.Notification).where(
+                        models.Notification.case_id == visit.case_ids[0]
+                    )
+                )
+            }
+        time.sleep(0.1)
+    assert want <= seen

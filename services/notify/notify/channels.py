@@ -1,0 +1,366 @@
+"""The channels a notification goes out on: SMS gateway, SMTP, signed webhook, printed letter.
+
+Each sender raises ``TemporaryFailure`` (worth retrying: a gateway 5xx or 429, an
+SMTP 4xx, a timeout, a refused connection) or ``PermanentFailure`` (a gateway 4xx,
+an SMTP 5xx, no address): the worker retries the first with backoff and gives up
+on the second at once.
+
+Whether a channel can tell a duplicate (``dedupes``) decides what a restart does
+with a send whose outcome a crash hid: the SMS gateway and the webhook receive the
+notification's id as ``Idempotency-Key`` and may be sent again; SMTP has no such
+key (the ``Message-ID`` helps a mail client, not the server), so an e-mail whose
+outcome is unknown is never resent automatically. A letter is rendered and stored
+in the same transaction that records it delivered, so it is exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import smtplib
+import time
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import make_msgid
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, Protocol
+
+import requests
+
+from notify import models
+
+
+class TemporaryFailure(Exception):
+    """A failure that a later attempt may not meet."""
+
+
+class PermanentFailure(Exception):
+    """A failure that will not go away by trying again."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message ready to send: holds an address in clear, so it prints redacted."""
+
+    notification_id: str
+    case_id: str
+    case_number: str
+    kind: str
+    channel: str
+    recipient_kind: str
+    address: str | None
+    language: str
+    subject: str | None
+    body: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Outgoing(id={self.notification_id!r}, channel={self.channel!r}, <redacted>)"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What a send leaves to keep with its record: a letter's HTML and PDF."""
+
+    html: str
+    pdf: bytes
+
+
+class Channel(Protocol):
+    dedupes: bool
+
+    def send(self, message: Outgoing) -> Artifact | None: ...
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _http_outcome(response: requests.Response, what: str) -> None:
+    if response.status_code < 300:
+        return
+    summary = f"{what} answered HTTP {response.status_code}"
+    # 408 and 429 say "not now"; any other 4xx says the request itself is wrong.
+    if response.status_code >= 500 or response.status_code in (408, 429):
+        raise TemporaryFailure(summary)
+    raise PermanentFailure(summary)
+
+
+@dataclass
+class SmsGateway:
+    """POST ``{"to", "text"}`` to an HTTP SMS gateway (``NIGHTTALK_SMS_URL``, ``_TOKEN``).
+
+    ``dedupes`` (``NIGHTTALK_SMS_DEDUPES``, off by default) says the gateway honours
+    ``Idempotency-Key``; only then is a send hidden by a crash tried again.
+    """
+
+    url: str | None
+    token: str | None = None
+    timeout: float = 10.0
+    dedupes: bool = False
+
+    @classmethod
+    def from_env(cls) -> SmsGateway:
+        return cls(
+            url=os.environ.get("NIGHTTALK_SMS_URL"),
+            token=os.environ.get("NIGHTTALK_SMS_TOKEN"),
+            timeout=float(os.environ.get("NIGHTTALK_SMS_TIMEOUT", "10")),
+            dedupes=_env_flag("NIGHTTALK_SMS_DEDUPES", False),
+        )
+
+    def send(self, message: Outgoing) -> None:
+        if not self.url:
+            raise TemporaryFailure("no SMS gateway configured (NIGHTTALK_SMS_URL)")
+        if not message.address:
+            raise PermanentFailure("no phone number")
+        headers = {"Idempotency-Key": message.notification_id}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            response = requests.post(
+                self.url,
+                json={"to": message.address, "text": message.body},
+                headers=headers,
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise TemporaryFailure(f"SMS gateway unreachable: {type(exc).__name__}") from exc
+        _http_outcome(response, "SMS gateway")
+
+
+@dataclass
+class Smtp:
+    """Send e-mail through an SMTP relay (``NIGHTTALK_SMTP_HOST``, ``_PORT``, ``_USER``,
+    ``_PASSWORD``, ``_FROM``, ``_STARTTLS``)."""
+
+    host: str | None
+    port: int = 25
+    user: str | None = None
+    password: str | None = None
+    sender: str = "nighttalk@localhost"
+    starttls: bool = False
+    timeout: float = 10.0
+    dedupes: bool = False  # SMTP cannot tell a resent message from a new one
+
+    @classmethod
+    def from_env(cls) -> Smtp:
+        return cls(
+            host=os.environ.get("NIGHTTALK_SMTP_HOST"),
+            port=int(os.environ.get("NIGHTTALK_SMTP_PORT", "25")),
+            user=os.environ.get("NIGHTTALK_SMTP_USER"),
+            password=os.environ.get("NIGHTTALK_SMTP_PASSWORD"),
+            sender=os.environ.get("NIGHTTALK_SMTP_FROM", "nighttalk@localhost"),
+            starttls=_env_flag("NIGHTTALK_SMTP_STARTTLS", False),
+            timeout=float(os.environ.get("NIGHTTALK_SMTP_TIMEOUT", "10")),
+        )
+
+    def send(self, message: Outgoing) -> None:
+        if not self.host:
+            raise TemporaryFailure("no SMTP server configured (NIGHTTALK_SMTP_HOST)")
+        if not message.address:
+            raise PermanentFailure("no e-mail address")
+        mail = EmailMessage()
+        mail["From"] = self.sender
+        mail["To"] = message.address
+        mail["Subject"] = message.subject or message.case_number
+        # Stable per notification, so a mail client can fold a duplicate.
+        mail["Message-ID"] = make_msgid(idstring=message.notification_id, domain="nighttalk")
+        mail["X-NightTalk-Notification"] = message.notification_id
+        mail.set_content(message.body)
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+                if self.starttls:
+                    smtp.starttls()
+                if self.user:
+                    smtp.login(self.user, self.password or "")
+                smtp.send_message(mail)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _text in exc.recipients.values()]
+            if all(400 <= code < 500 for code in codes):
+                raise TemporaryFailure(f"SMTP refused the recipient: {codes}") from exc
+            raise PermanentFailure(f"SMTP refused the recipient: {codes}") from exc
+        except smtplib.SMTPResponseException as exc:
+            summary = f"SMTP answered {exc.smtp_code}"
+            if 400 <= exc.smtp_code < 500:
+                raise TemporaryFailure(summary) from exc
+            raise PermanentFailure(summary) from exc
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            raise TemporaryFailure(f"SMTP unreachable: {type(exc).__name__}") from exc
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """Return the webhook signature: hex HMAC-SHA256 over ``<timestamp>.<body>``."""
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class Webhook:
+    """POST the notification as JSON to the unit's webhook, signed with HMAC-SHA256.
+
+    Headers: ``X-NightTalk-Timestamp`` (Unix seconds), ``X-NightTalk-Signature``
+    (``sha256=<hex>`` of ``<timestamp>.<body>`` with ``NIGHTTALK_WEBHOOK_SECRET``), and
+    ``Idempotency-Key`` (the notification id, the same on every attempt).
+    """
+
+    secret: str
+    timeout: float = 10.0
+    dedupes: bool = True
+
+    @classmethod
+    def from_env(cls) -> Webhook:
+        return cls(
+            secret=os.environ.get("NIGHTTALK_WEBHOOK_SECRET", "dev-only-webhook-secret"),
+            timeout=float(os.environ.get("NIGHTTALK_WEBHOOK_TIMEOUT", "10")),
+        )
+
+    def send(self, message: Outgoing) -> None:
+        if not message.address:
+            raise PermanentFailure("no webhook URL")
+        body = json.dumps(
+            {
+                "notification_id": message.notification_id,
+                "case_id": message.case_id,
+                "case_number": message.case_number,
+                "kind": message.kind,
+                "language": message.language,
+                "text": message.body,
+                "data": message.payload,
+            },
+            ensure_ascii=False,
+            sort_keys=True,
+        ).encode()
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": message.notification_id,
+            "X-NightTalk-Timestamp": timestamp,
+            "X-NightTalk-Signature": "sha256=" + signature(self.secret, timestamp, body),
+        }
+        try:
+            response = requests.post(
+                message.address, data=body, headers=headers, timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            raise TemporaryFailure(f"webhook unreachable: {type(exc).__name__}") from exc
+        _http_outcome(response, "webhook")
+
+
+# Fonts with Chinese glyphs, in order of preference: a font named by the operator,
+# then those Debian's fonts-droid-fallback / fonts-noto-cjk / fonts-wqy packages install.
+FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+    "/usr/share/fonts-droid-fallback/truetype/DroidSansFallback.ttf",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+)
+
+
+LATIN_FONT_CANDIDATES = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",)
+
+
+def latin_font() -> Path | None:
+    """Return a font for Latin letters and digits (some CJK fonts have none), if any."""
+    named = os.environ.get("NIGHTTALK_LETTER_LATIN_FONT")
+    for candidate in ([named] if named else []) + list(LATIN_FONT_CANDIDATES):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def letter_font() -> Path:
+    """Return the CJK font the PDF letter embeds (``NIGHTTALK_LETTER_FONT`` or a known one)."""
+    named = os.environ.get("NIGHTTALK_LETTER_FONT")
+    for candidate in ([named] if named else []) + list(FONT_CANDIDATES):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise PermanentFailure("no CJK font for the letter: set NIGHTTALK_LETTER_FONT")
+
+
+class _Paragraphs(HTMLParser):
+    """Collect the letter's text, one paragraph per block element."""
+
+    BLOCKS = {"p", "h1", "h2", "h3", "div", "br", "li", "title"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks: list[tuple[str, str]] = []
+        self._tag = "p"
+        self._text: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("title", "style", "script"):
+            self._skip += 1
+        elif tag in self.BLOCKS:
+            self._flush()
+            self._tag = tag
+
+    def handle_endtag(self, tag):
+        if tag in ("title", "style", "script"):
+            self._skip -= 1
+        elif tag in self.BLOCKS:
+            self._flush()
+
+    def handle_data(self, data):
+        if not self._skip:
+            self._text.append(data)
+
+    def _flush(self) -> None:
+        text = " ".join("".join(self._text).split())
+        if text:
+            self.blocks.append((self._tag, text))
+        self._text = []
+
+    def close(self):
+        super().close()
+        self._flush()
+
+
+def letter_pdf(html: str) -> bytes:
+    """Typeset the letter's HTML as an A4 PDF with an embedded CJK font."""
+    from fpdf import FPDF
+
+    parser = _Paragraphs()
+    parser.feed(html)
+    parser.close()
+    pdf = FPDF(format="A4")
+    pdf.set_margins(25, 25, 25)
+    pdf.add_page()
+    pdf.add_font("cjk", fname=str(letter_font()))
+    family = "cjk"
+    latin = latin_font()
+    if latin is not None:
+        # Latin text (case numbers, dates) in a Latin font, the rest from the CJK font.
+        pdf.add_font("latin", fname=str(latin))
+        pdf.set_fallback_fonts(["cjk"])
+        family = "latin"
+    for tag, text in parser.blocks:
+        heading = tag.startswith("h")
+        pdf.set_font(family, size=18 if heading else 12)
+        pdf.multi_cell(0, 10 if heading else 8, text, align="C" if heading else "L")
+        pdf.ln(4)
+    return bytes(pdf.output())
+
+
+@dataclass
+class LetterPrinter:
+    """Render the letter as HTML and PDF; the worker stores both as it records the delivery."""
+
+    dedupes: bool = True  # nothing leaves the building: the record is the delivery
+
+    def send(self, message: Outgoing) -> Artifact:
+        return Artifact(html=message.body, pdf=letter_pdf(message.body))
+
+
+def from_env() -> dict[str, Channel]:
+    """Return every channel configured from the environment."""
+    return {
+        models.SMS: SmsGateway.from_env(),
+        models.EMAIL: Smtp.from_env(),
+        models.WEBHOOK: Webhook.from_env(),
+        models.LETTER: LetterPrinter(),
+    }

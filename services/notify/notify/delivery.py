@@ -1,0 +1,416 @@
+"""The delivery worker: claim pending notifications, send each on its channel, record the outcome.
+
+Three steps, three transactions, so that a crash anywhere leaves a state a restart
+can read:
+
+1. **claim** – pending rows that are due are locked (``FOR UPDATE SKIP LOCKED`` on
+   PostgreSQL, so workers never take the same row; SQLite serialises writers) and
+   moved to ``sending`` with a fresh claim token and ``sending_since``, committed
+   *before* anything is sent;
+2. **send** – outside any transaction, with the notification id as idempotency key
+   where the channel takes one;
+3. **record** – ``delivered``, ``pending`` again with a later ``next_attempt_at``
+   (temporary failure, exponential backoff) or ``failed`` (permanent, or the attempt
+   limit reached), with ``notification.delivered`` / ``notification.failed`` in the
+   same transaction (outbox). Only the holder of the claim token records.
+
+A worker killed between 2 and 3 leaves the row ``sending``. Once it is older than
+the sending timeout, a channel that tells duplicates (webhook, an SMS gateway that
+honours ``Idempotency-Key``, the letter) gets it again; one that cannot (SMTP, an
+SMS gateway without idempotency) marks it ``failed`` with the reason, for an
+operator to check and retry by hand, rather than risk a second message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, or_, select
+
+from eventbus import envelope
+from eventbus.unit_of_work import UnitOfWork
+from notify import models, templates
+from notify.channels import Artifact, Channel, Outgoing, PermanentFailure, TemporaryFailure
+from notify.recipients import recipient_of
+from servicekit.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_OUTCOME = (
+    "the worker stopped during the send, and this channel cannot tell a duplicate: "
+    "not resent automatically; check with the recipient, then retry by hand"
+)
+
+
+def _time(value: str) -> dt.time:
+    return dt.time.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the worker retries and when it keeps quiet (env ``NIGHTTALK_NOTIFY_*``)."""
+
+    max_attempts: int = 5
+    backoff_base: float = 30.0  # seconds before the second attempt; doubles each time
+    backoff_max: float = 3600.0
+    sending_timeout: float = 300.0  # a 'sending' row older than this lost its worker
+    batch: int = 20
+    quiet_start: dt.time = dt.time(22, 0)
+    quiet_end: dt.time = dt.time(8, 0)
+    timezone: str = "Asia/Shanghai"
+    # A visitor still at the desk tonight gets the receipt at once, quiet hours or not.
+    desk_minutes: float = 120.0
+
+    @classmethod
+    def from_env(cls, **overrides) -> Settings:
+        env = os.environ.get
+        values = {
+            "max_attempts": int(env("NIGHTTALK_NOTIFY_MAX_ATTEMPTS", cls.max_attempts)),
+            "backoff_base": float(env("NIGHTTALK_NOTIFY_BACKOFF_BASE", cls.backoff_base)),
+            "backoff_max": float(env("NIGHTTALK_NOTIFY_BACKOFF_MAX", cls.backoff_max)),
+            "sending_timeout": float(env("NIGHTTALK_NOTIFY_SENDING_TIMEOUT", cls.sending_timeout)),
+            "batch": int(env("NIGHTTALK_NOTIFY_BATCH", cls.batch)),
+            "quiet_start": _time(env("NIGHTTALK_NOTIFY_QUIET_START", "22:00")),
+            "quiet_end": _time(env("NIGHTTALK_NOTIFY_QUIET_END", "08:00")),
+            "timezone": env("NIGHTTALK_NOTIFY_TIMEZONE", cls.timezone),
+            "desk_minutes": float(env("NIGHTTALK_NOTIFY_DESK_MINUTES", cls.desk_minutes)),
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    def backoff(self, attempts: int) -> dt.timedelta:
+        """Return the wait after the given number of failed attempts."""
+        return dt.timedelta(
+            seconds=min(self.backoff_base * 2 ** max(attempts - 1, 0), self.backoff_max)
+        )
+
+
+def quiet_until(
+    settings: Settings, now: dt.datetime, notification: models.Notification
+) -> dt.datetime | None:
+    """Return when quiet hours end if an SMS to a visitor must wait for it, else None."""
+    if notification.channel != models.SMS or notification.recipient_kind != models.VISITOR:
+        return None
+    zone = ZoneInfo(settings.timezone)
+    local = now.astimezone(zone)
+    start, end = settings.quiet_start, settings.quiet_end
+    clock = local.time()
+    quiet = (clock >= start or clock < end) if start > end else (start <= clock < end)
+    if not quiet:
+        return None
+    if notification.kind == models.RECEIPT:
+        received = (notification.payload or {}).get("received_at")
+        if received:
+            at_desk = now - dt.datetime.fromisoformat(received)
+            if at_desk <= dt.timedelta(minutes=settings.desk_minutes):
+                return None
+    wake = dt.datetime.combine(local.date(), end, tzinfo=zone)
+    if wake <= local:
+        wake += dt.timedelta(days=1)
+    return wake.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    notification_id: str
+    claim: str
+
+
+class Worker:
+    """Deliver notifications through the given channels."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        channels: dict[str, Channel],
+        settings: Settings | None = None,
+        clock: Callable[[], dt.datetime] = models.now,
+    ) -> None:
+        self.runtime = runtime
+        self.channels = channels
+        self.settings = settings or Settings()
+        self.clock = clock
+
+    def run(self, stop: threading.Event, interval: float = 2.0) -> None:
+        """Deliver until stopped, resting ``interval`` seconds whenever nothing is due."""
+        while not stop.is_set():
+            try:
+                done = self.run_once()
+            except Exception:  # noqa: BLE001 - a database blip must not end the worker
+                log.exception("delivery round failed; trying again")
+                done = 0
+            if not done:
+                stop.wait(interval)
+
+    def run_once(self) -> int:
+        """Deliver up to one batch, claiming one row at a time; return how many were claimed.
+
+        One at a time, so a worker killed mid-send leaves at most one row whose
+        outcome is unknown, never a batch of rows it had not even tried.
+        """
+        self.readdress()
+        claimed_total = 0
+        for _ in range(self.settings.batch):
+            claimed, touched = self._claim(limit=1)
+            for item in claimed:
+                self.deliver(item)
+            claimed_total += len(claimed)
+            if not touched:
+                break
+        return claimed_total
+
+    def drain(self, limit: int = 1000) -> int:
+        """Deliver until nothing is due now (for ``--once`` and tests); return how many."""
+        total = 0
+        while total < limit:
+            done = self.run_once()
+            if not done:
+                break
+            total += done
+        return total
+
+    def readdress(self) -> int:
+        """Address notifications left waiting for a contact that has arrived since.
+
+        A notification recorded while its contact's event commits concurrently (on
+        PostgreSQL the two handlers do not see each other's rows) would wait forever;
+        this sweep settles it. Returns how many rows it addressed.
+        """
+        n = models.Notification
+        with self.runtime.unit_of_work() as uow:
+            visitors = uow.session.execute(
+                select(n, models.VisitorContact)
+                .join(models.ContactCase, models.ContactCase.case_id == n.case_id)
+                .join(
+                    models.VisitorContact,
+                    models.VisitorContact.visit_id == models.ContactCase.visit_id,
+                )
+                .where(n.status == models.AWAITING_CONTACT, n.recipient_kind == models.VISITOR)
+                .limit(self.settings.batch)
+                .with_for_update(skip_locked=True, of=n)
+            ).all()
+            units = uow.session.execute(
+                select(n, models.UnitContact)
+                .join(models.UnitContact, models.UnitContact.code == n.recipient_ref)
+                .where(
+                    n.status == models.AWAITING_CONTACT,
+                    n.recipient_kind.in_((models.UNIT, models.LEADER)),
+                )
+                .limit(self.settings.batch)
+                .with_for_update(skip_locked=True, of=n)
+            ).all()
+            for row, contact in [*visitors, *units]:
+                row.address_to(contact)
+            uow.commit()
+        return len(visitors) + len(units)
+
+    def claim(self, limit: int | None = None) -> list[Claimed]:
+        """Move due rows to 'sending' and commit that before any send."""
+        return self._claim(limit or self.settings.batch)[0]
+
+    def _claim(self, limit: int) -> tuple[list[Claimed], int]:
+        now = self.clock()
+        stale = now - dt.timedelta(seconds=self.settings.sending_timeout)
+        n = models.Notification
+        query = (
+            select(n)
+            .where(
+                or_(
+                    and_(
+                        n.status == models.PENDING,
+                        or_(n.next_attempt_at.is_(None), n.next_attempt_at <= now),
+                    ),
+                    and_(n.status == models.SENDING, n.sending_since < stale),
+                )
+            )
+            .order_by(n.created_at, n.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claimed: list[Claimed] = []
+        with self.runtime.unit_of_work() as uow:
+            rows = uow.session.scalars(query).all()
+            for row in rows:
+                channel = self.channels.get(row.channel)
+                if row.status == models.SENDING and (channel is None or not channel.dedupes):
+                    log.warning(
+                        "send outcome unknown; not resending",
+                        extra={"notification_id": row.id, "channel": row.channel},
+                    )
+                    self._finish(uow, row, now, models.FAILED, UNKNOWN_OUTCOME)
+                    continue
+                wake = quiet_until(self.settings, now, row)
+                if wake is not None:
+                    row.next_attempt_at = wake
+                    row.updated_at = now
+                    continue
+                row.status = models.SENDING
+                row.sending_since = now
+                row.claim = models.new_id()
+                row.attempts += 1
+                row.updated_at = now
+                claimed.append(Claimed(row.id, row.claim))
+            uow.commit()
+        return claimed, len(rows)
+
+    def deliver(self, item: Claimed) -> str:
+        """Send one claimed notification and record what happened; return the new status."""
+        artifact: Artifact | None = None
+        error: str | None = None
+        temporary = False
+        try:
+            message = self.prepare(item.notification_id)
+            channel = self.channels.get(message.channel)
+            if channel is None:
+                raise PermanentFailure(f"no sender for channel {message.channel}")
+            artifact = channel.send(message)
+        except TemporaryFailure as exc:
+            error, temporary = str(exc), True
+        except PermanentFailure as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug in one send must not stop the rest
+            log.exception(
+                "send failed unexpectedly", extra={"notification_id": item.notification_id}
+            )
+            error, temporary = f"unexpected {type(exc).__name__}", True
+        return self.record(item, error=error, temporary=temporary, artifact=artifact)
+
+    def prepare(self, notification_id: str) -> Outgoing:
+        """Render the notification for its recipient, with the address in clear (memory only)."""
+        with self.runtime.sessions() as session:
+            row = session.get(models.Notification, notification_id)
+            unit = session.get(models.UnitContact, (row.payload or {}).get("unit", ""))
+            if row.recipient_kind == models.VISITOR:
+                recipient = recipient_of(session, row)
+                if recipient is None:
+                    raise PermanentFailure("the visitor's contact is gone")
+                address = recipient.phone if row.channel == models.SMS else None
+                recipient_name = recipient.name
+            else:
+                contact = session.get(models.UnitContact, row.recipient_ref)
+                if contact is None:
+                    raise PermanentFailure("the unit's contact is gone")
+                address = contact.address_for(row.recipient_kind, row.channel)
+                recipient_name = (
+                    contact.leader if row.recipient_kind == models.LEADER else contact.name
+                )
+            context = {name: None for name in templates.FIELDS[row.kind]}
+            context.update(row.payload or {})
+            context["unit_name"] = (unit.name if unit and unit.name else None) or context.get(
+                "unit"
+            )
+            context["recipient_name"] = recipient_name or ""
+            source = templates.source(session, row.kind, row.channel, row.language)
+            try:
+                rendered = templates.render(source, row.channel, context)
+            except Exception as exc:  # noqa: BLE001 - a template error is the template's fault
+                raise PermanentFailure(f"template does not render: {type(exc).__name__}") from exc
+            return Outgoing(
+                notification_id=row.id,
+                case_id=row.case_id,
+                case_number=row.case_number,
+                kind=row.kind,
+                channel=row.channel,
+                recipient_kind=row.recipient_kind,
+                address=address,
+                language=row.language,
+                subject=rendered.subject,
+                body=rendered.body,
+                payload=dict(row.payload or {}),
+            )
+
+    def record(
+        self,
+        item: Claimed,
+        *,
+        error: str | None,
+        temporary: bool,
+        artifact: Artifact | None,
+    ) -> str:
+        """Record a send's outcome, if this worker still holds the claim."""
+        now = self.clock()
+        n = models.Notification
+        with self.runtime.unit_of_work() as uow:
+            row = uow.session.scalars(
+                select(n)
+                .where(
+                    n.id == item.notification_id, n.claim == item.claim, n.status == models.SENDING
+                )
+                .with_for_update()
+            ).first()
+            if row is None:
+                log.warning(
+                    "claim lost before recording", extra={"notification_id": item.notification_id}
+                )
+                return "lost"
+            if error is None:
+                if artifact is not None:
+                    uow.session.merge(
+                        models.Letter(
+                            notification_id=row.id,
+                            html=artifact.html,
+                            pdf=artifact.pdf,
+                            created_at=now,
+                        )
+                    )
+                self._finish(uow, row, now, models.DELIVERED, None)
+            elif temporary and row.attempts < self.settings.max_attempts:
+                row.status = models.PENDING
+                row.next_attempt_at = now + self.settings.backoff(row.attempts)
+                row.last_error = error[:500]
+                row.claim = None
+                row.sending_since = None
+                row.updated_at = now
+            else:
+                self._finish(uow, row, now, models.FAILED, error)
+            status = row.status
+            uow.commit()
+        log.info(
+            "delivery recorded",
+            extra={"notification_id": item.notification_id, "status": status},
+        )
+        return status
+
+    def _finish(
+        self,
+        uow: UnitOfWork,
+        row: models.Notification,
+        now: dt.datetime,
+        status: str,
+        error: str | None,
+    ) -> None:
+        row.status = status
+        row.claim = None
+        row.sending_since = None
+        row.next_attempt_at = None
+        row.updated_at = now
+        if status == models.DELIVERED:
+            row.delivered_at = now
+            row.last_error = None
+        else:
+            row.last_error = (error or "")[:500]
+        data = {
+            "notification_id": row.id,
+            "case_id": row.case_id,
+            "case_number": row.case_number,
+            "kind": row.kind,
+            "channel": row.channel,
+            "recipient_kind": row.recipient_kind,
+            "occurred_at": now.isoformat(),
+        }
+        if status == models.FAILED:
+            data["error"] = row.last_error
+        uow.emit(
+            envelope.build(
+                service="notify",
+                routing_key=f"notification.{status}",
+                subject=row.case_id,
+                data=data,
+            )
+        )

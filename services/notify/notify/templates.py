@@ -1,0 +1,221 @@
+"""Message templates: Jinja2 in a sandbox, Chinese by default and English, editable and checked.
+
+A template is keyed by (kind, channel, language). The built-in defaults below apply
+until an admin stores an edited one (``templates`` table). Every kind has a fixed
+set of fields its template may read (what the notification's payload carries, plus
+the unit's and the recipient's names); a template reading anything else is refused
+when saved, so a typo never reaches a visitor as an empty gap or a failed send.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
+from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy.orm import Session
+
+from notify import models
+
+LOCAL_TIME = ZoneInfo("Asia/Shanghai")
+
+_COMMON = {"case_number", "unit", "unit_name", "recipient_name"}
+FIELDS: dict[str, frozenset[str]] = {
+    models.RECEIPT: frozenset(_COMMON | {"received_at", "due_at", "case_status"}),
+    models.ROUTED: frozenset(_COMMON | {"routed_at", "due_at"}),
+    models.ASSIGNMENT: frozenset(
+        _COMMON | {"routed_at", "due_at", "role", "category", "summary", "location", "confidential"}
+    ),
+    models.ANSWER: frozenset(_COMMON | {"answer", "resolved_at"}),
+    models.SATISFACTION: frozenset(_COMMON | {"answer", "resolved_at"}),
+    models.WARNING: frozenset(_COMMON | {"due_at", "occurred_at"}),
+    models.OVERDUE: frozenset(_COMMON | {"due_at", "occurred_at"}),
+    models.ESCALATED: frozenset(
+        _COMMON | {"due_at", "occurred_at", "level", "supervisor_unit", "supervisor"}
+    ),
+}
+
+# The text of each kind, shared by SMS, webhook and e-mail bodies and the letter.
+_TEXT = {
+    (models.RECEIPT, "zh"): (
+        "【夜话】您反映的问题已登记，编号{{ case_number }}，"
+        "我们将在{{ due_at | date }}前答复您。凭编号可查询办理进度。"
+    ),
+    (models.RECEIPT, "en"): (
+        "[Night Talk] Your issue is registered as {{ case_number }}; "
+        "you will have an answer by {{ due_at | date }}."
+    ),
+    (models.ROUTED, "zh"): (
+        "【夜话】您反映的问题（编号{{ case_number }}）已交由{{ unit_name }}办理，"
+        "办结时限{{ due_at | date }}。"
+    ),
+    (models.ROUTED, "en"): (
+        "[Night Talk] Case {{ case_number }} is now handled by {{ unit_name }}, "
+        "due {{ due_at | date }}."
+    ),
+    (models.ANSWER, "zh"): (
+        "【夜话】您反映的问题（编号{{ case_number }}）已由{{ unit_name }}办结：{{ answer }}"
+    ),
+    (models.ANSWER, "en"): (
+        "[Night Talk] {{ unit_name }} has answered case {{ case_number }}: {{ answer }}"
+    ),
+    (models.SATISFACTION, "zh"): (
+        "【夜话】您对问题（编号{{ case_number }}）的办理结果是否满意？"
+        "请回复1（满意）或2（不满意）。"
+    ),
+    (models.SATISFACTION, "en"): (
+        "[Night Talk] Are you satisfied with how case {{ case_number }} was handled? "
+        "Reply 1 (yes) or 2 (no)."
+    ),
+    (models.ASSIGNMENT, "zh"): (
+        "{{ unit_name }}：新交办件{{ case_number }}（{{ summary }}），"
+        "请于{{ due_at | date }}前办结并答复来访群众。"
+    ),
+    (models.ASSIGNMENT, "en"): (
+        "{{ unit_name }}: new case {{ case_number }} ({{ summary }}), "
+        "to be resolved and answered by {{ due_at | date }}."
+    ),
+    (models.WARNING, "zh"): (
+        "{{ unit_name }}：交办件{{ case_number }}将于{{ due_at | date }}到期，请抓紧办理。"
+    ),
+    (models.WARNING, "en"): (
+        "{{ unit_name }}: case {{ case_number }} is due on {{ due_at | date }}."
+    ),
+    (models.OVERDUE, "zh"): (
+        "{{ unit_name }}：交办件{{ case_number }}已于{{ due_at | date }}超期，"
+        "请立即办理并说明情况。"
+    ),
+    (models.OVERDUE, "en"): (
+        "{{ unit_name }}: case {{ case_number }} was due on {{ due_at | date }} and is overdue."
+    ),
+    (models.ESCALATED, "zh"): (
+        "{{ recipient_name }}同志：交办件{{ case_number }}（{{ unit_name }}）久拖未决，"
+        "现列入挂牌督办（第{{ level }}级），请督促办理。"
+    ),
+    (models.ESCALATED, "en"): (
+        "{{ recipient_name }}: case {{ case_number }} ({{ unit_name }}) is unresolved and "
+        "now under listed supervision (level {{ level }})."
+    ),
+}
+
+_SUBJECT = {
+    "zh": "夜话 · {{ case_number }}",
+    "en": "Night Talk · {{ case_number }}",
+}
+
+_LETTER = {
+    "zh": (
+        '<!DOCTYPE html>\n<html lang="zh"><head><meta charset="utf-8">'
+        "<title>致来访者的一封信</title></head><body>\n"
+        "<h1>致来访者的一封信</h1>\n"
+        "<p>尊敬的{{ recipient_name }}：</p>\n<p>{TEXT}</p>\n"
+        "<p>案件编号：{{ case_number }}</p>\n"
+        "<p>感谢您对我们工作的信任和支持。</p>\n</body></html>\n"
+    ),
+    "en": (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>A letter to the visitor</title></head><body>\n"
+        "<h1>A letter to the visitor</h1>\n"
+        "<p>Dear {{ recipient_name }},</p>\n<p>{TEXT}</p>\n"
+        "<p>Case number: {{ case_number }}</p>\n"
+        "<p>Thank you for your trust.</p>\n</body></html>\n"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """A template's source: subject (e-mail only) and body."""
+
+    subject: str | None
+    body: str
+
+
+def default(kind: str, channel: str, language: str) -> Source:
+    """Return the built-in template of a kind on a channel in a language."""
+    text = _TEXT[(kind, language)]
+    if channel == models.LETTER:
+        return Source(None, _LETTER[language].replace("{TEXT}", text))
+    if channel == models.EMAIL:
+        return Source(_SUBJECT[language], text)
+    return Source(None, text)
+
+
+def source(session: Session, kind: str, channel: str, language: str) -> Source:
+    """Return the template in force: the stored edit, else the default."""
+    stored = session.get(models.Template, (kind, channel, language))
+    if stored is not None:
+        return Source(stored.subject, stored.body)
+    return default(kind, channel, language)
+
+
+def _date(value: object) -> object:
+    """Format an ISO time as a local (Beijing) date; leave anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(LOCAL_TIME).date().isoformat()
+
+
+def _environment(channel: str) -> SandboxedEnvironment:
+    # Sandboxed: templates are edited through the API and must not reach Python
+    # internals. Strict: a missing field fails loudly rather than printing nothing.
+    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=channel == models.LETTER)
+    env.filters["date"] = _date
+    return env
+
+
+class InvalidTemplate(ValueError):
+    """A template that cannot be saved, with messages by field (subject, body)."""
+
+    def __init__(self, messages: dict[str, list[str]]) -> None:
+        super().__init__(messages)
+        self.messages = messages
+
+
+def validate(kind: str, channel: str, template: Source) -> None:
+    """Refuse a template that does not parse, reads unknown fields, or fails on sample values."""
+    allowed = FIELDS[kind]
+    env = _environment(channel)
+    errors: dict[str, list[str]] = {}
+    for field_name, text in (("subject", template.subject), ("body", template.body)):
+        if text is None:
+            continue
+        try:
+            parsed = env.parse(text)
+        except TemplateSyntaxError as exc:
+            errors[field_name] = [f"line {exc.lineno}: {exc.message}"]
+            continue
+        unknown = sorted(meta.find_undeclared_variables(parsed) - allowed)
+        if unknown:
+            errors[field_name] = [
+                f"unknown field(s) {', '.join(unknown)}; a {kind} template may use: "
+                + ", ".join(sorted(allowed))
+            ]
+            continue
+        try:
+            env.from_string(text).render({name: "x" for name in allowed})
+        except TemplateError as exc:
+            errors[field_name] = [f"does not render: {exc}"]
+    if errors:
+        raise InvalidTemplate(errors)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str | None
+    body: str
+
+
+def render(template: Source, channel: str, context: dict[str, object]) -> Rendered:
+    """Fill a template with a notification's fields."""
+    env = _environment(channel)
+    subject = env.from_string(template.subject).render(context) if template.subject else None
+    return Rendered(subject, env.from_string(template.body).render(context))

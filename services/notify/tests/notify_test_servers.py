@@ -1,0 +1,153 @@
+"""Real servers notify's delivery tests start: an SMS gateway, a webhook receiver, an SMTP server.
+
+They listen on 127.0.0.1 on a free port, record what reaches them, and can be told
+how to answer (a script of status codes) and what to do on a request (a hook, used
+to kill the delivery process between a send and its recording).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Received:
+    """One request as the server saw it."""
+
+    headers: dict[str, str]
+    body: bytes
+    status: int
+    signature_ok: bool | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class HttpReceiver:
+    """An SMS gateway or a webhook receiver: answers from ``script``, then ``default``.
+
+    It honours ``Idempotency-Key`` as a good gateway does: a key it accepted before is
+    answered 200 again without counting as a new message (``accepted``). With a
+    ``secret`` it verifies the webhook's HMAC signature on every request.
+    """
+
+    script: list[int] = field(default_factory=list)
+    default: int = 200
+    secret: str | None = None
+    on_request: Callable[[Received], None] | None = None
+    requests: list[Received] = field(default_factory=list)
+    accepted: dict[str, Received] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                status = receiver._answer(dict(self.headers), body)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass  # the client died mid-request (the kill -9 tests)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/messages"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _answer(self, headers: dict[str, str], body: bytes) -> int:
+        with self._lock:
+            key = headers.get("Idempotency-Key")
+            if key and key in self.accepted:
+                status = 200
+            else:
+                status = self.script.pop(0) if self.script else self.default
+            received = Received(headers, body, status, self._verify(headers, body))
+            self.requests.append(received)
+            if status < 300 and key and key not in self.accepted:
+                self.accepted[key] = received
+        if self.on_request is not None:
+            self.on_request(received)
+        return status
+
+    def _verify(self, headers: dict[str, str], body: bytes) -> bool | None:
+        if self.secret is None:
+            return None
+        timestamp = headers.get("X-NightTalk-Timestamp", "")
+        expected = hmac.new(
+            self.secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256
+        ).hexdigest()
+        return hmac.compare_digest(headers.get("X-NightTalk-Signature", ""), "sha256=" + expected)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SmtpServer:
+    """An aiosmtpd server keeping every message; answers from ``script`` (e.g. '451 ...')."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.script: list[str] = []
+        self.on_message: Callable[[Any], None] | None = None
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+        if self.script:
+            return self.script.pop(0)
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        self.messages.append(message)
+        if self.on_message is not None:
+            self.on_message(message)
+        return "250 Message accepted for delivery"
+
+    def close(self) -> None:
+        self.controller.stop()
+
+
+SECRET = "test-webhook-secret"
+PARTNER = "lw-guokeng"
+# 11:00 in Beijing: outside quiet hours.
+DAYTIME = dt.datetime(2026, 12, 21, 3, 0, tzinfo=dt.UTC)
+
+
+class Clock:
+    """A clock the test moves by hand, so backoff needs no sleeping."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)

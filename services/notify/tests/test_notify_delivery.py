@@ -1,0 +1,293 @@
+"""Delivery against real servers: SMS gateway, SMTP, signed webhook, the PDF letter; backoff."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+
+import pytest
+from notify_sample_events import (
+    LEADER_EMAIL,
+    PHONE,
+    UNIT_EMAIL,
+    Visit,
+    assignment_resolved,
+    case_routed,
+    supervision_event,
+    unit_changed,
+)
+from notify_test_servers import PARTNER
+from pypdf import PdfReader
+from sqlalchemy import select
+
+from notify import models
+from notify.channels import Webhook
+from notify.delivery import UNKNOWN_OUTCOME, Worker
+
+
+def whole_story(visit: Visit, unit: str):
+    """The events of one case from registration to the leader's listed supervision."""
+    return [
+        visit.case_registered(),
+        visit.contact_recorded(),
+        case_routed(visit, unit),
+        supervision_event("case.warning", visit, unit),
+        supervision_event(
+            "case.escalated",
+            visit,
+            unit,
+            level=1,
+            supervisor_unit="city-org",
+            supervisor="黄宝山",
+        ),
+        assignment_resolved(visit, unit),
+    ]
+
+
+def rows(runtime, case_id: str) -> list[models.Notification]:
+    with runtime.sessions() as session:
+        return list(
+            session.scalars(
+                select(models.Notification)
+                .where(models.Notification.case_id == case_id)
+                .order_by(models.Notification.created_at)
+            )
+        )
+
+
+def outbox_types(runtime) -> Counter:
+    with runtime.sessions() as session:
+        table = models.metadata.tables["outbox"]
+        return Counter(session.execute(select(table.c.routing_key)).scalars())
+
+
+def test_every_channel_reaches_its_real_server(
+    deliver, runtime, partner_unit, make_worker, gateway, smtp, partner_hook
+):
+    visit = Visit()
+    for event in whole_story(visit, partner_unit):
+        deliver(event)
+
+    handled = make_worker().drain()
+
+    notifications = rows(runtime, visit.case_ids[0])
+    assert len(notifications) == 11
+    assert handled == 10
+    assert Counter(n.status for n in notifications) == {
+        models.DELIVERED: 10,
+        models.UNREACHABLE: 1,  # the escalation by SMS: routing gave the leader no phone
+    }
+    # The visitor: receipt, routing, answer and satisfaction by SMS, to their phone.
+    sms = [r.json() for r in gateway.requests]
+    assert len(sms) == 4
+    assert {m["to"] for m in sms} == {PHONE}
+    assert all(r.headers["Authorization"] == "Bearer gw-token" for r in gateway.requests)
+    assert any(visit.case_numbers[0] in m["text"] and "2027-01-15" in m["text"] for m in sms)
+    assert any("工资已于本月补发" in m["text"] for m in sms)
+    # The unit's office: the assignment and the warning by e-mail; the leader: escalation.
+    by_recipient = Counter(m["To"] for m in smtp.messages)
+    assert by_recipient == {UNIT_EMAIL: 2, LEADER_EMAIL: 1}
+    escalation = next(m for m in smtp.messages if m["To"] == LEADER_EMAIL)
+    assert visit.case_numbers[0] in escalation["Subject"]
+    assert "挂牌督办" in escalation.get_content()
+    # The partner's system: assignment and warning, signed.
+    assert len(partner_hook.requests) == 2
+    assert all(r.signature_ok for r in partner_hook.requests)
+    assert {r.json()["kind"] for r in partner_hook.requests} == {"assignment", "warning"}
+    # Each delivery is announced once.
+    assert outbox_types(runtime)["notification.delivered"] == 10
+
+
+def test_letter_is_html_and_a_pdf_that_opens_with_the_case_number(
+    deliver, runtime, partner_unit, make_worker
+):
+    visit = Visit()
+    for event in whole_story(visit, partner_unit):
+        deliver(event)
+
+    make_worker().drain()
+
+    (letter_row,) = [n for n in rows(runtime, visit.case_ids[0]) if n.channel == models.LETTER]
+    with runtime.sessions() as session:
+        letter = session.get(models.Letter, letter_row.id)
+    assert "致来访者的一封信" in letter.html
+    assert visit.case_numbers[0] in letter.html
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(letter.pdf)).pages)
+    assert visit.case_numbers[0] in text
+    assert "致来访者的一封信" in text
+
+
+def test_a_webhook_with_a_wrong_secret_fails_verification(deliver, partner_hook, runtime):
+    """The receiver's check is real: a signature made with another secret does not pass."""
+    visit = Visit()
+    deliver(unit_changed(PARTNER, email=None, webhook_url=partner_hook.url))
+    deliver(case_routed(visit, PARTNER))
+    worker = Worker(runtime, {models.WEBHOOK: Webhook(secret="not-the-secret", timeout=5)})
+    worker.drain()
+    assert len(partner_hook.requests) == 1
+    assert partner_hook.requests[0].signature_ok is False
+
+
+def test_replayed_events_give_one_delivery_per_recipient_and_channel(
+    deliver, runtime, partner_unit, make_worker, gateway, smtp, partner_hook
+):
+    visit = Visit()
+    story = whole_story(visit, partner_unit)
+    for event in story + story:  # every event twice, same ids
+        deliver(event)
+    deliver(visit.case_registered())  # and a republication under a new event id
+    deliver(case_routed(visit, partner_unit))
+
+    make_worker().drain()
+    make_worker().drain()  # a second worker round finds nothing more to send
+
+    assert len(rows(runtime, visit.case_ids[0])) == 11
+    assert len(gateway.requests) == 4
+    assert len(smtp.messages) == 3
+    assert len(partner_hook.requests) == 2
+
+
+def test_gateway_failing_three_times_then_succeeding_delivers_once(
+    deliver, runtime, make_worker, gateway, clock
+):
+    visit = Visit()
+    deliver(visit.case_registered())
+    deliver(visit.contact_recorded())
+    gateway.script = [503, 502, 500]
+    worker = make_worker(backoff_base=10, max_attempts=5)
+
+    waits = []
+    for _ in range(4):
+        assert worker.drain() == 1
+        (receipt,) = rows(runtime, visit.case_ids[0])
+        if receipt.status == models.DELIVERED:
+            break
+        assert receipt.status == models.PENDING
+        waits.append((receipt.next_attempt_at - clock.now).total_seconds())
+        assert worker.drain() == 0  # not due before its backoff
+        clock.advance(waits[-1])
+
+    assert waits == [10, 20, 40]  # exponential backoff
+    assert receipt.status == models.DELIVERED
+    assert receipt.attempts == 4
+    assert [r.status for r in gateway.requests] == [503, 502, 500, 200]
+    assert len({r.headers["Idempotency-Key"] for r in gateway.requests}) == 1
+    assert len(gateway.accepted) == 1
+    assert outbox_types(runtime)["notification.delivered"] == 1
+
+
+def test_always_failing_gateway_gives_up_after_the_limit(
+    deliver, runtime, make_worker, gateway, clock
+):
+    visit = Visit()
+    deliver(visit.case_registered())
+    deliver(visit.contact_recorded())
+    gateway.default = 503
+    worker = make_worker(backoff_base=1, max_attempts=3)
+
+    for _ in range(3):
+        assert worker.drain() == 1
+        clock.advance(3600)
+
+    (receipt,) = rows(runtime, visit.case_ids[0])
+    assert receipt.status == models.FAILED
+    assert receipt.attempts == 3
+    assert "503" in receipt.last_error
+    assert worker.drain() == 0
+    assert len(gateway.requests) == 3
+    assert outbox_types(runtime)["notification.failed"] == 1
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+def test_a_gateway_4xx_is_permanent(deliver, runtime, make_worker, gateway, status):
+    visit = Visit()
+    deliver(visit.case_registered())
+    deliver(visit.contact_recorded())
+    gateway.default = status
+
+    make_worker().drain()
+
+    (receipt,) = rows(runtime, visit.case_ids[0])
+    assert receipt.status == models.FAILED
+    assert receipt.attempts == 1
+    assert len(gateway.requests) == 1
+
+
+def test_smtp_4xx_is_retried_and_5xx_is_not(
+    deliver, runtime, partner_unit, make_worker, smtp, clock
+):
+    first, second = Visit(), Visit()
+    deliver(case_routed(first, partner_unit))
+    smtp.script = ["451 4.3.0 try again later"]
+    worker = make_worker(backoff_base=5)
+    worker.drain()
+    mail = next(n for n in rows(runtime, first.case_ids[0]) if n.channel == models.EMAIL)
+    assert mail.status == models.PENDING
+    clock.advance(5)
+    worker.drain()
+    mail = next(n for n in rows(runtime, first.case_ids[0]) if n.channel == models.EMAIL)
+    assert mail.status == models.DELIVERED
+    assert len(smtp.messages) == 1
+
+    deliver(case_routed(second, partner_unit))
+    smtp.script = ["550 5.1.1 mailbox unknown"]
+    worker.drain()
+    mail = next(n for n in rows(runtime, second.case_ids[0]) if n.channel == models.EMAIL)
+    assert mail.status == models.FAILED
+    assert mail.attempts == 1
+    assert "550" in mail.last_error
+
+
+def test_one_channel_failing_does_not_hold_back_the_others(
+    deliver, runtime, partner_unit, make_worker, smtp, partner_hook
+):
+    visit = Visit()
+    deliver(case_routed(visit, partner_unit))
+    smtp.script = ["550 5.1.1 mailbox unknown"]
+
+    make_worker().drain()
+
+    by_channel = {n.channel: n.status for n in rows(runtime, visit.case_ids[0])}
+    assert by_channel[models.EMAIL] == models.FAILED
+    assert by_channel[models.WEBHOOK] == models.DELIVERED
+
+
+def test_a_stale_sending_email_is_failed_not_resent(
+    deliver, runtime, partner_unit, make_worker, smtp, clock
+):
+    """SMTP cannot tell a duplicate: a send hidden by a crash is left to an operator."""
+    visit = Visit()
+    deliver(case_routed(visit, partner_unit))
+    worker = make_worker(sending_timeout=60)
+    claimed = worker.claim()  # ...and the worker dies before sending or recording
+    assert len(claimed) == 2
+
+    clock.advance(61)
+    worker.drain()
+
+    by_channel = {n.channel: n for n in rows(runtime, visit.case_ids[0])}
+    assert by_channel[models.EMAIL].status == models.FAILED
+    assert by_channel[models.EMAIL].last_error == UNKNOWN_OUTCOME
+    assert smtp.messages == []
+    assert by_channel[models.WEBHOOK].status == models.DELIVERED  # the webhook dedupes
+
+
+def test_a_claim_taken_over_cannot_be_recorded_twice(
+    deliver, runtime, partner_unit, make_worker, partner_hook, clock
+):
+    visit = Visit()
+    deliver(case_routed(visit, partner_unit))
+    slow = make_worker(sending_timeout=60)
+    with runtime.sessions() as session:
+        hook_id = session.scalars(
+            select(models.Notification.id).where(
+                models.Notification.case_id == visit.case_ids[0],
+                models.Notification.channel == models.WEBHOOK,
+            )
+        ).one()
+    (stale_claim,) = [c for c in slow.claim() if c.notification_id == hook_id]
+    clock.advance(61)
+    make_worker(sending_timeout=60).drain()  # the row is taken over and delivered
+
+    assert slow.deliver(stale_claim) == "lost"  # the first worker wakes up: nothing recorded
+    assert outbox_types(runtime)["notification.delivered"] == 1
