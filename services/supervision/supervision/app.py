@@ -8,7 +8,7 @@ from servicekit.web import create_service_app
 
 def create_app(config: dict | None = None):
     """Create the supervision app (督办: supervised cases and their timelines)."""
-    from supervision import board, cases, models, steps
+    from supervision import board, cadre, cases, meetings, models, stats, steps
 
     logs.configure("supervision")
 
@@ -16,6 +16,9 @@ def create_app(config: dict | None = None):
         api.register_blueprint(cases.blp)
         api.register_blueprint(board.blp)
         api.register_blueprint(steps.blp)
+        api.register_blueprint(stats.blp)
+        api.register_blueprint(meetings.blp)
+        api.register_blueprint(cadre.blp)
 
     return create_service_app(
         "supervision",

@@ -39,6 +39,8 @@ REOPENED = "reopened"
 STATUSES = (OPEN, ROUTED, RESOLVED_ON_SPOT, RESOLVED, CLOSED, REOPENED)
 # Statuses of a case still to be resolved (the board's, and "overdue open" in statistics).
 UNRESOLVED = (OPEN, ROUTED, REOPENED)
+# Statuses of a case resolved (on the spot or by its unit), closed after resolution included.
+RESOLVED_STATES = (RESOLVED_ON_SPOT, RESOLVED, CLOSED)
 
 # How far along each status is: a case only moves to a status further along, so a late
 # case.registered never turns a routed case back to open.

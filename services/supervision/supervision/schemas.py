@@ -252,3 +252,96 @@ class DecisionOut(Schema):
     due_at = fields.String()
     note = fields.String()
     occurred_at = fields.String()
+
+
+# -- statistics ----------------------------------------------------------------------------
+
+MAX_PERIOD_DAYS = 3660
+
+
+class StatsQuery(Strict):
+    from_ = fields.Date(
+        data_key="from", required=True, metadata={"description": "First day (YYYY-MM-DD)."}
+    )
+    to = fields.Date(required=True, metadata={"description": "Last day, included."})
+    by = fields.String(
+        load_default="unit", validate=validate.OneOf(("unit", "category", "month", "channel"))
+    )
+    unit = fields.String(validate=UNIT_CODE, metadata={"description": "A unit's subtree only."})
+    category = fields.String(validate=CATEGORY)
+    format = fields.String(validate=validate.OneOf(("json", "csv")))
+
+    @validates_schema
+    def _period(self, data, **_kwargs):
+        start, end = data.get("from_"), data.get("to")
+        if start and end:
+            if end < start:
+                raise ValidationError({"to": ["must not be before from"]})
+            if (end - start).days > MAX_PERIOD_DAYS:
+                raise ValidationError({"to": [f"a period spans at most {MAX_PERIOD_DAYS} days"]})
+
+
+# -- the joint meeting and the cadre feed --------------------------------------------------
+
+MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="must be a month: YYYY-MM")
+
+
+class MonthPath(Schema):
+    month = fields.String(required=True, validate=MONTH)
+
+
+class AgendaCaseOut(Schema):
+    case_id = fields.String()
+    case_number = fields.String()
+    category = fields.String(allow_none=True)
+    status = fields.String()
+    received_at = fields.AwareDateTime(allow_none=True)
+    due_at = fields.AwareDateTime(allow_none=True)
+    ladder_step = fields.String(allow_none=True)
+    level = fields.String(
+        allow_none=True, metadata={"description": "1, 2 or major: the highest reached."}
+    )
+    major_supervisor = fields.String(allow_none=True)
+    decision = fields.Dict(allow_none=True)
+
+
+class AgendaUnitOut(Schema):
+    unit = fields.String()
+    name = fields.String(allow_none=True)
+    cases = fields.List(fields.Nested(AgendaCaseOut))
+
+
+class AgendaOut(Schema):
+    month = fields.String()
+    units = fields.List(fields.Nested(AgendaUnitOut))
+    truncated = fields.Boolean()
+
+
+class CadreQuery(Strict):
+    from_ = fields.Date(data_key="from", required=True)
+    to = fields.Date(required=True)
+    unit = fields.String(validate=UNIT_CODE, metadata={"description": "Accused unit's subtree."})
+    page = fields.Integer(strict=False, load_default=1, validate=validate.Range(1, MAX_PAGE))
+    page_size = fields.Integer(
+        strict=False, load_default=50, validate=validate.Range(1, MAX_PAGE_SIZE)
+    )
+
+    @validates_schema
+    def _period(self, data, **_kwargs):
+        StatsQuery._period(self, data)
+
+
+class CadreRowOut(Schema):
+    accused_unit = fields.String(allow_none=True)
+    accused_person = fields.String(allow_none=True)
+    complaints = fields.Integer()
+    resolved = fields.Integer()
+    open = fields.Integer()
+    escalated = fields.Integer()
+
+
+class CadreOut(Schema):
+    rows = fields.List(fields.Nested(CadreRowOut))
+    page = fields.Integer()
+    page_size = fields.Integer()
+    total = fields.Integer()

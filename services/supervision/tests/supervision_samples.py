@@ -11,10 +11,15 @@ from sqlalchemy import select
 
 from eventbus import envelope
 from eventbus.envelope import OutgoingEvent, ReceivedEvent
+from servicekit.auth import mint
 from servicekit.runtime import Runtime
 from supervision import models
 from supervision.handlers import handlers
 
+# Tests of the API and the sweep read what a transaction committed to the outbox (what the
+# relay publishes): no broker listens here, so publishing right after commit fails fast and
+# the rows stay. The consumer tests exercise the real broker.
+NO_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"
 CST = dt.timezone(dt.timedelta(hours=8))
 RECEIVED_AT = dt.datetime(2026, 12, 15, 17, 5, tzinfo=CST)
 INTAKE_DUE_AT = dt.datetime(2027, 1, 15, 9, 5, tzinfo=dt.UTC)
@@ -179,6 +184,47 @@ def visit_followed_up(case_id: str, case_number: str, /, **overrides: Any) -> Ou
     )
 
 
+def assignment_event(routing_key: str, case_id: str, number: str, assignment_id: str, **data):
+    """Return one of routing's assignment.* events."""
+    occurred_at = data.pop("occurred_at", dt.datetime(2026, 12, 1, 10, 0, tzinfo=CST))
+    payload = {
+        "case_id": case_id,
+        "case_number": number,
+        "assignment_id": assignment_id,
+        "unit": "lw-buwen",
+        "occurred_at": occurred_at.isoformat(),
+        "by": "lw-buwen:clerk",
+        **data,
+    }
+    return envelope.build(
+        service="routing", routing_key=routing_key, subject=case_id, data=payload, time=occurred_at
+    )
+
+
+def unit_changed(code: str, *, parent: str | None, leader: str, revision: int = 1, **extra):
+    """Return routing's unit.changed snapshot of a unit."""
+    data = {
+        "code": code,
+        "name": code,
+        "level": extra.pop("level", "township"),
+        "parent": parent,
+        "area": "longwen",
+        "leader": leader,
+        "active": True,
+        "revision": revision,
+        **extra,
+    }
+    return envelope.build(service="routing", routing_key="unit.changed", subject=code, data=data)
+
+
+def bearer(unit: str, *roles: str) -> dict[str, str]:
+    """Return the Authorization header of a token for a unit and roles."""
+    return {"Authorization": f"Bearer {mint(unit, list(roles))}"}
+
+
+ADMIN = bearer("city", "admin")
+
+
 def received(event: OutgoingEvent) -> ReceivedEvent:
     """Decode an outgoing event as the consumer would receive it."""
     return envelope.decode(event.properties(), event.body, event.routing_key)
@@ -194,8 +240,12 @@ def handle(runtime: Runtime, event: OutgoingEvent) -> None:
 
 def consume(runtime: Runtime, event: OutgoingEvent) -> None:
     """Apply the event exactly as the consumer does: inbox check, handler, inbox row, commit."""
-    incoming = received(event)
-    handler = handlers(runtime)[event.routing_key]
+    consume_received(runtime, received(event))
+
+
+def consume_received(runtime: Runtime, incoming: ReceivedEvent) -> None:
+    """Apply a received event as the consumer does: inbox check, handler, inbox row, commit."""
+    handler = handlers(runtime)[incoming.routing_key]
     with runtime.unit_of_work() as uow:
         if uow.already_applied(incoming.id, "supervision"):
             return

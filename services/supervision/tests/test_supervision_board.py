@@ -8,56 +8,19 @@ import uuid
 
 import pytest
 from sqlalchemy import text
-from supervision_samples import case_registered, case_routed, consume, new_case
-from test_supervision_ladder import (
+from supervision_samples import (
+    ADMIN,
     CST,
-    DUE,
-    ONE_MONTH,
-    ROUTED,
-    THREE_MONTHS,
-    WARNING_AT,
     assignment_event,
-    unit_changed,
+    bearer,
+    case_registered,
+    case_routed,
+    consume,
+    new_case,
 )
+from test_supervision_ladder import DUE, ONE_MONTH, ROUTED, THREE_MONTHS, WARNING_AT
 
-from servicekit.auth import mint
 from supervision import ladder, models, usecases
-from supervision.app import create_app
-
-
-@pytest.fixture
-def app(database_url, amqp_url):
-    app = create_app({"DATABASE_URL": database_url, "AMQP_URL": amqp_url, "TESTING": True})
-    yield app
-    app.extensions["runtime"].close()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def rt(app):
-    """The app's own runtime: events applied with it land where the API reads."""
-    return app.extensions["runtime"]
-
-
-def bearer(unit: str, *roles: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint(unit, list(roles))}"}
-
-
-ADMIN = bearer("city", "admin")
-
-
-@pytest.fixture
-def directory(rt):
-    """city ← lw (a county) ← lw-buwen, lw-chaoyang (townships); xc elsewhere."""
-    consume(rt, unit_changed("city", parent=None, leader="市长", level="city"))
-    consume(rt, unit_changed("lw", parent="city", leader="县长", level="county"))
-    consume(rt, unit_changed("lw-buwen", parent="lw", leader="步文书记"))
-    consume(rt, unit_changed("lw-chaoyang", parent="lw", leader="朝阳书记"))
-    consume(rt, unit_changed("xc", parent="city", leader="芗城区长", level="county"))
 
 
 def route(rt, unit: str, *, due=DUE, received_at=None, category="demolition_compensation"):

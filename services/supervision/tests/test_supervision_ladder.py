@@ -20,18 +20,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 from supervision_samples import (
+    CST,
+    NO_BROKER,
+    assignment_event,
     case_registered,
     case_resolved_on_spot,
     case_routed,
     consume,
     new_case,
+    unit_changed,
 )
 
-from eventbus import envelope
 from servicekit.runtime import make_runtime
 from supervision import ladder, models
 
-CST = dt.timezone(dt.timedelta(hours=8))
 ROUTED = dt.datetime(2026, 11, 15, 9, 0, tzinfo=CST)
 DUE = dt.datetime(2026, 12, 15, 9, 0, tzinfo=CST)
 # 80 % of the 30-day term: 24 days after routing.
@@ -42,9 +44,9 @@ SECOND = dt.timedelta(seconds=1)
 
 
 @pytest.fixture
-def ladder_runtime(database_url, amqp_url):
-    """Yield a runtime that publishes to the test's own vhost."""
-    runtime = make_runtime("supervision", models.metadata, database_url, amqp_url)
+def ladder_runtime(database_url):
+    """Yield a runtime whose events stay in the outbox (no broker: see conftest)."""
+    runtime = make_runtime("supervision", models.metadata, database_url, NO_BROKER)
     yield runtime
     runtime.close()
 
@@ -61,39 +63,6 @@ def routed_case(runtime, *, unit: str = "lw-buwen", due: dt.datetime = DUE):
         ),
     )
     return case_id, number, assignment_id
-
-
-def assignment_event(routing_key: str, case_id: str, number: str, assignment_id: str, **data):
-    """Return one of routing's assignment.* events."""
-    occurred_at = data.pop("occurred_at", dt.datetime(2026, 12, 1, 10, 0, tzinfo=CST))
-    payload = {
-        "case_id": case_id,
-        "case_number": number,
-        "assignment_id": assignment_id,
-        "unit": "lw-buwen",
-        "occurred_at": occurred_at.isoformat(),
-        "by": "lw-buwen:clerk",
-        **data,
-    }
-    return envelope.build(
-        service="routing", routing_key=routing_key, subject=case_id, data=payload, time=occurred_at
-    )
-
-
-def unit_changed(code: str, *, parent: str | None, leader: str, revision: int = 1, **extra):
-    """Return routing's unit.changed snapshot of a unit."""
-    data = {
-        "code": code,
-        "name": code,
-        "level": extra.pop("level", "township"),
-        "parent": parent,
-        "area": "longwen",
-        "leader": leader,
-        "active": True,
-        "revision": revision,
-        **extra,
-    }
-    return envelope.build(service="routing", routing_key="unit.changed", subject=code, data=data)
 
 
 def emitted(runtime, case_id: str | None = None) -> list[tuple[str, dict]]:
@@ -206,11 +175,9 @@ def test_two_sweeps_at_the_same_time_fire_each_step_once(ladder_runtime):
         assert session.scalar(select(func.count()).select_from(models.LadderFiring)) == 90
 
 
-def test_two_sweep_processes_at_the_same_time_fire_each_step_once(
-    ladder_runtime, database_url, amqp_url
-):
+def test_two_sweep_processes_at_the_same_time_fire_each_step_once(ladder_runtime, database_url):
     cases = [routed_case(ladder_runtime)[0] for _ in range(20)]
-    env = {**os.environ, "SUPERVISION_DATABASE_URL": database_url, "AMQP_URL": amqp_url}
+    env = {**os.environ, "SUPERVISION_DATABASE_URL": database_url, "AMQP_URL": NO_BROKER}
     command = [
         str(Path(sys.executable).with_name("nighttalk")),
         "supervision",

@@ -1,0 +1,284 @@
+"""``/v1/stats``: the figures the city reports, for any period and grouping, in JSON or CSV.
+
+Every figure is counted in SQL over the period's receptions, grouped by the receiving
+unit, the category, the month (on the city's calendar) or the channel:
+
+- batches (批次) and person-visits (人次) from intake's ``visit.registered``;
+- issues raised and everything about them from the cases received in the period;
+- rows add up to the totals exactly (a batch has no category: by category, batches and
+  person-visits are reported in the totals only).
+
+Definitions where the source is silent: *resolved* = resolved on the spot, resolved by the
+unit, or closed after resolution; *resolved on time* = resolved by the unit by its due
+date; *overdue open* = not resolved and due before the end of the period; *escalated by
+level* = cases that reached a level of listed supervision (1, 2) or got a named supervisor
+(major); *repeat visits* = issues registered as a repeat of an open case of the same
+visitor and category; *satisfaction rate* = satisfied answers / answers; *first-contact
+resolution rate* = issues resolved on the spot / issues raised.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from typing import Any
+
+from flask import Response, current_app, jsonify, request
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from marshmallow import RAISE
+from sqlalchemy import and_, case, distinct, func, literal, select
+from sqlalchemy.orm import Session
+
+from servicekit.auth import current_principal, require
+from supervision import access, models
+from supervision.schemas import StatsQuery
+
+CST_HOURS = 8
+
+blp = Blueprint(
+    "stats",
+    __name__,
+    url_prefix="/v1/stats",
+    description="Statistics (统计): batches, person-visits, issues and how they were handled.",
+)
+
+COUNTS = (
+    "batches",
+    "person_visits",
+    "issues",
+    "resolved",
+    "resolved_on_spot",
+    "resolved_on_time",
+    "overdue_open",
+    "escalated_level_1",
+    "escalated_level_2",
+    "escalated_major",
+    "repeat_visits",
+    "feedback_answers",
+    "satisfied",
+)
+RATES = ("satisfaction_rate", "first_contact_resolution_rate")
+COLUMNS = ("group", *COUNTS, *RATES)
+
+
+def _month(session: Session, column):
+    """Return the SQL of a timestamp's month (``YYYY-MM``) on the city's calendar."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("Asia/Shanghai", column), literal("YYYY-MM"))
+    return func.strftime("%Y-%m", column, f"+{CST_HOURS} hours")
+
+
+def _key(session: Session, by: str, *, unit, category, channel, received_at):
+    if by == "unit":
+        return unit
+    if by == "category":
+        return category
+    if by == "channel":
+        return channel
+    return _month(session, received_at)
+
+
+def compute(
+    session: Session,
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    by: str,
+    units: set[str] | None,
+    category: str | None = None,
+) -> dict[str, Any]:
+    """Return the figures of the receptions in ``[start, end)``, grouped ``by``."""
+    visit, c = models.VisitRecord, models.SupervisedCase
+    rows: dict[Any, dict[str, int]] = {}
+
+    def add(key, figure: str, value) -> None:
+        row = rows.setdefault(key, dict.fromkeys(COUNTS, 0))
+        row[figure] += int(value or 0)
+
+    totals = dict.fromkeys(COUNTS, 0)
+    # Batches and person-visits: intake's visits of the period.
+    visit_conditions = [visit.received_at >= start, visit.received_at < end]
+    if units is not None:
+        visit_conditions.append(visit.unit.in_(units))
+    if category is None:
+        visit_key = (
+            None
+            if by == "category"
+            else _key(
+                session,
+                by,
+                unit=visit.unit,
+                category=None,
+                channel=visit.channel,
+                received_at=visit.received_at,
+            )
+        )
+        columns = [func.count(), func.coalesce(func.sum(visit.headcount), 0)]
+        stmt = select(*([visit_key] if visit_key is not None else []), *columns).where(
+            *visit_conditions
+        )
+        if visit_key is not None:
+            stmt = stmt.group_by(visit_key)
+        for result in session.execute(stmt):
+            *key, batches, people = result
+            totals["batches"] += batches
+            totals["person_visits"] += people
+            if visit_key is not None:
+                add(key[0], "batches", batches)
+                add(key[0], "person_visits", people)
+
+    # Issues: the cases intake registered in the period.
+    conditions = [c.registered.is_(True), c.received_at >= start, c.received_at < end]
+    if units is not None:
+        conditions.append(c.receiving_unit.in_(units))
+    if category is not None:
+        conditions.append(c.category == category)
+    key = _key(
+        session,
+        by,
+        unit=c.receiving_unit,
+        category=c.category,
+        channel=c.channel,
+        received_at=c.received_at,
+    )
+    resolved = c.status.in_(models.RESOLVED_STATES)
+    by_unit = c.status.in_((models.RESOLVED, models.CLOSED))
+
+    def count_if(condition):
+        return func.sum(case((condition, 1), else_=0))
+
+    figures = {
+        "issues": func.count(),
+        "resolved": count_if(resolved),
+        "resolved_on_spot": count_if(c.status == models.RESOLVED_ON_SPOT),
+        "resolved_on_time": count_if(
+            and_(
+                by_unit,
+                c.resolved_at.is_not(None),
+                c.due_at.is_not(None),
+                c.resolved_at <= c.due_at,
+            )
+        ),
+        "overdue_open": count_if(
+            and_(c.status.in_(models.UNRESOLVED), c.due_at.is_not(None), c.due_at < end)
+        ),
+        "escalated_major": count_if(c.major_since.is_not(None)),
+        "repeat_visits": count_if(c.repeat_of.is_not(None)),
+        "feedback_answers": count_if(c.feedback_satisfied.is_not(None)),
+        "satisfied": count_if(c.feedback_satisfied.is_(True)),
+    }
+    for result in session.execute(select(key, *figures.values()).where(*conditions).group_by(key)):
+        group, *values = result
+        for figure, value in zip(figures, values, strict=True):
+            add(group, figure, value)
+            totals[figure] += int(value or 0)
+
+    # Escalations by level: the cases of the period that reached each level of the ladder.
+    firing, step = models.LadderFiring, models.LadderStep
+    for result in session.execute(
+        select(key, step.level, func.count(distinct(c.case_id)))
+        .join(firing, firing.case_id == c.case_id)
+        .join(step, step.step == firing.step)
+        .where(*conditions, step.event == "escalated", step.level.in_((1, 2)))
+        .group_by(key, step.level)
+    ):
+        group, level, count = result
+        add(group, f"escalated_level_{level}", count)
+        totals[f"escalated_level_{level}"] += count
+
+    ordered = sorted(rows.items(), key=lambda item: (item[0] is None, str(item[0])))
+    return {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "by": by,
+        "rows": [{"group": group, **figures, **_rates(figures)} for group, figures in ordered],
+        "totals": {**totals, **_rates(totals)},
+    }
+
+
+def _rates(figures: dict[str, int]) -> dict[str, float | None]:
+    """Return the rates of a row of counts (None where nothing was there to count)."""
+    return {
+        "satisfaction_rate": (
+            round(figures["satisfied"] / figures["feedback_answers"], 4)
+            if figures["feedback_answers"]
+            else None
+        ),
+        "first_contact_resolution_rate": (
+            round(figures["resolved_on_spot"] / figures["issues"], 4) if figures["issues"] else None
+        ),
+    }
+
+
+def as_csv(report: dict[str, Any]) -> str:
+    """Return the report as CSV: one line per group, then the totals."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    for row in report["rows"]:
+        writer.writerow([_cell(row.get(col)) for col in COLUMNS])
+    writer.writerow(["total", *(_cell(report["totals"][col]) for col in COLUMNS[1:])])
+    return out.getvalue()
+
+
+def _cell(value) -> str:
+    text = "" if value is None else str(value)
+    # A cell starting like a formula is quoted so a spreadsheet never runs it.
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+@blp.route("")
+class Stats(MethodView):
+    @require()
+    @blp.arguments(StatsQuery, location="query", unknown=RAISE)
+    @blp.alt_response(200, description="The figures, as JSON or (Accept: text/csv) CSV.")
+    @blp.alt_response(401, description="No valid bearer token.")
+    @blp.alt_response(403, description="Another unit's statistics.")
+    def get(self, query):
+        """Count the period's batches, person-visits and issues, grouped ``by``.
+
+        ``from`` and ``to`` are days on the city's calendar, both included. An admin sees
+        every unit, a supervisor its jurisdiction, a reception desk or partner its own unit.
+        CSV with ``Accept: text/csv`` or ``format=csv``.
+        """
+        principal = current_principal()
+        start = dt.datetime.combine(query["from_"], dt.time(), tzinfo=_CST)
+        end = dt.datetime.combine(query["to"] + dt.timedelta(days=1), dt.time(), tzinfo=_CST)
+        with current_app.extensions["runtime"].sessions() as session:
+            if principal.has("admin", "supervisor"):
+                units = access.jurisdiction(session, principal)
+            else:
+                units = {principal.unit}
+            if query.get("unit"):
+                if units is not None and query["unit"] not in units:
+                    abort(
+                        403,
+                        message="that unit's statistics are not yours to read",
+                        errors={"query": {"unit": ["outside your jurisdiction"]}},
+                    )
+                wanted = access.subtree(session, query["unit"])
+                units = wanted if units is None else units & wanted
+            report = compute(
+                session,
+                start=start.astimezone(dt.UTC),
+                end=end.astimezone(dt.UTC),
+                by=query["by"],
+                units=units,
+                category=query.get("category"),
+            )
+        wants_csv = query.get("format") == "csv" or (
+            query.get("format") is None
+            and request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
+        )
+        if wants_csv:
+            return Response(
+                as_csv(report),
+                mimetype="text/csv",
+                headers={"Content-Disposition": 'attachment; filename="nighttalk-stats.csv"'},
+            )
+        return jsonify(report)
+
+
+_CST = dt.timezone(dt.timedelta(hours=CST_HOURS))

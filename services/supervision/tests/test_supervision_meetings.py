@@ -1,0 +1,235 @@
+"""The joint meeting's agenda and decisions, and the cadre assessment feed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+import pytest
+from sqlalchemy import text
+from supervision_samples import (
+    ADMIN,
+    CST,
+    bearer,
+    case_registered,
+    case_routed,
+    consume,
+    new_case,
+)
+
+from supervision import ladder
+
+ROUTED = dt.datetime(2026, 11, 15, 9, 0, tzinfo=CST)
+DUE = dt.datetime(2026, 12, 15, 9, 0, tzinfo=CST)
+
+
+def route(rt, unit: str, *, accused=None, received_at=None, due=DUE):
+    case_id, number = new_case()
+    overrides = {"accused": accused}
+    if received_at is not None:
+        overrides["received_at"] = received_at.isoformat()
+    consume(rt, case_registered(case_id, number, **overrides))
+    consume(
+        rt,
+        case_routed(
+            case_id,
+            number,
+            unit=unit,
+            routed_at=ROUTED,
+            due_at=due,
+            assignment_id=str(uuid.uuid4()),
+        ),
+    )
+    return case_id, number
+
+
+def outbox(rt, routing_key: str) -> list[dict]:
+    with rt.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT body FROM outbox WHERE routing_key = :k ORDER BY position"),
+            {"k": routing_key},
+        ).all()
+    return [json.loads(body) for (body,) in rows]
+
+
+@pytest.fixture
+def january(client, rt, directory):
+    """Two cases listed in January (buwen, chaoyang), a major case in xc, a fresh one."""
+    _, listed_buwen = route(rt, "lw-buwen")
+    _, listed_chaoyang = route(rt, "lw-chaoyang")
+    _, major = route(rt, "xc")
+    _, fresh = route(rt, "lw-buwen", due=dt.datetime(2027, 1, 10, tzinfo=CST))  # overdue only
+    ladder.sweep(rt, dt.datetime(2027, 1, 16, tzinfo=CST))
+    response = client.put(
+        f"/v1/cases/{major}/supervisor",
+        headers=ADMIN,
+        json={"supervisor": "李副市长", "supervisor_unit": "city"},
+    )
+    assert response.status_code == 200
+    return {"buwen": listed_buwen, "chaoyang": listed_chaoyang, "major": major, "fresh": fresh}
+
+
+def test_the_agenda_groups_escalated_and_major_cases_by_unit(client, january):
+    response = client.get("/v1/meetings/2027-01/agenda", headers=ADMIN)
+
+    assert response.status_code == 200, response.json
+    units = response.json["units"]
+    assert [(u["unit"], [c["case_number"] for c in u["cases"]]) for u in units] == [
+        ("lw-buwen", [january["buwen"]]),
+        ("lw-chaoyang", [january["chaoyang"]]),
+        ("xc", [january["major"]]),
+    ]
+    assert units[0]["name"] == "lw-buwen"
+    assert [u["cases"][0]["level"] for u in units] == ["1", "1", "major"]
+
+    # In December nothing was listed yet; only the major case (named in real time) is not
+    # before January 2027 either way.
+    december = client.get("/v1/meetings/2026-12/agenda", headers=ADMIN).json
+    assert [u["unit"] for u in december["units"]] == ["xc"]
+
+    # A county supervisor sees its own units only.
+    county = client.get("/v1/meetings/2027-01/agenda", headers=bearer("lw", "supervisor")).json
+    assert [u["unit"] for u in county["units"]] == ["lw-buwen", "lw-chaoyang"]
+
+
+def test_a_decision_is_recorded_once_and_announced_for_routing(client, rt, january):
+    body = {
+        "case": january["buwen"],
+        "decision": "reassign",
+        "unit": "lw",
+        "note": "由县里直接督办",
+    }
+    headers = {**bearer("lw", "supervisor"), "Idempotency-Key": "meeting-2027-01-1"}
+
+    first = client.post("/v1/meetings/2027-01/decisions", headers=headers, json=body)
+    again = client.post("/v1/meetings/2027-01/decisions", headers=headers, json=body)
+    other = client.post(
+        "/v1/meetings/2027-01/decisions",
+        headers=bearer("lw", "supervisor"),
+        json={**body, "decision": "note", "unit": None},
+    )
+
+    assert first.status_code == 201, first.json
+    assert again.json == first.json
+    assert other.status_code == 409
+    assert other.json["errors"] == {"json": {"case": ["already decided this month"]}}
+    [event] = outbox(rt, "meeting.decision_recorded")
+    assert {k: event[k] for k in ("case_number", "month", "decision", "unit", "note")} == {
+        "case_number": january["buwen"],
+        "month": "2027-01",
+        "decision": "reassign",
+        "unit": "lw",
+        "note": "由县里直接督办",
+    }
+    agenda = client.get("/v1/meetings/2027-01/agenda", headers=ADMIN).json
+    assert agenda["units"][0]["cases"][0]["decision"]["decision"] == "reassign"
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"decision": "note", "note": "x"}, ["case"]),
+        ({"case": "c", "decision": "reassign", "note": "x"}, ["unit"]),
+        ({"case": "c", "decision": "extend", "note": "x"}, ["due_at"]),
+        ({"case": "c", "decision": "extend", "note": "x", "due_at": "2027-02-01"}, ["due_at"]),
+        ({"case": "c", "decision": "vote", "note": "x"}, ["decision"]),
+        ({"case": "c", "decision": "note", "note": ""}, ["note"]),
+        ({"case": "c", "decision": "note", "note": "x", "unit": "lw"}, ["unit"]),
+        ({"case": "c", "decision": "note", "note": "x", "extra": 1}, ["extra"]),
+    ],
+)
+def test_bad_decisions_are_refused_field_by_field(client, body, fields):
+    response = client.post("/v1/meetings/2027-01/decisions", headers=ADMIN, json=body)
+    assert response.status_code == 422
+    assert sorted(response.json["errors"]["json"]) == fields
+
+
+def test_a_bad_month_is_refused_and_outsiders_are_kept_out(client, january):
+    for path in ("/v1/meetings/2027-13/agenda", "/v1/meetings/january/agenda"):
+        response = client.get(path, headers=ADMIN)
+        assert response.status_code == 422
+        assert list(response.json["errors"]["path"]) == ["month"]
+    for roles in (["reception"], ["partner"]):
+        response = client.get("/v1/meetings/2027-01/agenda", headers=bearer("lw-buwen", *roles))
+        assert response.status_code == 403
+    outside = client.post(
+        "/v1/meetings/2027-01/decisions",
+        headers=bearer("xc", "supervisor"),
+        json={"case": january["buwen"], "decision": "note", "note": "x"},
+    )
+    assert outside.status_code == 404
+
+
+# -- the cadre assessment feed ---------------------------------------------------------------
+
+
+def test_complaints_per_accused_official_for_the_organisation_department(client, rt, directory):
+    day = dt.datetime(2026, 12, 15, 20, 0, tzinfo=CST)
+    route(rt, "lw-buwen", accused={"unit": "lw-buwen", "person": "王某"}, received_at=day)
+    route(rt, "lw-buwen", accused={"unit": "lw-buwen", "person": "王某"}, received_at=day)
+    route(rt, "lw-chaoyang", accused={"unit": "lw-chaoyang", "person": None}, received_at=day)
+    route(rt, "lw-buwen", accused=None, received_at=day)
+    route(
+        rt,
+        "xc",
+        accused={"unit": "xc", "person": "李某"},
+        received_at=dt.datetime(2027, 1, 5, tzinfo=CST),
+    )
+    ladder.sweep(rt, dt.datetime(2027, 1, 16, tzinfo=CST))
+
+    response = client.get(
+        "/v1/cadre?from=2026-12-01&to=2026-12-31", headers=bearer("city-org", "supervisor")
+    )
+
+    assert response.status_code == 200, response.json
+    assert response.json["rows"] == [
+        {
+            "accused_unit": "lw-buwen",
+            "accused_person": "王某",
+            "complaints": 2,
+            "resolved": 0,
+            "open": 2,
+            "escalated": 2,
+        },
+        {
+            "accused_unit": "lw-chaoyang",
+            "accused_person": None,
+            "complaints": 1,
+            "resolved": 0,
+            "open": 1,
+            "escalated": 1,
+        },
+    ]
+    assert response.json["total"] == 2
+    narrowed = client.get("/v1/cadre?from=2026-12-01&to=2026-12-31&unit=lw-chaoyang", headers=ADMIN)
+    assert [r["accused_unit"] for r in narrowed.json["rows"]] == ["lw-chaoyang"]
+
+
+@pytest.mark.parametrize(
+    ("unit", "roles"),
+    [
+        ("lw", ["supervisor"]),  # a supervisor, but not of the organisation department
+        ("city-org", ["reception"]),
+        ("city-org", ["partner"]),
+        ("lw-buwen", ["partner"]),
+    ],
+)
+def test_only_the_organisation_department_reads_the_cadre_feed(client, unit, roles):
+    response = client.get("/v1/cadre?from=2026-12-01&to=2026-12-31", headers=bearer(unit, *roles))
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("to=2026-12-31", "from"),
+        ("from=2026-12-31&to=2026-12-01", "to"),
+        ("from=2026-12-01&to=2026-12-31&page_size=1000", "page_size"),
+        ("from=2026-12-01&to=2026-12-31&person=x", "person"),
+    ],
+)
+def test_bad_cadre_queries_are_refused_field_by_field(client, query, field):
+    response = client.get(f"/v1/cadre?{query}", headers=ADMIN)
+    assert response.status_code == 422
+    assert list(response.json["errors"]["query"]) == [field]
