@@ -135,7 +135,9 @@ def case_routed(visit: Visit, unit: str, *, index: int = 0, role: str = "lead") 
     )
 
 
-def assignment_resolved(visit: Visit, unit: str, *, index: int = 0) -> OutgoingEvent:
+def assignment_resolved(
+    visit: Visit, unit: str, *, index: int = 0, answer: str = "工资已于本月补发"
+) -> OutgoingEvent:
     """Build routing's ``assignment.resolved`` with the answer given to the visitor."""
     data = {
         "case_id": visit.case_ids[index],
@@ -144,7 +146,7 @@ def assignment_resolved(visit: Visit, unit: str, *, index: int = 0) -> OutgoingE
         "unit": unit,
         "occurred_at": "2026-12-20T09:00:00+00:00",
         "by": "partner-1",
-        "answer": "工资已于本月补发",
+        "answer": answer,
     }
     return envelope.build(
         service="routing",

@@ -291,3 +291,18 @@ def test_a_claim_taken_over_cannot_be_recorded_twice(
 
     assert slow.deliver(stale_claim) == "lost"  # the first worker wakes up: nothing recorded
     assert outbox_types(runtime)["notification.delivered"] == 1
+
+
+def test_the_letter_escapes_what_it_quotes(deliver, runtime, make_worker):
+    """An answer is text, not markup: the printed letter shows it, never runs it."""
+    visit = Visit()
+    deliver(visit.contact_recorded())
+    event = assignment_resolved(visit, PARTNER, answer="<script>alert(1)</script>")
+    deliver(event)
+
+    make_worker().drain()
+
+    with runtime.sessions() as session:
+        (letter,) = session.scalars(select(models.Letter)).all()
+    assert "<script>" not in letter.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in letter.html
