@@ -8,7 +8,7 @@ from servicekit.web import create_service_app
 
 def create_app(config: dict | None = None):
     """Create the intake app (reception desk API)."""
-    from intake import cases, models, sessions, visits
+    from intake import cases, models, open311, sessions, visits
 
     logs.configure("intake")
 
@@ -16,6 +16,7 @@ def create_app(config: dict | None = None):
         api.register_blueprint(visits.blp)
         api.register_blueprint(cases.blp)
         api.register_blueprint(sessions.blp)
+        api.register_blueprint(open311.blp)
 
     return create_service_app(
         "intake",

@@ -9,7 +9,7 @@ from sqlalchemy import func, or_, select
 
 from intake import models
 from intake.access import ensure_can_read, visible_units
-from intake.schemas import CaseOut, CasePageOut, CaseQuery
+from intake.schemas import CaseOut, CasePageOut, CaseQuery, ErrorOut
 from intake.views import case_view
 from servicekit.auth import current_principal, require
 
@@ -26,7 +26,7 @@ class Cases(MethodView):
     @require()
     @blp.arguments(CaseQuery, location="query", unknown="raise")
     @blp.response(200, CasePageOut)
-    @blp.alt_response(401, description="No valid bearer token.")
+    @blp.alt_response(401, schema=ErrorOut, description="No valid bearer token.")
     def get(self, query):
         """List cases, newest first: a unit its own, a supervisor its jurisdiction.
 
@@ -69,8 +69,8 @@ class Cases(MethodView):
 class CaseByRef(MethodView):
     @require()
     @blp.response(200, CaseOut)
-    @blp.alt_response(401, description="No valid bearer token.")
-    @blp.alt_response(404, description="No such case for your unit.")
+    @blp.alt_response(401, schema=ErrorOut, description="No valid bearer token.")
+    @blp.alt_response(404, schema=ErrorOut, description="No such case for your unit.")
     def get(self, ref: str):
         """Read a case by case number (e.g. ``city-org-20261215-0001``) or case id."""
         if len(ref) > 90:

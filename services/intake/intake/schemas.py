@@ -118,6 +118,17 @@ class VisitIn(Schema):
             raise ValidationError("a case number is listed twice", "follow_ups")
 
 
+class ErrorOut(Schema):
+    """Every error of the /v1 API: what went wrong, field by field where it applies."""
+
+    code = fields.Integer()
+    status = fields.String()
+    message = fields.String()
+    errors = fields.Dict(
+        metadata={"description": "By location (json, query, headers), then by field."}
+    )
+
+
 def timestamp(**kwargs) -> fields.String:
     """An ISO 8601 instant as stored in event payloads and idempotent replays."""
     return fields.String(metadata={"format": "date-time"}, **kwargs)

@@ -12,7 +12,14 @@ from sqlalchemy import select
 from intake import events, models, reception, usecases
 from intake.access import ensure_can_read
 from intake.localtime import local_zone
-from intake.schemas import IdempotencyHeader, SessionIn, SessionListOut, SessionOut, SessionQuery
+from intake.schemas import (
+    ErrorOut,
+    IdempotencyHeader,
+    SessionIn,
+    SessionListOut,
+    SessionOut,
+    SessionQuery,
+)
 from servicekit.auth import current_principal, require
 
 blp = Blueprint(
@@ -35,11 +42,11 @@ class Sessions(MethodView):
     @blp.arguments(IdempotencyHeader, location="headers")
     @blp.arguments(SessionIn)
     @blp.response(201, SessionOut)
-    @blp.alt_response(400, description="Malformed JSON.")
-    @blp.alt_response(401, description="No valid bearer token.")
-    @blp.alt_response(403, description="The token lacks the reception role.")
-    @blp.alt_response(413, description="Body over the size limit.")
-    @blp.alt_response(415, description="Body is not JSON.")
+    @blp.alt_response(400, schema=ErrorOut, description="Malformed JSON.")
+    @blp.alt_response(401, schema=ErrorOut, description="No valid bearer token.")
+    @blp.alt_response(403, schema=ErrorOut, description="The token lacks the reception role.")
+    @blp.alt_response(413, schema=ErrorOut, description="Body over the size limit.")
+    @blp.alt_response(415, schema=ErrorOut, description="Body is not JSON.")
     def post(self, headers, data):
         """Open an extra night-talk session for your unit (at most 12 hours).
 
@@ -69,8 +76,8 @@ class Sessions(MethodView):
     @require()
     @blp.arguments(SessionQuery, location="query", unknown="raise")
     @blp.response(200, SessionListOut)
-    @blp.alt_response(401, description="No valid bearer token.")
-    @blp.alt_response(404, description="No such unit in your jurisdiction.")
+    @blp.alt_response(401, schema=ErrorOut, description="No valid bearer token.")
+    @blp.alt_response(404, schema=ErrorOut, description="No such unit in your jurisdiction.")
     def get(self, query):
         """List a unit's night-talk sessions in a period: the monthly day and extras."""
         principal = current_principal()

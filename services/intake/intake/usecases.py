@@ -244,6 +244,10 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
             due_at=None if resolved else now + relativedelta(months=1),
             visitor_key=key,
             repeat_of=earlier.id if earlier else None,
+            # Only the Open311 face places a request on a map or links a photo.
+            latitude=issue.get("latitude"),
+            longitude=issue.get("longitude"),
+            media_url=issue.get("media_url"),
         )
         if earlier is not None:
             earlier.repeat_count = (earlier.repeat_count or 0) + 1

@@ -10,7 +10,7 @@ from flask_smorest import Blueprint, abort
 
 from intake import models, pii, reception, usecases
 from intake.access import ensure_can_read
-from intake.schemas import IdempotencyHeader, VisitCreatedOut, VisitIn, VisitOut
+from intake.schemas import ErrorOut, IdempotencyHeader, VisitCreatedOut, VisitIn, VisitOut
 from intake.views import case_view
 from servicekit.auth import current_principal, require
 
@@ -28,11 +28,11 @@ class Visits(MethodView):
     @blp.arguments(IdempotencyHeader, location="headers")
     @blp.arguments(VisitIn)
     @blp.response(201, VisitCreatedOut)
-    @blp.alt_response(401, description="No valid bearer token.")
-    @blp.alt_response(403, description="The token lacks the reception role.")
-    @blp.alt_response(400, description="Malformed JSON.")
-    @blp.alt_response(413, description="Body over the size limit.")
-    @blp.alt_response(415, description="Body is not JSON.")
+    @blp.alt_response(401, schema=ErrorOut, description="No valid bearer token.")
+    @blp.alt_response(403, schema=ErrorOut, description="The token lacks the reception role.")
+    @blp.alt_response(400, schema=ErrorOut, description="Malformed JSON.")
+    @blp.alt_response(413, schema=ErrorOut, description="Body over the size limit.")
+    @blp.alt_response(415, schema=ErrorOut, description="Body is not JSON.")
     def post(self, headers, data):
         """Register a visit: its lead visitor, new issues (cases) and follow-ups.
 
@@ -90,8 +90,8 @@ class Visits(MethodView):
 class VisitById(MethodView):
     @require()
     @blp.response(200, VisitOut)
-    @blp.alt_response(401, description="No valid bearer token.")
-    @blp.alt_response(404, description="No such visit for your unit.")
+    @blp.alt_response(401, schema=ErrorOut, description="No valid bearer token.")
+    @blp.alt_response(404, schema=ErrorOut, description="No such visit for your unit.")
     def get(self, visit_id: str):
         """Read a visit, with its lead visitor masked."""
         try:
