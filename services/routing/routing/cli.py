@@ -146,3 +146,53 @@ def webhooks(interval: float) -> None:
                 stop.wait(interval)
     finally:
         runtime.close()
+
+
+@group.group("partner-account")
+def partner_account() -> None:
+    """Provision or revoke a unit's RabbitMQ account (consume partner.<unit> only)."""
+
+
+def _active_unit(code: str) -> None:
+    from routing import models
+    from servicekit.runtime import make_runtime
+
+    runtime = make_runtime("routing", models.metadata)
+    try:
+        with runtime.sessions() as session:
+            unit = session.get(models.Unit, code)
+            if unit is None or not unit.active:
+                raise click.ClickException(f"{code!r} is not an active unit of the directory")
+    finally:
+        runtime.close()
+
+
+@partner_account.command("create")
+@click.argument("unit")
+def partner_account_create(unit: str) -> None:
+    """Create (or re-key) UNIT's broker user; print its user name and password once."""
+    from eventbus.connection import amqp_url
+    from routing import broker_accounts
+
+    _active_unit(unit)
+    url = amqp_url()
+    try:
+        user, password = broker_accounts.create(unit, url)
+    except broker_accounts.BrokerAccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"user: {user}")
+    click.echo(f"password: {password}")
+    click.echo(f"vhost: {broker_accounts.vhost_of(url)}; may consume only partner.{unit}")
+
+
+@partner_account.command("revoke")
+@click.argument("unit")
+def partner_account_revoke(unit: str) -> None:
+    """Delete UNIT's broker user."""
+    from routing import broker_accounts
+
+    try:
+        removed = broker_accounts.revoke(unit)
+    except broker_accounts.BrokerAccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{broker_accounts.username(unit)}: {'revoked' if removed else 'had no account'}")

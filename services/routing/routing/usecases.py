@@ -290,7 +290,7 @@ def _hint(what: str) -> str:
 def _log(session, assignment, action: str, by: str, now: dt.datetime, text: str | None) -> None:
     session.add(
         models.AssignmentAction(
-            assignment_id=assignment.id, action=action, by=by, occurred_at=now, text=text
+            assignment_id=assignment.id, action=action, by=by[:100], occurred_at=now, text=text
         )
     )
 
