@@ -101,6 +101,13 @@ def sdk_event(message):
     )
 
 
+def envelope_of(event):
+    """Decode an outgoing event as the consumer would receive it."""
+    from eventbus import envelope
+
+    return envelope.decode(event.properties(), event.body, event.routing_key)
+
+
 def wait_until(condition, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -257,3 +264,57 @@ def test_seed_refuses_a_broken_directory_file(database, amqp_url, monkeypatch, t
     result = CliRunner().invoke(group, ["seed", "--file", str(path)])
     assert result.exit_code != 0
     assert "parent 'lw' is no unit" in result.output
+
+
+def test_partner_actions_reach_the_events_exchange_and_the_partner_queue(
+    live_runtime, database, amqp_url, case_data, case_registered
+):
+    from routing.app import create_app
+    from routing.partners import declare_partner_queues
+    from servicekit.auth import mint
+
+    conn = connect(amqp_url)
+    try:
+        channel = conn.channel()
+        topology.declare_exchanges(channel)
+        declare_partner_queues(channel, ["lw-guokeng"])
+        queue = f"test.assignments.{secrets.token_hex(4)}"
+        channel.queue_declare(queue, durable=False)
+        channel.queue_bind(queue, names.EVENTS_EXCHANGE, routing_key="assignment.*")
+    finally:
+        conn.close()
+    data = case_data()
+    event = case_registered(data)
+    incoming = envelope_of(event)
+    with live_runtime.unit_of_work() as uow:
+        handlers(live_runtime)["case.registered"](uow, incoming)
+        uow.commit()
+    app = create_app({"DATABASE_URL": database, "AMQP_URL": amqp_url, "TESTING": True})
+    try:
+        client = app.test_client()
+        headers = {"Authorization": f"Bearer {mint('lw-guokeng', ['partner'])}"}
+        [item] = client.get("/v1/inbox", headers=headers).get_json()["items"]
+        response = client.post(f"/v1/assignments/{item['assignment_id']}/accept", headers=headers)
+        assert response.status_code == 200
+        response = client.post(
+            f"/v1/assignments/{item['assignment_id']}/resolve",
+            headers=headers,
+            json={"answer": "已报销"},
+        )
+        assert response.status_code == 200
+    finally:
+        app.extensions["runtime"].close()
+
+    partner = testing.get_messages(amqp_url, "partner.lw-guokeng", count=2, timeout=20)
+    assert [sdk_event(m).get_type() for m in partner] == [
+        "nighttalk.case.routed.v1",
+        "nighttalk.assignment.accepted.v1",
+    ]
+    published = testing.get_messages(amqp_url, queue, count=2, timeout=20)
+    decoded = [sdk_event(m) for m in published]
+    assert [e.get_type() for e in decoded] == [
+        "nighttalk.assignment.accepted.v1",
+        "nighttalk.assignment.resolved.v1",
+    ]
+    assert decoded[1].get_data()["answer"] == "已报销"
+    assert decoded[1].get_subject() == data["case_id"]
