@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 
 import click
 
@@ -47,9 +48,9 @@ class Instant(click.ParamType):
 FEEDBACK_DAYS = click.option(
     "--feedback-days",
     type=click.FloatRange(0, 3650),
-    default=15.0,
-    show_default=True,
-    envvar="SUPERVISION_FEEDBACK_DAYS",
+    # Read here (not with click's envvar) so the configuration check finds the variable.
+    default=lambda: os.environ.get("SUPERVISION_FEEDBACK_DAYS", "15"),
+    show_default="15",
     help="Days a resolved case waits for the visitor's feedback before it closes as "
     "no_feedback (env SUPERVISION_FEEDBACK_DAYS).",
 )
@@ -90,9 +91,8 @@ def _sweep_once(runtime, as_of: dt.datetime, batch: int, feedback_days: float) -
 @click.option(
     "--interval",
     type=click.FloatRange(0.1, 3600),
-    default=60.0,
-    show_default=True,
-    envvar="SUPERVISION_SWEEP_INTERVAL",
+    default=lambda: os.environ.get("SUPERVISION_SWEEP_INTERVAL", "60"),
+    show_default="60",
     help="Seconds between sweeps (env SUPERVISION_SWEEP_INTERVAL).",
 )
 @click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True)
@@ -106,6 +106,7 @@ def scheduler(interval: float, batch: int, feedback_days: float) -> None:
     log = logging.getLogger("supervision.scheduler")
     stop = stop_on_signals()
     runtime = make_runtime("supervision", _metadata())
+    log.info("scheduler started", extra={"interval": interval})
     try:
         while not stop.is_set():
             try:

@@ -188,6 +188,9 @@ def compute(
         add(group, f"escalated_level_{level}", count)
         totals[f"escalated_level_{level}"] += count
 
+    if category is not None:
+        # A batch has no category: within one category, batches cannot be counted.
+        totals["batches"] = totals["person_visits"] = None
     ordered = sorted(rows.items(), key=lambda item: (item[0] is None, str(item[0])))
     return {
         "from": start.isoformat(),

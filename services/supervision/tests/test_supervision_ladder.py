@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -293,10 +295,11 @@ def test_resolution_stops_the_ladder(ladder_runtime):
         assignment_event("assignment.resolved", case_id, number, assignment_id, answer="已补发"),
     )
 
-    assert ladder.sweep(runtime, THREE_MONTHS).total == 0
-    assert steps_of(runtime, case_id) == ["warning", "overdue"]
     with runtime.sessions() as session:
         assert session.get(models.SupervisedCase, case_id).status == models.RESOLVED
+        assert session.scalar(select(func.count()).select_from(models.ClockTimer)) == 0
+    assert ladder.sweep(runtime, THREE_MONTHS).total == 0
+    assert steps_of(runtime, case_id) == ["warning", "overdue"]
 
 
 def test_a_resolution_of_a_transferred_assignment_leaves_the_clock(ladder_runtime):
@@ -344,3 +347,68 @@ def test_month_arithmetic_keeps_to_the_city_calendar():
     assert ladder.add_months(dt.datetime(2026, 11, 30, 16, 0, tzinfo=dt.UTC), 3) == dt.datetime(
         2027, 3, 1, 0, 0, tzinfo=CST
     )
+
+
+def test_two_scheduler_replicas_fire_each_step_once_and_stop_on_sigterm(
+    ladder_runtime, database_url
+):
+    """Clocks long due: two schedulers race for them; each step is published once."""
+    long_ago = dt.datetime(2025, 1, 1, tzinfo=CST)
+    cases = []
+    for _ in range(10):
+        case_id, number = new_case()
+        consume(ladder_runtime, case_registered(case_id, number))
+        consume(
+            ladder_runtime,
+            case_routed(
+                case_id,
+                number,
+                routed_at=long_ago - dt.timedelta(days=30),
+                due_at=long_ago,
+                assignment_id=str(uuid.uuid4()),
+            ),
+        )
+        cases.append(case_id)
+    env = {**os.environ, "SUPERVISION_DATABASE_URL": database_url, "AMQP_URL": NO_BROKER}
+    command = [
+        str(Path(sys.executable).with_name("nighttalk")),
+        "supervision",
+        "scheduler",
+        "--interval",
+        "0.2",
+        "--batch",
+        "3",
+    ]
+    replicas = [subprocess.Popen(command, env=env, stderr=subprocess.PIPE) for _ in range(2)]
+    started = [threading.Event() for _ in replicas]
+
+    def drain(replica, event):
+        # Read the replica's log to the end (a full pipe would block it); note its start.
+        for line in replica.stderr:
+            if b"scheduler started" in line:
+                event.set()
+
+    for replica, event in zip(replicas, started, strict=True):
+        threading.Thread(target=drain, args=(replica, event), daemon=True).start()
+    try:
+        # Signals are only handled once a replica has started: wait for both.
+        assert all(event.wait(timeout=120) for event in started)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with ladder_runtime.sessions() as session:
+                fired = session.scalar(select(func.count()).select_from(models.LadderFiring))
+            if fired >= 40:
+                break
+            time.sleep(0.2)  # waiting on other processes, not on the code under test
+    finally:
+        for replica in replicas:
+            replica.send_signal(signal.SIGTERM)
+        codes = [replica.wait(timeout=60) for replica in replicas]
+    assert codes == [0, 0]
+    for case_id in cases:
+        assert steps_of(ladder_runtime, case_id) == [
+            "warning",
+            "overdue",
+            "unit-leader",
+            "city-leader",
+        ]

@@ -221,6 +221,21 @@ def test_rows_add_up_to_the_totals_whatever_the_grouping(client, december):
     }
 
 
+def test_overdue_open_counts_what_was_due_before_the_period_ended(client, december):
+    # To 21 December: c3 (due 25 Dec) and c4 (due 22 Dec, 00:00) were not yet overdue.
+    body = client.get("/v1/stats?from=2026-12-01&to=2026-12-21", headers=ADMIN).json
+    assert body["totals"]["overdue_open"] == 0
+    assert body["totals"]["issues"] == 4
+
+
+def test_within_one_category_batches_are_not_counted(client, december):
+    body = client.get(
+        "/v1/stats?from=2026-12-01&to=2026-12-31&category=land_acquisition", headers=ADMIN
+    ).json
+    assert (body["totals"]["batches"], body["totals"]["person_visits"]) == (None, None)
+    assert (body["totals"]["issues"], body["totals"]["resolved_on_spot"]) == (2, 1)
+
+
 def test_the_same_figures_as_csv(client, december):
     for request in (
         {"path": "/v1/stats?from=2026-12-01&to=2026-12-31&format=csv", "headers": ADMIN},
