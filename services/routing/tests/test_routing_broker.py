@@ -221,13 +221,37 @@ def test_an_invalid_case_is_dead_lettered(
 def test_seed_loads_the_directory_and_declares_partner_queues(database, amqp_url, monkeypatch):
     monkeypatch.setenv("AMQP_URL", amqp_url)
     monkeypatch.setenv("ROUTING_DATABASE_URL", database)
+    units_queue = f"test.unit-changed.{secrets.token_hex(4)}"
+    conn = connect(amqp_url)
+    try:
+        channel = conn.channel()
+        topology.declare_exchanges(channel)
+        channel.queue_declare(units_queue, durable=False)
+        channel.queue_bind(units_queue, names.EVENTS_EXCHANGE, routing_key="unit.changed")
+    finally:
+        conn.close()
     runner = CliRunner()
     first = runner.invoke(group, ["seed", "--file", str(NAMED_UNITS)], catch_exceptions=False)
     assert first.exit_code == 0, first.output
-    assert "34 added, 0 updated, 0 unchanged" in first.output
+    assert "34 added, 0 updated, 0 unchanged; 34 announced" in first.output
     assert "34 partner queues declared" in first.output
     again = runner.invoke(group, ["seed", "--file", str(NAMED_UNITS)], catch_exceptions=False)
-    assert again.exit_code == 0 and "0 added, 0 updated, 34 unchanged" in again.output
+    assert again.exit_code == 0 and "0 added, 0 updated, 34 unchanged; 0 announced" in again.output
+
+    # Each unit added was announced once, at revision 1, as supervision and intake read it.
+    announced = testing.get_messages(amqp_url, units_queue, count=34, timeout=20)
+    snapshots = {sdk_event(m).get_subject(): sdk_event(m).get_data() for m in announced}
+    assert len(snapshots) == 34
+    assert snapshots["lw-buwen"] == {
+        "code": "lw-buwen",
+        "name": "步文镇",
+        "level": "township",
+        "parent": "lw",
+        "area": "lw",
+        "leader": None,
+        "active": True,
+        "revision": 1,
+    }
 
     # The queues exist and are bound: a message published with mandatory is routed.
     probe = uuid.uuid4().hex

@@ -6,7 +6,13 @@ import datetime as dt
 import hashlib
 import hmac
 import http.server
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 from cloudevents.core.bindings import http as ce_http
@@ -17,6 +23,7 @@ from routing.app import create_app
 from servicekit.auth import mint
 
 NO_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"
+NIGHTTALK = str(Path(sys.executable).parent / "nighttalk")
 
 
 class Receiver:
@@ -171,3 +178,43 @@ def test_only_the_units_partner_or_an_admin_manage_its_webhook(client):
 def test_bad_webhooks_are_refused(client, body):
     response = client.put("/v1/units/lw-guokeng/webhook", headers=partner("lw-guokeng"), json=body)
     assert response.status_code == 422
+
+
+def test_the_webhooks_process_delivers_and_stops_on_sigterm(
+    runtime, database, deliver, case_data, case_registered
+):
+    receiver = Receiver([])
+    receiver.thread.start()
+    app = create_app({"DATABASE_URL": database, "AMQP_URL": NO_BROKER, "TESTING": True})
+    try:
+        response = app.test_client().put(
+            "/v1/units/lw-guokeng/webhook",
+            headers=partner("lw-guokeng"),
+            json={"url": receiver.url},
+        )
+        receiver.secret = response.get_json()["secret"]
+        deliver(case_registered(case_data()))
+        env = {**os.environ, "ROUTING_DATABASE_URL": database, "AMQP_URL": NO_BROKER}
+        process = subprocess.Popen(  # noqa: S603
+            [NIGHTTALK, "routing", "webhooks", "--interval", "0.1"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not receiver.received and time.monotonic() < deadline:
+                time.sleep(0.05)  # waiting on another process, not on the hot path
+            assert receiver.received, "the webhooks process delivered nothing"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            output = process.communicate(timeout=30)[0].decode()
+        assert process.returncode == 0, output
+        headers, body = receiver.received[0]
+        assert receiver.verified(headers, body)
+        assert headers["ce-type"] == "nighttalk.case.routed.v1"
+        assert webhooks.SIGNATURE.lower() in headers
+    finally:
+        app.extensions["runtime"].close()
+        receiver.server.shutdown()
+        receiver.server.server_close()
