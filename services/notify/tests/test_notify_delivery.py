@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from collections import Counter
 
 import pytest
@@ -21,8 +22,8 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from notify import models
-from notify.channels import Webhook
-from notify.delivery import UNKNOWN_OUTCOME, Worker
+from notify.channels import SmsGateway, Webhook
+from notify.delivery import UNKNOWN_OUTCOME, Settings, Worker
 
 
 def whole_story(visit: Visit, unit: str):
@@ -306,3 +307,50 @@ def test_the_letter_escapes_what_it_quotes(deliver, runtime, make_worker):
         (letter,) = session.scalars(select(models.Letter)).all()
     assert "<script>" not in letter.html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in letter.html
+
+
+def test_a_stale_sending_sms_is_failed_when_the_gateway_cannot_dedupe(
+    deliver, runtime, gateway, clock
+):
+    """Without a gateway that honours Idempotency-Key, SMS is treated like SMTP."""
+    visit = Visit()
+    deliver(visit.case_registered())
+    deliver(visit.contact_recorded())
+    channels = {models.SMS: SmsGateway(url=gateway.url, timeout=5, dedupes=False)}
+    worker = Worker(runtime, channels, Settings(sending_timeout=60), clock=clock)
+    assert len(worker.claim()) == 1  # ...and the worker dies
+
+    clock.advance(61)
+    worker.drain()
+
+    (receipt,) = rows(runtime, visit.case_ids[0])
+    assert receipt.status == models.FAILED
+    assert receipt.last_error == UNKNOWN_OUTCOME
+    assert gateway.requests == []
+
+
+def test_two_workers_never_send_the_same_notification(deliver, runtime, make_worker, gateway):
+    visits = [Visit() for _ in range(30)]
+    for visit in visits:
+        deliver(visit.case_registered())
+        deliver(visit.contact_recorded())
+    workers = [make_worker(batch=5), make_worker(batch=5)]
+    errors: list[BaseException] = []
+
+    def run(worker: Worker) -> None:
+        try:
+            worker.drain()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert errors == []
+    assert len(gateway.requests) == 30
+    assert len(gateway.accepted) == 30
+    statuses = Counter(r.status for v in visits for r in rows(runtime, v.case_ids[0]))
+    assert statuses == {models.DELIVERED: 30}
