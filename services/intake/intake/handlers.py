@@ -72,6 +72,11 @@ def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
             case.due_at = data["due_at"]
         case.updated_at = max(filter(None, [case.updated_at, data["routed_at"]]))
     _advance(case, models.ROUTED)
+    if case.pending_resolution_id and case.pending_resolution_id == case.lead_assignment_id:
+        # The lead's answer came before this routing: the case was resolved then.
+        case.resolved_at = case.pending_resolved_at
+        case.updated_at = max(filter(None, [case.updated_at, case.pending_resolved_at]))
+        _advance(case, models.RESOLVED)
 
 
 def on_assignment_resolved(uow: UnitOfWork, event: ReceivedEvent) -> None:
@@ -81,7 +86,11 @@ def on_assignment_resolved(uow: UnitOfWork, event: ReceivedEvent) -> None:
     if case is None:
         return
     if case.lead_assignment_id and case.lead_assignment_id != data["assignment_id"]:
-        return  # a co-handling unit's part, or an assignment since transferred away
+        # A co-handling unit's part, an assignment since transferred away, or the answer
+        # of a new lead whose routing is still on its way: kept until that routing comes.
+        case.pending_resolution_id = data["assignment_id"]
+        case.pending_resolved_at = data["occurred_at"]
+        return
     if case.responsible_unit is None:
         case.responsible_unit = data["unit"]
     case.resolved_at = data["occurred_at"]

@@ -158,6 +158,10 @@ class Case(Base):
     # What routing and supervision report back (see handlers.py), for queries and Open311.
     responsible_unit: Mapped[str | None] = mapped_column(String(64))
     lead_assignment_id: Mapped[str | None] = mapped_column(String(64))
+    # An answer whose routing has not arrived yet (a transfer's new assignment): it
+    # resolves the case once that routing names it the lead.
+    pending_resolution_id: Mapped[str | None] = mapped_column(String(64))
+    pending_resolved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     routed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

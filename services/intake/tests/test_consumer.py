@@ -118,6 +118,27 @@ def test_a_co_handlers_answer_does_not_resolve_the_case(client, bearer, register
     assert shown(client, bearer, number)["status"] == "routed"
 
 
+def test_a_new_leads_answer_before_its_routing_resolves_the_case_when_it_comes(
+    client, bearer, register, runtime
+):
+    case_id, number = routed_case(register)
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    transferred_at = ROUTED_AT + dt.timedelta(days=2)
+    consume(
+        runtime,
+        case_routed(case_id, number, "lw-buwen", routed_at=ROUTED_AT, assignment_id=first),
+        assignment_resolved(case_id, number, "lw-guokeng", second, at=RESOLVED_AT),
+    )
+    assert shown(client, bearer, number)["status"] == "routed"  # not the lead it knows
+    consume(
+        runtime,
+        case_routed(case_id, number, "lw-guokeng", routed_at=transferred_at, assignment_id=second),
+    )
+    case = shown(client, bearer, number)
+    assert (case["status"], case["responsible_unit"]) == ("resolved", "lw-guokeng")
+    assert dt.datetime.fromisoformat(case["resolved_at"]) == RESOLVED_AT
+
+
 def test_a_routed_case_is_still_open_for_repeat_detection(client, bearer, register, runtime):
     case_id, number = routed_case(register)
     consume(runtime, case_routed(case_id, number, "lw-buwen", routed_at=ROUTED_AT))
