@@ -3,7 +3,8 @@
 Every figure is counted in SQL over the period's receptions, grouped by the receiving
 unit, the category, the month (on the city's calendar) or the channel:
 
-- batches (批次) and person-visits (人次) from intake's ``visit.registered``;
+- batches (批次), person-visits (人次) and follow-up visits (a batch coming back about a
+  case already registered) from intake's ``visit.registered``;
 - issues raised and everything about them from the cases received in the period;
 - rows add up to the totals exactly (a batch has no category: by category, batches and
   person-visits are reported in the totals only).
@@ -47,6 +48,7 @@ blp = Blueprint(
 COUNTS = (
     "batches",
     "person_visits",
+    "follow_up_visits",
     "issues",
     "resolved",
     "resolved_on_spot",
@@ -115,19 +117,25 @@ def compute(
                 received_at=visit.received_at,
             )
         )
-        columns = [func.count(), func.coalesce(func.sum(visit.headcount), 0)]
+        columns = [
+            func.count(),
+            func.coalesce(func.sum(visit.headcount), 0),
+            func.coalesce(func.sum(visit.follow_ups), 0),
+        ]
         stmt = select(*([visit_key] if visit_key is not None else []), *columns).where(
             *visit_conditions
         )
         if visit_key is not None:
             stmt = stmt.group_by(visit_key)
         for result in session.execute(stmt):
-            *key, batches, people = result
+            *key, batches, people, follow_ups = result
             totals["batches"] += batches
             totals["person_visits"] += people
+            totals["follow_up_visits"] += follow_ups
             if visit_key is not None:
                 add(key[0], "batches", batches)
                 add(key[0], "person_visits", people)
+                add(key[0], "follow_up_visits", follow_ups)
 
     # Issues: the cases intake registered in the period.
     conditions = [c.registered.is_(True), c.received_at >= start, c.received_at < end]
@@ -190,7 +198,7 @@ def compute(
 
     if category is not None:
         # A batch has no category: within one category, batches cannot be counted.
-        totals["batches"] = totals["person_visits"] = None
+        totals["batches"] = totals["person_visits"] = totals["follow_up_visits"] = None
     ordered = sorted(rows.items(), key=lambda item: (item[0] is None, str(item[0])))
     return {
         "from": start.isoformat(),

@@ -129,17 +129,34 @@ def december(rt, directory):
     with rt.unit_of_work() as uow:
         usecases.name_supervisor(uow, c3[0], supervisor="李副市长", supervisor_unit="city")
         uow.commit()
-    visit(rt, "lw-org", "letter", dt.datetime(2026, 11, 30, 16, 30, tzinfo=dt.UTC), 3, [])
+    visit(
+        rt,
+        "lw-org",
+        "letter",
+        dt.datetime(2026, 11, 30, 16, 30, tzinfo=dt.UTC),
+        3,
+        [],
+        follow_ups=[],
+    )
 
     early = register(rt, "city-org", "night_talk", dt.datetime(2026, 11, 30, 20, tzinfo=CST), "x")
     visit(rt, "city-org", "night_talk", dt.datetime(2026, 11, 30, 20, tzinfo=CST), 4, [early[0]])
-    visit(rt, "lw-org", "letter", dt.datetime(2026, 12, 31, 16, 30, tzinfo=dt.UTC), 6, [])
+    visit(
+        rt,
+        "lw-org",
+        "letter",
+        dt.datetime(2026, 12, 31, 16, 30, tzinfo=dt.UTC),
+        6,
+        [],
+        follow_ups=[],
+    )
     ladder.sweep(rt, dt.datetime(2027, 1, 26, tzinfo=CST))
 
 
 COUNTS_CITY_ORG = {
     "batches": 2,
     "person_visits": 7,
+    "follow_up_visits": 1,
     "issues": 2,
     "resolved": 2,
     "resolved_on_spot": 1,
@@ -157,6 +174,7 @@ COUNTS_CITY_ORG = {
 COUNTS_LW_ORG = {
     "batches": 2,
     "person_visits": 4,
+    "follow_up_visits": 0,
     "issues": 2,
     "resolved": 0,
     "resolved_on_spot": 0,
@@ -174,6 +192,7 @@ COUNTS_LW_ORG = {
 TOTALS = {
     "batches": 4,
     "person_visits": 11,
+    "follow_up_visits": 1,
     "issues": 4,
     "resolved": 2,
     "resolved_on_spot": 1,
@@ -232,7 +251,7 @@ def test_within_one_category_batches_are_not_counted(client, december):
     body = client.get(
         "/v1/stats?from=2026-12-01&to=2026-12-31&category=land_acquisition", headers=ADMIN
     ).json
-    assert (body["totals"]["batches"], body["totals"]["person_visits"]) == (None, None)
+    assert body["totals"]["batches"] is body["totals"]["person_visits"] is None
     assert (body["totals"]["issues"], body["totals"]["resolved_on_spot"]) == (2, 1)
 
 
