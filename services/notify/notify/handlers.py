@@ -1,10 +1,12 @@
 """Turn other services' events into notifications: the consumer's handlers.
 
-Each handler runs inside the consumer's unit of work (the inbox row and the effect
-commit together; the consumer commits, never the handler). Events may come twice
-or in any order: ``case.registered`` and ``visit.contact_recorded`` of one visit
-end in the same state whichever arrives first. Logs carry ids and counts only,
-never a name, phone or address.
+Which notifications an event makes is data (the ``rules`` table); a handler only
+says what each kind carries and who may hear it. Each handler runs inside the
+consumer's unit of work (the inbox row and the effect commit together; the consumer
+commits, never the handler). Events may come twice or in any order:
+``case.registered`` and ``visit.contact_recorded`` of one visit end in the same
+state whichever arrives first, and so do a unit's notifications and its
+``unit.changed``. Logs carry ids and counts only, never a name, phone or address.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Find who a notification is for: the seam between notifications and their delivery.
 
-The API shows recipients masked; the delivery worker (a later issue) will take
-``pending`` notifications, resolve their recipient here in clear, and hand both to
-the channel's sender, which moves the notification to ``delivered`` or ``failed``.
+The API shows visitors masked; the delivery worker (delivery.py) resolves a claimed
+notification's visitor here in clear, in memory only, to render and send it.
 """
 
 from __future__ import annotations
