@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SERVICES := intake routing supervision notify
-PACKAGES := libs/eventbus libs/servicekit $(addprefix services/,$(SERVICES))
+# Each service with its test extra (test servers and property testing tools).
+PACKAGES := libs/eventbus libs/servicekit $(foreach s,$(SERVICES),services/$(s)[test])
 
 .PHONY: install run migrate seed test test-sqlite test-postgresql bench lint format clean
 
 $(STAMP): constraints.txt requirements-dev.txt $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	scripts/ensure-system-packages.sh
 	$(BIN)/pip install -q -c constraints.txt $(addprefix -e ,$(PACKAGES)) -r requirements-dev.txt
 	touch $@
 
