@@ -9,7 +9,7 @@ from sqlalchemy import func, or_, select
 
 from intake import models
 from intake.access import ensure_can_read, visible_units
-from intake.schemas import CaseOut, CasePageOut, CaseQuery, ErrorOut
+from intake.schemas import CaseOut, CasePageOut, CaseQuery, ErrorOut, has_control
 from intake.views import case_view
 from servicekit.auth import current_principal, require
 
@@ -73,7 +73,7 @@ class CaseByRef(MethodView):
     @blp.alt_response(404, schema=ErrorOut, description="No such case for your unit.")
     def get(self, ref: str):
         """Read a case by case number (e.g. ``city-org-20261215-0001``) or case id."""
-        if len(ref) > 90:
+        if len(ref) > 90 or has_control(ref):
             abort(404, message="no such case")
         with current_app.extensions["runtime"].sessions() as session:
             case = session.scalars(

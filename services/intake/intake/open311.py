@@ -40,7 +40,7 @@ from werkzeug.exceptions import HTTPException
 from intake import models, usecases
 from intake.catalogue import CATEGORIES
 from intake.localtime import local_zone
-from intake.schemas import CASE_NUMBER, PHONE
+from intake.schemas import CASE_NUMBER, NO_CONTROL, PHONE, has_control, instant
 
 blp = Blueprint(
     "open311",
@@ -187,7 +187,7 @@ class RequestIn(Schema):
         unknown = RAISE
 
     api_key = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    jurisdiction_id = fields.String(validate=validate.Length(max=100))
+    jurisdiction_id = fields.String(validate=[validate.Length(max=100), NO_CONTROL])
     service_code = fields.String(
         required=True,
         validate=validate.OneOf(
@@ -196,15 +196,15 @@ class RequestIn(Schema):
     )
     lat = fields.Float(validate=validate.Range(min=-90, max=90), allow_nan=False)
     long = fields.Float(validate=validate.Range(min=-180, max=180), allow_nan=False)
-    address_string = fields.String(validate=validate.Length(min=1, max=200))
-    address_id = fields.String(validate=validate.Length(max=100))
+    address_string = fields.String(validate=[validate.Length(min=1, max=200), NO_CONTROL])
+    address_id = fields.String(validate=[validate.Length(max=100), NO_CONTROL])
     email = fields.Email(validate=validate.Length(max=200))  # accepted, not stored
-    device_id = fields.String(validate=validate.Length(max=100))
-    account_id = fields.String(validate=validate.Length(max=100))
-    first_name = fields.String(validate=validate.Length(max=25))
-    last_name = fields.String(validate=validate.Length(max=25))
+    device_id = fields.String(validate=[validate.Length(max=100), NO_CONTROL])
+    account_id = fields.String(validate=[validate.Length(max=100), NO_CONTROL])
+    first_name = fields.String(validate=[validate.Length(max=25), NO_CONTROL])
+    last_name = fields.String(validate=[validate.Length(max=25), NO_CONTROL])
     phone = fields.String(validate=PHONE)
-    description = fields.String(validate=validate.Length(min=1, max=4000))
+    description = fields.String(validate=[validate.Length(min=1, max=4000), NO_CONTROL])
     media_url = fields.Url(schemes={"http", "https"}, validate=validate.Length(max=500))
 
     @validates_schema
@@ -248,8 +248,8 @@ class RequestsQuery(Schema):
     service_code = fields.String(
         validate=_csv(validate.OneOf(sorted(CATEGORIES), error="unknown service_code"), most=10)
     )
-    start_date = fields.AwareDateTime()
-    end_date = fields.AwareDateTime()
+    start_date = instant()
+    end_date = instant()
     status = fields.String(
         validate=_csv(validate.OneOf(["open", "closed"], error="open or closed"), most=2)
     )
@@ -534,7 +534,7 @@ class RequestById(MethodView):
         """Read one service request by its id (the case number)."""
         fmt = _format(fmt)
         unit = unit_of(query.get("api_key"))
-        if len(ref) > 90:
+        if len(ref) > 90 or has_control(ref):
             abort(404, message="service_request_id: no such request")
         with current_app.extensions["runtime"].sessions() as session:
             case = session.scalars(

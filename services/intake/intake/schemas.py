@@ -24,8 +24,18 @@ PHONE = validate.Regexp(r"^\+?\d{5,15}$", error="must be a phone number of 5 to 
 ID_NUMBER = validate.Regexp(
     r"^(\d{15}|\d{17}[\dXx])$", error="must be a 15- or 18-character resident ID number"
 )
+EARLIEST = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
 MAX_SKEW = dt.timedelta(minutes=10)
 OLDEST = dt.timedelta(days=366)
+
+
+def instant(**kwargs) -> fields.AwareDateTime:
+    """An ISO 8601 instant with its offset, between 1990 and 2100 (no overflow on the way in)."""
+    return fields.AwareDateTime(
+        validate=validate.Range(min=EARLIEST, max=LATEST, error="must be between 1990 and 2100"),
+        **kwargs,
+    )
 
 
 def _not_blank(value: str) -> None:
@@ -33,9 +43,25 @@ def _not_blank(value: str) -> None:
         raise ValidationError("must not be blank")
 
 
+# NUL and other control characters (tab and newlines aside) have no place in what a clerk
+# types, and PostgreSQL refuses NUL in text: refuse them up front, naming the field.
+NO_CONTROL = validate.Regexp(
+    r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$", error="must not contain control characters"
+)
+
+
+def has_control(value: str) -> bool:
+    """Return True if a string holds a character :data:`NO_CONTROL` refuses."""
+    try:
+        NO_CONTROL(value)
+    except ValidationError:
+        return True
+    return False
+
+
 def text(max_length: int, *, required: bool = False, **kwargs) -> fields.String:
-    """A bounded string field; a required one must not be blank."""
-    validators = [validate.Length(max=max_length)]
+    """A bounded string field without control characters; a required one must not be blank."""
+    validators = [validate.Length(max=max_length), NO_CONTROL]
     if required:
         validators.append(validate.Length(min=1))
         validators.append(_not_blank)
@@ -89,7 +115,7 @@ class IssueIn(Schema):
 
 class VisitIn(Schema):
     channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
-    received_at = fields.AwareDateTime(required=True)
+    received_at = instant(required=True)
     leader = text(50)
     headcount = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1000))
     visitor = fields.Nested(VisitorIn, required=True)
@@ -209,10 +235,8 @@ class CaseQuery(Schema):
         validate=UNIT_CODE, metadata={"description": "Receiving unit (within your jurisdiction)."}
     )
     repeat = fields.Boolean(metadata={"description": "Only repeats (true) or first visits."})
-    from_ = fields.AwareDateTime(
-        data_key="from", metadata={"description": "Received at or after this instant."}
-    )
-    to = fields.AwareDateTime(metadata={"description": "Received before this instant."})
+    from_ = instant(data_key="from", metadata={"description": "Received at or after this instant."})
+    to = instant(metadata={"description": "Received before this instant."})
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
     page_size = fields.Integer(
         load_default=20,
@@ -266,8 +290,8 @@ SESSION_HORIZON = dt.timedelta(days=366)
 class SessionIn(Schema):
     """An extra night-talk session: when it opens and closes (at most 12 hours)."""
 
-    opens_at = fields.AwareDateTime(required=True)
-    closes_at = fields.AwareDateTime(required=True)
+    opens_at = instant(required=True)
+    closes_at = instant(required=True)
     note = text(200)
 
     @validates_schema
@@ -305,8 +329,8 @@ class SessionQuery(Schema):
         unknown = RAISE
 
     unit = fields.String(validate=UNIT_CODE, metadata={"description": "Default: your unit."})
-    from_ = fields.AwareDateTime(data_key="from")
-    to = fields.AwareDateTime()
+    from_ = instant(data_key="from")
+    to = instant()
 
     @validates_schema
     def _period(self, data, **kwargs):

@@ -57,6 +57,8 @@ def test_pages_are_capped_by_the_server(client, bearer, register):
         ("from=yesterday", "from"),
         ("from=2026-11-15T00:00:00", "from"),  # no time zone
         ("from=2026-11-16T00:00:00%2B08:00&to=2026-11-15T00:00:00%2B08:00", "to"),
+        ("from=0001-01-01T00:00:00%2B08:00", "from"),  # out of range, not an overflow
+        ("to=9999-12-31T23:59:59-08:00", "to"),
         ("page_size=abc", "page_size"),
         ("unit=Not%20A%20Unit", "unit"),
         ("surprise=1", "surprise"),

@@ -202,6 +202,8 @@ def test_posting_with_a_wrong_api_key_is_403_and_creates_nothing(client):
         ({"lat": None, "long": None, "address_string": None}, "address_string"),
         ({"description": None}, "description"),
         ({"description": "x" * 4001}, "description"),
+        ({"description": "宅基地\x00被占"}, "description"),
+        ({"address_string": "芝山镇\x00"}, "address_string"),
         ({"phone": "call me"}, "phone"),
         ({"email": "not an email"}, "email"),
         ({"media_url": "javascript:alert(1)"}, "media_url"),
@@ -234,6 +236,8 @@ def test_bad_query_arguments_get_open311_errors(client):
     for query, field in [
         ("status=pending", "status"),
         ("start_date=yesterday", "start_date"),
+        ("start_date=0001-01-01T00:00:00%2B08:00", "start_date"),
+        ("end_date=9999-12-31T23:00:00-08:00", "end_date"),
         ("service_request_id=not-a-number", "service_request_id"),
         ("surprise=1", "surprise"),
     ]:
@@ -241,6 +245,7 @@ def test_bad_query_arguments_get_open311_errors(client):
         assert r.status_code == 400, (query, r.get_json())
         assert valid(schemas.ERRORS, r.get_json())[0]["description"].startswith(f"{field}:")
     assert client.get("/open311/v2/services.json?x=1").status_code == 400
+    assert client.get(f"/open311/v2/requests/a%00b.json?api_key={KEY}").status_code == 404
 
 
 def test_a_retry_with_an_idempotency_key_creates_nothing_new(client):

@@ -131,10 +131,22 @@ def test_sessions_are_listed_for_a_period(client, bearer):
         ),
         ({"opens_at": "2026-11-22T18:00:00", "closes_at": "2026-11-22T20:00:00"}, "opens_at"),
         (
+            {"opens_at": "2026-11-22T18:00:00+08:00", "closes_at": "9999-12-31T23:00:00-08:00"},
+            "closes_at",
+        ),
+        (
             {
                 "opens_at": "2026-11-22T18:00:00+08:00",
                 "closes_at": "2026-11-22T20:00:00+08:00",
                 "note": "x" * 201,
+            },
+            "note",
+        ),
+        (
+            {
+                "opens_at": "2026-11-22T18:00:00+08:00",
+                "closes_at": "2026-11-22T20:00:00+08:00",
+                "note": "夜谈\x00",
             },
             "note",
         ),
@@ -158,6 +170,8 @@ def test_bad_sessions_get_422_naming_the_field(client, bearer, body, field):
     "query, field",
     [
         ("from=soon", "from"),
+        ("from=0001-01-01T00:00:00%2B08:00", "from"),
+        ("to=9999-12-31T23:00:00-08:00", "to"),
         ("from=2026-01-01T00:00:00%2B08:00&to=2027-06-01T00:00:00%2B08:00", "to"),
         ("unit=NO", "unit"),
         ("colour=red", "colour"),

@@ -203,10 +203,14 @@ BAD_FIELDS = [
     (("received_at",), "2026-11-15T17:05:00", "received_at"),  # no time zone
     (("received_at",), "2999-01-01T00:00:00+08:00", "received_at"),
     (("received_at",), "1996-01-15T17:00:00+08:00", "received_at"),
+    (("received_at",), "0001-01-01T00:00:00+08:00", "received_at"),
+    (("received_at",), "9999-12-31T23:00:00-08:00", "received_at"),
     (("headcount",), 0, "headcount"),
     (("headcount",), "5", "headcount"),
     (("headcount",), 10**9, "headcount"),
     (("leader",), "黄" * 51, "leader"),
+    (("leader",), "黄\x00", "leader"),  # PostgreSQL refuses NUL: a 422, not a 500
+    (("issues", 0, "summary"), "拖欠\x00工资", "issues"),
     (("visitor",), _DELETE, "visitor"),
     (("visitor", "name"), "", "visitor"),
     (("visitor", "phone"), "call me", "visitor"),
@@ -310,6 +314,7 @@ def test_unknown_visit_and_case_are_404(client, bearer):
     )
     assert client.get("/v1/cases/city-org-20261115-9999", headers=bearer()).status_code == 404
     assert client.get("/v1/cases/" + "x" * 500, headers=bearer()).status_code == 404
+    assert client.get("/v1/cases/a%00b", headers=bearer()).status_code == 404
 
 
 def test_probes_and_openapi(client):
