@@ -128,8 +128,13 @@ class SweepResult:
         return sum(self.fired.values())
 
 
-def _claim(session: Session, as_of: dt.datetime, batch: int) -> list[tuple[Any, ...]]:
-    """Return due timers of running clocks, locked (skipping rows another sweep holds)."""
+def claim_statement(dialect: str, as_of: dt.datetime, batch: int):
+    """Return the query of due timers of running clocks, oldest first, read by the fire_at index.
+
+    On PostgreSQL it locks what it returns and skips rows another sweep holds; it locks the
+    case too, so a handler moving the clock waits for this sweep, and this sweep skips a
+    case a handler holds.
+    """
     timer, case = models.ClockTimer, models.SupervisedCase
     stmt = (
         select(
@@ -148,10 +153,14 @@ def _claim(session: Session, as_of: dt.datetime, batch: int) -> list[tuple[Any, 
         .order_by(timer.fire_at)
         .limit(batch)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        # Lock the case too: a handler moving the clock waits for us, and we skip it.
+    if dialect == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True, of=[timer.__table__, case.__table__])
-    return list(session.execute(stmt))
+    return stmt
+
+
+def _claim(session: Session, as_of: dt.datetime, batch: int) -> list[tuple[Any, ...]]:
+    """Return due timers of running clocks, locked (skipping rows another sweep holds)."""
+    return list(session.execute(claim_statement(session.get_bind().dialect.name, as_of, batch)))
 
 
 def _supervisors(session: Session, units: set[str]) -> dict[str, models.Unit]:

@@ -412,3 +412,41 @@ def test_two_scheduler_replicas_fire_each_step_once_and_stop_on_sigterm(
             "unit-leader",
             "city-leader",
         ]
+
+
+def test_the_sweep_reads_due_timers_by_their_index(ladder_runtime):
+    """With many clocks running, the sweep's query is answered from the fire_at index."""
+    start = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    rows = [
+        {
+            "case_id": f"case-{n}",
+            "step": "warning",
+            "generation": 1,
+            "fire_at": start + dt.timedelta(hours=n),
+        }
+        for n in range(20_000)
+    ]
+    engine = ladder_runtime.engine
+    with engine.begin() as conn:
+        conn.execute(models.ClockTimer.__table__.insert(), rows)
+        conn.exec_driver_sql("ANALYZE")
+    stmt = ladder.claim_statement(engine.dialect.name, start + dt.timedelta(hours=3), 500)
+    compiled = stmt.compile(dialect=engine.dialect)
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            params = dict(compiled.params)
+            plan = "\n".join(
+                row[0] for row in conn.exec_driver_sql("EXPLAIN " + str(compiled), params)
+            )
+        else:
+            params = tuple(
+                compiled.params[name].replace(tzinfo=None)
+                if isinstance(compiled.params[name], dt.datetime)
+                else compiled.params[name]
+                for name in compiled.positiontup
+            )
+            plan = "\n".join(
+                row[-1]
+                for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), params)
+            )
+    assert "ix_clock_timers_fire_at" in plan, plan
