@@ -242,3 +242,19 @@ def test_the_api_is_described(client):
         assert path in spec["paths"]
     parameters = {p["name"] for p in spec["paths"]["/v1/assignments"]["get"]["parameters"]}
     assert {"status", "case_number", "page", "page_size"} <= parameters
+
+
+def test_a_county_supervisor_sees_only_its_countys_assignments(client, routed):
+    # Two cases with 郭坑镇 (龙文区), one with the city government office.
+    lw = client.get("/v1/assignments", headers=bearer("lw", "supervisor")).get_json()
+    assert {item["unit"] for item in lw["items"]} == {"lw-guokeng"} and lw["total"] == 2
+    xc = client.get("/v1/assignments", headers=bearer("xc-org", "supervisor")).get_json()
+    assert xc["total"] == 0
+    city = client.get("/v1/assignments", headers=bearer("city-org", "supervisor")).get_json()
+    assert city["total"] == 3
+    outside = next(i for i in city["items"] if i["unit"] == "city-gov-office")
+    path = f"/v1/assignments/{outside['assignment_id']}"
+    assert client.get(path, headers=bearer("lw", "supervisor")).status_code == 404
+    inside = next(i for i in city["items"] if i["unit"] == "lw-guokeng")
+    path = f"/v1/assignments/{inside['assignment_id']}"
+    assert client.get(path, headers=bearer("lw-org", "supervisor")).status_code == 200
