@@ -225,3 +225,26 @@ def test_before_routing_publishes_its_directory_any_unit_code_is_accepted(
     body = copy.deepcopy(visit_body)
     body["issues"][1]["disposition"]["unit"] = "lw-nowhere"
     assert client.post("/v1/visits", json=body, headers=bearer()).status_code == 201
+
+
+def test_a_reused_key_with_another_session_is_refused(client, bearer):
+    headers = {**bearer(), "Idempotency-Key": "extra-night-reused"}
+    body = {"opens_at": "2026-11-22T18:00:00+08:00", "closes_at": "2026-11-22T20:00:00+08:00"}
+    assert client.post("/v1/sessions", json=body, headers=headers).status_code == 201
+    other = client.post(
+        "/v1/sessions", json={**body, "closes_at": "2026-11-22T21:00:00+08:00"}, headers=headers
+    )
+    assert other.status_code == 422
+    assert "Idempotency-Key" in other.get_json()["errors"]["headers"]
+
+
+def test_a_supervisor_lists_sessions_of_units_in_its_jurisdiction(client, bearer, runtime):
+    body = {"opens_at": "2026-11-22T18:00:00+08:00", "closes_at": "2026-11-22T20:00:00+08:00"}
+    client.post("/v1/sessions", json=body, headers=bearer("lw-buwen"))
+    supervisor = bearer("lw", "supervisor")
+    period = "from=2026-11-20T00:00:00%2B08:00&to=2026-11-30T00:00:00%2B08:00"
+    assert client.get(f"/v1/sessions?unit=lw-buwen&{period}", headers=supervisor).status_code == 404
+    consume(runtime, *directory_events())
+    r = client.get(f"/v1/sessions?unit=lw-buwen&{period}", headers=supervisor)
+    assert [i["kind"] for i in r.get_json()["items"]] == ["extra"]
+    assert client.get("/v1/sessions?unit=xc-org", headers=supervisor).status_code == 404
