@@ -23,6 +23,9 @@ from supervision import ladder, models, payloads
 
 Handler = Callable[[UnitOfWork, ReceivedEvent], None]
 
+# The role of a co-operating unit's assignment (协办): on the timeline, not on the clock.
+CO = "co"
+
 
 def now() -> dt.datetime:
     """Return the current UTC time."""
@@ -168,6 +171,9 @@ def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
         occurred_at=data["routed_at"],
         summary=summary,
     ):
+        return
+    if data.get("role") == CO:
+        # A co-operating unit helps; the lead unit answers for the case and its clock.
         return
     case = case_for_update(
         uow.session, data["case_id"], data["case_number"], data["receiving_unit"]

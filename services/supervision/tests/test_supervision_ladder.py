@@ -30,6 +30,7 @@ from supervision_samples import (
     case_routed,
     consume,
     new_case,
+    timeline,
     unit_changed,
 )
 
@@ -311,6 +312,31 @@ def test_a_resolution_of_a_transferred_assignment_leaves_the_clock(ladder_runtim
     )
 
     assert ladder.sweep(runtime, DUE).fired == {"warning": 1, "overdue": 1}
+
+
+def test_a_co_operating_units_assignment_neither_moves_nor_stops_the_clock(ladder_runtime):
+    runtime = ladder_runtime
+    case_id, number, _ = routed_case(runtime)
+    co_assignment = str(uuid.uuid4())
+    consume(
+        runtime,
+        case_routed(
+            case_id,
+            number,
+            unit="lw-chaoyang",
+            role="co",
+            routed_at=ROUTED + dt.timedelta(days=1),
+            due_at=DUE + dt.timedelta(days=60),
+            assignment_id=co_assignment,
+        ),
+    )
+    consume(runtime, assignment_event("assignment.resolved", case_id, number, co_assignment))
+
+    assert ladder.sweep(runtime, DUE).fired == {"warning": 1, "overdue": 1}
+    with runtime.sessions() as session:
+        case = session.get(models.SupervisedCase, case_id)
+        assert (case.responsible_unit, case.status) == ("lw-buwen", models.ROUTED)
+    assert [entry[1] for entry in timeline(runtime, case_id)].count("case.routed") == 2
 
 
 def test_a_case_resolved_on_the_spot_never_starts_a_clock(ladder_runtime):
