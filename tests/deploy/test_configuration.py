@@ -7,6 +7,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 READ = re.compile(r"""(?:environ\.get|environ\[|getenv)\(?\s*["']([A-Z][A-Z0-9_]+)["']""")
+# Names read through a small helper (env("NIGHTTALK_..."), _env_flag(...)) are still literals.
+OURS = re.compile(r"""["']((?:NIGHTTALK|INTAKE|ROUTING|SUPERVISION|NOTIFY)_[A-Z0-9_]+)["']""")
 # Read under a computed name: f"{service.upper()}_DATABASE_URL" in servicekit.db.
 COMPUTED = {f"{s}_DATABASE_URL" for s in ("INTAKE", "ROUTING", "SUPERVISION", "NOTIFY")}
 DOCUMENTED = re.compile(r"^\|\s*`([A-Z][A-Z0-9_]+)`\s*\|", re.MULTILINE)
@@ -24,7 +26,9 @@ def _code_files():
 def read_by_code() -> set[str]:
     names = set(COMPUTED)
     for path in _code_files():
-        names.update(READ.findall(path.read_text()))
+        text = path.read_text()
+        names.update(READ.findall(text))
+        names.update(OURS.findall(text))
     return names
 
 
