@@ -391,3 +391,43 @@ def test_a_non_json_body_is_refused(client, signed_over):
         data="reason",
     )
     assert 400 <= response.status_code < 500
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "field"),
+    [
+        ("arbitration", {"reason": "r"}, "unit"),
+        ("arbitration", {"unit": "lw", "reason": ""}, "reason"),
+        ("arbitration", {"unit": "lw", "reason": "r", "force": True}, "force"),
+        ("extension/decision", {"reason": "r"}, "grant"),
+        ("extension/decision", {"grant": "perhaps", "reason": "r"}, "grant"),
+        ("extension/decision", {"grant": True, "reason": "r", "days": 365}, "days"),
+    ],
+)
+def test_bad_supervisor_bodies_are_refused_field_by_field(client, signed_over, action, body, field):
+    assignment_id = signed_over()
+    response = post(client, f"/v1/assignments/{assignment_id}/{action}", ADMIN, body)
+    assert response.status_code == 422
+    assert field in response.get_json()["errors"]["json"]
+
+
+def test_supervisor_decisions_without_anything_pending_are_conflicts(client, signed_over):
+    assignment_id = signed_over()
+    supervisor = bearer("lw", "supervisor")
+    arbitration = {"unit": "lw-buwen", "reason": "r"}
+    response = post(client, f"/v1/assignments/{assignment_id}/arbitration", supervisor, arbitration)
+    assert (
+        response.status_code == 409 and "not awaiting arbitration" in response.get_json()["message"]
+    )
+    decision = {"grant": True, "reason": "r"}
+    response = post(
+        client, f"/v1/assignments/{assignment_id}/extension/decision", supervisor, decision
+    )
+    assert response.status_code == 409
+    # Partners do not decide: the role is refused before anything is looked up.
+    assert (
+        post(
+            client, f"/v1/assignments/{assignment_id}/arbitration", GUOKENG, arbitration
+        ).status_code
+        == 403
+    )

@@ -155,3 +155,111 @@ def test_an_explicit_target_in_the_accused_subtree_is_refused(accused):
         rules.apply_confidentiality(
             Choice("c0-t0", "transfer"), facts, directory, may_redirect=False
         )
+
+
+# -- the same property through the use cases, on the database ---------------------------------
+
+NAMED = [
+    "city-org",
+    "city-gov-office",
+    "city-land",
+    "city-police",
+    "lw",
+    "lw-org",
+    "lw-buwen",
+    "lw-guokeng",
+    "xc",
+    "xc-org",
+    "xc-zhishan",
+    "ds",
+    "ds-xipu",
+]
+
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["transfer", "return", "arbitrate", "reopen"]), st.sampled_from(NAMED)
+    ),
+    max_size=6,
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    accused=st.sampled_from(NAMED),
+    sign_over=st.none() | st.sampled_from(NAMED),
+    rule_units=st.lists(st.sampled_from(NAMED), max_size=3),
+    receiving=st.sampled_from(NAMED),
+    script=steps,
+)
+def test_no_use_case_ever_assigns_to_the_accused(
+    runtime, case_data, accused, sign_over, rule_units, receiving, script
+):
+    import datetime as dt
+    import uuid
+
+    from sqlalchemy import delete, select
+
+    from routing import models, usecases
+    from routing.directory import SessionDirectory
+    from servicekit.auth import Principal
+
+    with runtime.sessions() as session:
+        session.execute(delete(models.Rule))
+        now = dt.datetime.now(dt.UTC)
+        for unit, (category, area) in zip(
+            rule_units, [("land", "*"), ("*", "lw"), ("*", "*")], strict=False
+        ):
+            session.add(
+                models.Rule(category=category, area=area, unit=unit, created_at=now, updated_at=now)
+            )
+        session.commit()
+    disposition = {"action": "sign_over", "unit": sign_over} if sign_over else {"action": "route"}
+    data = case_data(
+        case_id=str(uuid.uuid4()),
+        unit=receiving,
+        category="land",
+        accused={"unit": accused, "person": None},
+        disposition=disposition,
+    )
+    with runtime.unit_of_work() as uow:
+        usecases.route_case(uow, data, default_unit="city-gov-office")
+        uow.commit()
+    for action, target in script:
+        with runtime.unit_of_work() as uow:
+            current = usecases.lead_assignment(uow.session, data["case_id"])
+            partner = Principal(sub="p", unit=current.unit, roles=frozenset({"partner"}))
+            admin = Principal(sub="a", unit="city-org", roles=frozenset({"admin"}))
+            try:
+                if action == "transfer":
+                    usecases.transfer(
+                        uow, current.id, partner, target, "r", default_unit="city-gov-office"
+                    )
+                elif action == "return":
+                    usecases.return_(uow, current.id, partner, "r", default_unit="city-gov-office")
+                elif action == "arbitrate":
+                    usecases.arbitrate(uow, current.id, admin, target, "r")
+                else:
+                    usecases.reopen(
+                        uow,
+                        {
+                            "case_id": data["case_id"],
+                            "unit": target,
+                            "reason": "r",
+                            "occurred_at": dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1),
+                        },
+                        default_unit="city-gov-office",
+                    )
+                uow.commit()
+            except (usecases.ActionError, rules.NoResponsibleUnitError):
+                pass  # refused (409/422) or nowhere to go: nothing was assigned
+    with runtime.sessions() as session:
+        units = session.scalars(
+            select(models.Assignment.unit).where(models.Assignment.case_id == data["case_id"])
+        ).all()
+        directory = SessionDirectory(session)
+        for unit in units:
+            assert not in_subtree(directory, unit, accused), (unit, accused, script)
