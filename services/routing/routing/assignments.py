@@ -18,6 +18,7 @@ from routing.schemas import (
     AssignmentOut,
     AssignmentPage,
     AssignmentQuery,
+    CoHandlerIn,
     ExtensionDecisionIn,
     ExtensionIn,
     ExtensionOut,
@@ -236,3 +237,31 @@ class Arbitration(MethodView):
         admin) decides; the answer is the assignment that went to arbitration.
         """
         return act(assignment_id, usecases.arbitrate, data["unit"], data["reason"])
+
+
+@blp.route("/<assignment_id>/co-handlers")
+class CoHandlers(MethodView):
+    @require("partner")
+    @blp.arguments(CoHandlerIn)
+    @blp.response(201, AssignmentOut)
+    @blp.alt_response(422, description="unit is unknown, inactive, or the lead unit itself.")
+    @_documented
+    def post(self, data, assignment_id: str):
+        """Ask another unit to co-handle (协办) your unit's case; answers the new assignment.
+
+        The co-handling unit gets ``case.routed`` with ``role: co`` and the lead's due date;
+        it may accept, report progress, resolve its part, or return (decline) it.
+        """
+        _check_id(assignment_id)
+        runtime = current_app.extensions["runtime"]
+        try:
+            with runtime.unit_of_work() as uow:
+                co = usecases.add_co_handler(
+                    uow, assignment_id, current_principal(), data["unit"], data["reason"]
+                )
+                uow.session.flush()
+                uow.session.expunge(co)
+                uow.commit()
+        except usecases.ActionError as exc:
+            fail(exc)
+        return co

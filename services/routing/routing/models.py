@@ -52,7 +52,8 @@ CITY_AREA = "city"
 
 # Roles on a case: the lead unit (主办) answers for it; assisting units may come later.
 LEAD = "lead"
-ROLES = (LEAD,)
+CO = "co"
+ROLES = (LEAD, CO)
 
 # Assignment statuses. A current assignment is assigned (待签收), accepted (已签收,
 # being handled), resolved (办结) or in arbitration (awaiting the supervising unit);

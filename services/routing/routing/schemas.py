@@ -130,6 +130,11 @@ class ExtensionDecisionIn(_Strict):
     days = fields.Integer(strict=True, validate=validate.Range(min=1, max=90))
 
 
+class CoHandlerIn(_Strict):
+    unit = fields.String(required=True, validate=UNIT_CODE)
+    reason = fields.String(required=True, validate=_text(500))
+
+
 class ArbitrationIn(_Strict):
     unit = fields.String(required=True, validate=UNIT_CODE)
     reason = fields.String(required=True, validate=_text(500))

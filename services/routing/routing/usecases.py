@@ -145,8 +145,10 @@ def _hand_over(
     moves: int = 0,
     previous: models.Assignment | None = None,
     may_redirect: bool = True,
+    role: str = models.LEAD,
+    due_at: dt.datetime | None = None,
 ) -> models.Assignment:
-    """Create the case's new lead assignment for the chosen unit and announce it.
+    """Create the case's new lead (or co-handling) assignment for the chosen unit and announce it.
 
     The only place an assignment is made: confidentiality is applied here, so no path
     can hand a complaint to the unit it accuses or that unit's subtree.
@@ -165,10 +167,10 @@ def _hand_over(
         case_id=case["case_id"],
         case_number=case["case_number"],
         unit=choice.unit,
-        role=models.LEAD,
+        role=role,
         status=models.ASSIGNED,
         routed_at=now,
-        due_at=rules.due_date(now, choice.due_days),
+        due_at=due_at or rules.due_date(now, choice.due_days),
         category=case["category"],
         summary=case["summary"],
         details=case.get("details"),
@@ -276,6 +278,58 @@ def _ensure_status(assignment: models.Assignment, allowed: tuple[str, ...], what
         raise Conflict(f"cannot {what} an assignment that is {assignment.status}: {_hint(what)}")
 
 
+def _ensure_lead(assignment: models.Assignment, what: str) -> None:
+    if assignment.role != models.LEAD:
+        raise Conflict(
+            f"a co-handling (协办) assignment cannot {what}: the lead unit answers for the "
+            "case; return it to decline your part"
+        )
+
+
+def add_co_handler(
+    uow: UnitOfWork, assignment_id: str, principal: Principal, unit: str, reason: str
+) -> models.Assignment:
+    """Ask another unit to co-handle (协办) the case of a lead assignment; return the new one."""
+    now = dt.datetime.now(dt.UTC)
+    session = uow.session
+    lead = _load(session, assignment_id)
+    _ensure_partner(principal, lead)
+    _ensure_status(lead, models.OPEN_STATUSES, "add a co-handling unit to")
+    _ensure_lead(lead, "add a co-handling unit")
+    if unit == lead.unit:
+        raise Invalid("the lead unit cannot co-handle its own case", "unit")
+    target = session.get(models.Unit, unit)
+    if target is None or not target.active:
+        raise Invalid(f"unit {unit!r} is unknown or inactive", "unit")
+    already = session.scalars(
+        select(models.Assignment.id).where(
+            models.Assignment.case_id == lead.case_id,
+            models.Assignment.role == models.CO,
+            models.Assignment.unit == unit,
+            models.Assignment.status.in_(models.OPEN_STATUSES),
+        )
+    ).first()
+    if already is not None:
+        raise Conflict(f"{unit!r} already co-handles this case (assignment {already})")
+    facts = facts_of_assignment(lead)
+    try:
+        co = _hand_over(
+            uow,
+            _case_of(lead),
+            facts,
+            rules.Choice(unit, f"co-handling for {lead.unit}: {reason}"),
+            now=now,
+            may_redirect=False,
+            role=models.CO,
+            # A co-handling unit works to the lead's deadline.
+            due_at=lead.due_at,
+        )
+    except rules.AccusedUnitError as exc:
+        raise Conflict(str(exc)) from exc
+    _log(session, lead, "co_handler_added", principal.sub, now, f"{unit}: {reason}")
+    return co
+
+
 def _hint(what: str) -> str:
     return {
         "accept": "only an assigned (待签收) one can be accepted",
@@ -373,6 +427,12 @@ def return_(
     assignment = _load(uow.session, assignment_id)
     _ensure_partner(principal, assignment)
     _ensure_status(assignment, models.OPEN_STATUSES, "return")
+    if assignment.role == models.CO:
+        # A co-handling unit (协办) declines its part; the lead unit keeps the case.
+        assignment.status = models.RETURNED
+        _log(uow.session, assignment, "returned", principal.sub, now, reason)
+        _acted(uow, assignment, "returned", principal.sub, now, {"reason": reason})
+        return assignment
     if assignment.moves >= max_moves():
         _to_arbitration(
             uow, assignment, principal, now, f"return: {reason}", default_unit=default_unit
@@ -415,6 +475,7 @@ def transfer(
     assignment = _load(session, assignment_id)
     _ensure_partner(principal, assignment)
     _ensure_status(assignment, models.OPEN_STATUSES, "transfer")
+    _ensure_lead(assignment, "transfer")
     if to_unit == assignment.unit:
         raise Invalid("the case is already with this unit", "to_unit")
     target = session.get(models.Unit, to_unit)
@@ -520,6 +581,7 @@ def request_extension(
     assignment = _load(uow.session, assignment_id)
     _ensure_partner(principal, assignment)
     _ensure_status(assignment, models.OPEN_STATUSES, "extend")
+    _ensure_lead(assignment, "extend")
     if assignment.extension_days is not None:
         raise Conflict("an extension request already awaits the supervising unit")
     if assignment.extensions == 0 and days <= auto_extension_days():

@@ -431,3 +431,81 @@ def test_supervisor_decisions_without_anything_pending_are_conflicts(client, sig
         ).status_code
         == 403
     )
+
+
+# -- co-handling (协办) --------------------------------------------------------------------------
+
+
+def test_a_lead_unit_asks_another_to_co_handle(client, runtime, signed_over):
+    assignment_id = signed_over()
+    mark = len(events(runtime))
+    response = post(
+        client,
+        f"/v1/assignments/{assignment_id}/co-handlers",
+        GUOKENG,
+        {"unit": "lw-buwen", "reason": "医保站在步文"},
+    )
+    assert response.status_code == 201, response.get_json()
+    co = response.get_json()
+    assert co["role"] == "co" and co["unit"] == "lw-buwen" and co["status"] == "assigned"
+    lead = client.get(f"/v1/assignments/{assignment_id}", headers=GUOKENG).get_json()
+    assert co["due_at"] == lead["due_at"] and lead["superseded_by"] is None
+    [(key, data)] = events(runtime)[mark:]
+    assert key == "case.routed" and data["role"] == "co" and data["unit"] == "lw-buwen"
+    partner = [key for key, _ in events(runtime, "nighttalk.partners")]
+    assert partner[-1] == "lw-buwen.case.routed"
+    # The co-handler works its part; it may not move the case or extend it.
+    co_id = co["assignment_id"]
+    assert post(client, f"/v1/assignments/{co_id}/accept", BUWEN).status_code == 200
+    for action, body in (
+        ("transfer", {"to_unit": "lw", "reason": "x"}),
+        ("extension", {"days": 5, "reason": "x"}),
+        ("co-handlers", {"unit": "lw-org", "reason": "x"}),
+    ):
+        response = post(client, f"/v1/assignments/{co_id}/{action}", BUWEN, body)
+        assert response.status_code == 409 and "co-handling" in response.get_json()["message"]
+    assert (
+        post(client, f"/v1/assignments/{co_id}/return", BUWEN, {"reason": "非我"}).status_code
+        == 200
+    )
+    # Declining its part leaves the lead where it was.
+    lead = client.get(f"/v1/assignments/{assignment_id}", headers=GUOKENG).get_json()
+    assert lead["status"] == "assigned" and lead["unit"] == "lw-guokeng"
+    twice = post(
+        client,
+        f"/v1/assignments/{assignment_id}/co-handlers",
+        GUOKENG,
+        {"unit": "lw", "reason": "r"},
+    )
+    assert twice.status_code == 201
+    again = post(
+        client,
+        f"/v1/assignments/{assignment_id}/co-handlers",
+        GUOKENG,
+        {"unit": "lw", "reason": "r"},
+    )
+    assert again.status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("unit", "status"), [("lw-guokeng", 422), ("nowhere", 422), ("lw-buwen", 409)]
+)
+def test_co_handlers_are_checked(client, signed_over, unit, status):
+    # The case accuses 步文镇: it may not co-handle either.
+    assignment_id = signed_over(accused={"unit": "lw-buwen", "person": None})
+    response = post(
+        client,
+        f"/v1/assignments/{assignment_id}/co-handlers",
+        GUOKENG,
+        {"unit": unit, "reason": "r"},
+    )
+    assert response.status_code == status
+    assert (
+        post(
+            client,
+            f"/v1/assignments/{assignment_id}/co-handlers",
+            BUWEN,
+            {"unit": "lw", "reason": "r"},
+        ).status_code
+        == 404
+    )

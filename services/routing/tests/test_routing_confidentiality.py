@@ -177,7 +177,7 @@ NAMED = [
 
 steps = st.lists(
     st.tuples(
-        st.sampled_from(["transfer", "return", "arbitrate", "reopen"]), st.sampled_from(NAMED)
+        st.sampled_from(["transfer", "return", "arbitrate", "reopen", "co"]), st.sampled_from(NAMED)
     ),
     max_size=6,
 )
@@ -240,6 +240,8 @@ def test_no_use_case_ever_assigns_to_the_accused(
                     )
                 elif action == "return":
                     usecases.return_(uow, current.id, partner, "r", default_unit="city-gov-office")
+                elif action == "co":
+                    usecases.add_co_handler(uow, current.id, partner, target, "r")
                 elif action == "arbitrate":
                     usecases.arbitrate(uow, current.id, admin, target, "r")
                 else:
