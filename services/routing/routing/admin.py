@@ -46,6 +46,7 @@ def add_unit(uow: UnitOfWork, data: dict[str, Any]) -> models.Unit:
         area=data.get("area") or models.CITY_AREA,
         leader=data.get("leader"),
         active=data.get("active", True),
+        amqp=data.get("amqp", False),
     )
     known = SessionDirectory(session)
     try:

@@ -79,7 +79,7 @@ def _connect_with_retry(wait: float):
     help="Publish unit.changed for every unit, changed or not (a consumer's copy rebuilt).",
 )
 def seed(path: str | None, broker_wait: float, announce_all: bool) -> None:
-    """Load the unit directory (an upsert) and declare each active unit's partner queue.
+    """Load the unit directory (an upsert) and declare the partner queues of AMQP partners.
 
     Each unit added or changed gets a new revision and is announced (``unit.changed``,
     through the outbox). Running it again changes nothing; edit the file and run it
@@ -107,7 +107,7 @@ def seed(path: str | None, broker_wait: float, announce_all: bool) -> None:
                 admin.announce(uow, unit)
             uow.commit()
         with runtime.sessions() as session:
-            codes = directory.active_codes(session)
+            codes = directory.queue_codes(session)
     finally:
         runtime.close()
     click.echo(

@@ -68,6 +68,7 @@ class UnitRecord:
     area: str
     leader: str | None = None
     active: bool = True
+    amqp: bool = False
 
 
 class MemoryDirectory:
@@ -137,6 +138,7 @@ class UnitRecordSchema(Schema):
     area = fields.String(required=True, validate=UNIT_CODE)
     leader = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=50))
     active = fields.Boolean(load_default=True)
+    amqp = fields.Boolean(load_default=False)
 
 
 class DirectoryFileSchema(Schema):
@@ -215,7 +217,7 @@ class SeedResult:
     changed: tuple[Unit, ...] = ()
 
 
-_FIELDS = ("name", "level", "parent", "area", "leader", "active")
+_FIELDS = ("name", "level", "parent", "area", "leader", "active", "amqp")
 
 
 def _depth_first(records: list[UnitRecord]) -> list[UnitRecord]:
@@ -260,6 +262,13 @@ def seed(session: Session, records: list[UnitRecord]) -> SeedResult:
         else:
             unchanged += 1
     return SeedResult(added, updated, unchanged, tuple(changed))
+
+
+def queue_codes(session: Session) -> list[str]:
+    """Return the codes of the active units that read their own partner queue, sorted."""
+    return list(
+        session.scalars(select(Unit.code).where(Unit.active, Unit.amqp).order_by(Unit.code))
+    )
 
 
 def active_codes(session: Session) -> list[str]:

@@ -78,12 +78,12 @@ def action_data(event: models.AssignmentActed) -> dict[str, Any]:
 def to_integration(event: Any) -> list[envelope.OutgoingEvent]:
     """Return the integration events that announce a domain event."""
     match event:
-        case models.CaseRouted(assignment=assignment):
+        case models.CaseRouted(assignment=assignment, partner_queue=partner_queue):
             data = assignment_data(assignment)
-            return [
-                _build("case.routed", assignment.case_id, data),
-                _partner_copy(assignment.unit, "case.routed", assignment.case_id, data),
-            ]
+            out = [_build("case.routed", assignment.case_id, data)]
+            if partner_queue:
+                out.append(_partner_copy(assignment.unit, "case.routed", assignment.case_id, data))
+            return out
         case models.AssignmentActed(assignment=assignment, action=action):
             key = f"assignment.{action}"
             data = action_data(event)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -87,6 +88,7 @@ def new_id() -> str:
 @dataclass(frozen=True)
 class CaseRouted:
     assignment: Assignment
+    partner_queue: bool = True  # the unit reads partner.<code>: it gets a partner copy
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,10 @@ class Unit(Base):
     area: Mapped[str] = mapped_column(String(64), index=True)
     leader: Mapped[str | None] = mapped_column(String(50))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The unit reads its cases from its own queue ``partner.<code>`` (an AMQP integration).
+    # Only such units get a queue and partner copies: a broker carries a few hundred quorum
+    # queues at most with ordinary file limits; the others read /v1/inbox or a webhook.
+    amqp: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Bumped on every change and carried by ``unit.changed``: consumers apply only a
     # newer revision, so duplicates and reordering leave their copy right.
     revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -1,4 +1,4 @@
-"""The partner side of the broker: one queue ``partner.<unit>`` per active unit.
+"""The partner side of the broker: a queue ``partner.<unit>`` for each unit that reads by AMQP.
 
 A partner copy is published with ``mandatory``, and the outbox marks it sent only
 once it was routed into a queue: each active unit's queue must exist before
@@ -20,11 +20,11 @@ def declare_partner_queues(channel, unit_codes: Iterable[str]) -> list[str]:
 
 
 def consumer_setup(runtime) -> Callable[[object], None]:
-    """Return the consumer's start-up step: declare the queues of all active units."""
+    """Return the consumer's start-up step: declare the queues of the units that read them."""
 
     def declare(channel) -> None:
         with runtime.sessions() as session:
-            codes = directory.active_codes(session)
+            codes = directory.queue_codes(session)
         declare_partner_queues(channel, codes)
 
     return declare

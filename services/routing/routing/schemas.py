@@ -70,6 +70,7 @@ class UnitOut(Schema):
     area = fields.String()
     leader = fields.String(allow_none=True)
     active = fields.Boolean()
+    amqp = fields.Boolean(metadata={"description": "reads its cases from the queue partner.<code>"})
     revision = fields.Integer()
 
 
@@ -168,17 +169,20 @@ class UnitIn(_Strict):
     area = fields.String(validate=UNIT_CODE)
     leader = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=50))
     active = fields.Boolean(load_default=True)
+    # True for a partner that consumes its own queue partner.<code> by AMQP.
+    amqp = fields.Boolean(load_default=False)
 
 
 class UnitPatch(_Strict):
     name = fields.String(validate=_text(100))
     leader = fields.String(allow_none=True, validate=validate.Length(max=50))
     active = fields.Boolean()
+    amqp = fields.Boolean()
 
     @validates_schema
     def _something(self, data, **kwargs):
         if not data:
-            raise ValidationError("name at least one of: name, leader, active", "_schema")
+            raise ValidationError("name at least one of: name, leader, active, amqp", "_schema")
 
 
 CATEGORY = validate.Regexp(

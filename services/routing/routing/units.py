@@ -107,7 +107,7 @@ class Units(MethodView):
                 message="this Idempotency-Key was already used for a different request",
                 errors={"headers": {"Idempotency-Key": ["already used for a different request"]}},
             )
-        if body["active"]:
+        if body["active"] and body["amqp"]:
             declare_queue(body["code"])
         return body
 
@@ -145,7 +145,7 @@ class UnitByCode(MethodView):
                 uow.commit()
         except usecases.ActionError as exc:
             fail(exc)
-        if data.get("active"):
+        if body["active"] and body["amqp"] and (data.get("active") or data.get("amqp")):
             declare_queue(code)
         return body
 

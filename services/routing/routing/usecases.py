@@ -189,7 +189,7 @@ def _hand_over(
     session.flush()
     if previous is not None:
         previous.superseded_by = assignment.id
-    _emit(uow, models.CaseRouted(assignment))
+    _emit(uow, models.CaseRouted(assignment, _reads_queue(session, assignment.unit)))
     log.info(
         "case routed",
         extra={
@@ -349,10 +349,18 @@ def _log(session, assignment, action: str, by: str, now: dt.datetime, text: str 
     )
 
 
+def _reads_queue(session, code: str) -> bool:
+    # Partner copies go only to units that consume partner.<code>: a copy for a unit
+    # without a queue would be unroutable and wait in the outbox for ever.
+    unit = session.get(models.Unit, code)
+    return bool(unit is not None and unit.amqp)
+
+
 def _acted(uow, assignment, action, by, now, extra=None, *, partner_copy=False) -> None:
+    copy = partner_copy and _reads_queue(uow.session, assignment.unit)
     _emit(
         uow,
-        models.AssignmentActed(assignment, action, now, by, extra or {}, partner_copy),
+        models.AssignmentActed(assignment, action, now, by, extra or {}, copy),
     )
 
 

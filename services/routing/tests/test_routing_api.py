@@ -206,6 +206,7 @@ def test_a_unit_is_read_by_its_code(client):
         "area": "lw",
         "leader": None,
         "active": True,
+        "amqp": True,
         "revision": 1,
     }
 

@@ -162,6 +162,24 @@ def test_a_signed_over_case_is_assigned_and_announced(runtime, deliver, case_dat
     assert inbox_count(runtime) == 1
 
 
+def test_a_unit_without_a_partner_queue_gets_no_partner_copy(
+    runtime, deliver, case_data, case_registered
+):
+    """A unit that reads /v1/inbox or a webhook gets the case, but nothing on the partners
+    exchange: a copy there would find no queue and wait in the outbox for ever."""
+    with runtime.sessions() as session:
+        session.get(models.Unit, "lw-guokeng").amqp = False
+        session.commit()
+    deliver(case_registered(case_data(accused=None)))
+    [assignment] = assignments(runtime)
+    assert assignment.unit == "lw-guokeng"
+    [events_row] = outbox_rows(runtime)
+    assert (events_row.exchange, events_row.routing_key) == (names.EVENTS_EXCHANGE, "case.routed")
+    with runtime.sessions() as session:
+        assert "lw-guokeng" not in directory.queue_codes(session)
+        assert "lw-buwen" in directory.queue_codes(session)
+
+
 def test_a_case_resolved_on_the_spot_gets_no_assignment(
     runtime, deliver, case_data, case_registered
 ):
