@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,12 +32,27 @@ NIGHTTALK = str(Path(sys.executable).with_name("nighttalk"))
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    """One process of compose.yaml: its command and the names of its environment."""
+    """One process of compose.yaml: its command and its environment (with compose defaults)."""
 
     name: str
     argv: tuple[str, ...]
-    env_names: frozenset[str]
+    env_defaults: dict[str, str]
     one_shot: bool
+
+    @property
+    def env_names(self) -> frozenset[str]:
+        return frozenset(self.env_defaults)
+
+
+_DEFAULTED = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::?-([^${}]*))?\}")
+
+
+def compose_default(value: str) -> str:
+    """Resolve ``${VAR:-default}`` (nested too) to its default, as compose does on an empty env."""
+    previous = None
+    while previous != value:
+        previous, value = value, _DEFAULTED.sub(lambda m: m.group(2) or "", value)
+    return value
 
 
 def compose_processes(compose: Path) -> dict[str, ProcessSpec]:
@@ -53,7 +69,7 @@ def compose_processes(compose: Path) -> dict[str, ProcessSpec]:
         specs[name] = ProcessSpec(
             name=name,
             argv=(NIGHTTALK, *command[1:]),
-            env_names=frozenset(environment),
+            env_defaults={k: compose_default(str(v)) for k, v in environment.items()},
             one_shot=service.get("restart", "no") == "no",
         )
     return specs
@@ -95,12 +111,20 @@ class System:
         metrics = self.folder / "metrics" / name
         metrics.mkdir(parents=True, exist_ok=True)
         local["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
-        missing = spec.env_names - local.keys()
-        assert not missing, f"compose gives {spec.name} {sorted(missing)}: add local values here"
-        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "NIGHTTALK_VAR_DIR")
+        # Addresses are local; a variable compose gives without one here keeps its compose
+        # default (a port, a timeout, an empty gateway URL), unless it names a compose host.
+        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
         env = {k: os.environ[k] for k in keep if k in os.environ}
         env["NIGHTTALK_VAR_DIR"] = self.env["NIGHTTALK_VAR_DIR"]
-        env.update({k: local[k] for k in spec.env_names})
+        for name, default in spec.env_defaults.items():
+            if name in local:
+                env[name] = local[name]
+            else:
+                assert not re.search(r"@(postgres|rabbitmq)\b|//(postgres|rabbitmq)\b", default), (
+                    f"compose gives {spec.name} {name} pointing at a compose host: "
+                    "add a local value for it"
+                )
+                env[name] = default
         return env
 
     def run_one_shot(self, name: str) -> None:
