@@ -12,7 +12,13 @@ from sqlalchemy import create_engine, text
 pytestmark = pytest.mark.e2e
 
 VISITS = 60
+# A second replica of every long-running worker. The schedulers' exactly-once firing under
+# replicas is counted in services/supervision (ladder steps fall due a month out, not here).
 EXTRA = (
+    "intake-consumer-2",
+    "routing-webhooks-2",
+    "supervision-scheduler-2",
+    "notify-deliver-2",
     "routing-consumer-2",
     "supervision-consumer-2",
     "notify-consumer-2",
