@@ -59,3 +59,37 @@ def token(unit: str, roles: tuple[str, ...], sub: str | None, ttl: int) -> None:
         click.echo(auth.mint(unit, list(roles), sub=sub, ttl=ttl))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+
+
+@main.group()
+def broker() -> None:
+    """Work with the broker's configuration."""
+
+
+@broker.command()
+@click.option("--user", default="nighttalk", show_default=True, help="The services' broker user.")
+@click.option(
+    "--password",
+    envvar="RABBITMQ_PASSWORD",
+    default="nighttalk",
+    show_default=True,
+    help="Its password (env RABBITMQ_PASSWORD); only its salted hash is written.",
+)
+@click.option("--salt", default=None, help="Hex salt (4 bytes), for a reproducible file.")
+def definitions(user: str, password: str, salt: str | None) -> None:
+    """Print RabbitMQ definitions (exchanges, queues, bindings, policies, user) to load at boot."""
+    import json
+
+    from eventbus import definitions as broker_definitions
+
+    ctx = click.get_current_context()
+    bindings = {}
+    for name in _service_entry_points():
+        group = main.get_command(ctx, name)
+        keys = getattr(group, "nighttalk_bindings", None)
+        if keys is not None and keys():
+            bindings[name] = keys()
+    body = broker_definitions.build(
+        bindings, user=user, password=password, salt=bytes.fromhex(salt) if salt else None
+    )
+    click.echo(json.dumps(body, indent=2, sort_keys=True))

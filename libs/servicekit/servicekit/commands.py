@@ -148,4 +148,20 @@ def service_group(
             finally:
                 runtime.close()
 
+    # Read by `nighttalk broker definitions`: which events this service's queue binds.
+    group.nighttalk_bindings = _binding_keys(service, metadata, handlers)
     return group
+
+
+def _binding_keys(service, metadata, handlers):
+    def keys() -> list[str]:
+        if handlers is None:
+            return []
+        # The handlers need a runtime to close over; an in-memory one does no I/O.
+        runtime = make_runtime(service, metadata(), "sqlite://", "amqp://localhost:1/%2F")
+        try:
+            return sorted(handlers(runtime))
+        finally:
+            runtime.close()
+
+    return keys
