@@ -7,18 +7,20 @@ idempotency record and the outgoing events — commits in one transaction.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 
 from eventbus.unit_of_work import UnitOfWork
 from intake import events, models, pii, reception
 from intake.localtime import local_zone
+from servicekit.idempotency import IdempotencyConflict, run_once
+from servicekit.idempotency import fingerprint as request_fingerprint
+
+# Re-exported for the views, which catch the conflict and hash the raw body.
+__all__ = ["IdempotencyConflict", "request_fingerprint"]
 
 
 class UnknownCases(Exception):
@@ -27,10 +29,6 @@ class UnknownCases(Exception):
     def __init__(self, numbers: list[str]) -> None:
         super().__init__(", ".join(numbers))
         self.numbers = numbers
-
-
-class IdempotencyConflict(Exception):
-    """An Idempotency-Key was reused with a different request."""
 
 
 class OutsideSession(Exception):
@@ -43,13 +41,6 @@ class UnknownUnits(Exception):
     def __init__(self, errors: dict[int, dict]) -> None:
         super().__init__("unknown units")
         self.errors = errors
-
-
-def request_fingerprint(payload: Any) -> str:
-    """Return a stable hash of a request body, to tell a retry from a different request."""
-    return hashlib.sha256(
-        json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False).encode()
-    ).hexdigest()
 
 
 def next_case_number(session, unit: str, day: dt.date) -> str:
@@ -95,46 +86,22 @@ def register_visit(
 
     A retry with the same Idempotency-Key returns the first response and creates nothing.
     """
-    with uow:
-        if idempotency_key:
-            earlier = _earlier_answer(uow, unit, idempotency_key, fingerprint)
-            if earlier is not None:
-                return earlier, False
+
+    def create(uow: UnitOfWork) -> dict[str, Any]:
         body, visit = _register(uow.session, unit, registered_by, data)
-        if idempotency_key:
-            uow.session.add(
-                models.IdempotentRequest(
-                    unit=unit,
-                    key=idempotency_key,
-                    request_hash=fingerprint or "",
-                    status_code=201,
-                    response=body,
-                    created_at=dt.datetime.now(dt.UTC),
-                )
-            )
         for domain_event in visit.events:
             for outgoing in events.to_integration(domain_event):
                 uow.emit(outgoing)
-        try:
-            uow.session.flush()
-        except IntegrityError:
-            # The same key raced us from another worker and won: answer as it did.
-            uow.session.rollback()
-            earlier = _earlier_answer(uow, unit, idempotency_key, fingerprint)
-            if earlier is None:
-                raise
-            return earlier, False
-        uow.commit()
-        return body, True
+        return body
 
-
-def _earlier_answer(uow, unit, key, fingerprint) -> dict[str, Any] | None:
-    earlier = uow.session.get(models.IdempotentRequest, (unit, key))
-    if earlier is None:
-        return None
-    if fingerprint and earlier.request_hash != fingerprint:
-        raise IdempotencyConflict(key)
-    return earlier.response
+    return run_once(
+        uow,
+        model=models.IdempotentRequest,
+        unit=unit,
+        key=idempotency_key,
+        fingerprint=fingerprint or "",
+        create=create,
+    )
 
 
 def _check_units(session, issues: list[dict[str, Any]]) -> None:
@@ -297,11 +264,8 @@ def open_session(
     fingerprint: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Open an extra night-talk session for a unit; return (the response body, created)."""
-    with uow:
-        if idempotency_key:
-            earlier = _earlier_answer(uow, unit, idempotency_key, fingerprint)
-            if earlier is not None:
-                return earlier, False
+
+    def create(uow: UnitOfWork) -> dict[str, Any]:
         extra = models.ReceptionSession(
             unit=unit,
             opens_at=data["opens_at"],
@@ -312,28 +276,16 @@ def open_session(
         )
         uow.session.add(extra)
         uow.session.flush()
-        body = session_view(extra)
-        if idempotency_key:
-            uow.session.add(
-                models.IdempotentRequest(
-                    unit=unit,
-                    key=idempotency_key,
-                    request_hash=fingerprint or "",
-                    status_code=201,
-                    response=body,
-                    created_at=dt.datetime.now(dt.UTC),
-                )
-            )
-        try:
-            uow.session.flush()
-        except IntegrityError:
-            uow.session.rollback()
-            earlier = _earlier_answer(uow, unit, idempotency_key, fingerprint)
-            if earlier is None:
-                raise
-            return earlier, False
-        uow.commit()
-        return body, True
+        return session_view(extra)
+
+    return run_once(
+        uow,
+        model=models.IdempotentRequest,
+        unit=unit,
+        key=idempotency_key,
+        fingerprint=fingerprint or "",
+        create=create,
+    )
 
 
 def session_view(extra: models.ReceptionSession) -> dict[str, Any]:

@@ -14,18 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from eventbus import envelope
 from eventbus.unit_of_work import UnitOfWork
+from servicekit.idempotency import IdempotencyConflict, run_once
+
+__all__ = ["IdempotencyConflict", "idempotent"]
 from supervision import models
 
 SERVICE = "supervision"
-
-
-class IdempotencyConflict(Exception):
-    """An Idempotency-Key was reused with a different request."""
 
 
 class NotResolved(Exception):
@@ -89,43 +87,16 @@ def idempotent(
     action: Callable[[], dict[str, Any]],
 ) -> dict[str, Any]:
     """Run ``action`` in the unit of work once per Idempotency-Key; return its answer."""
-    with uow:
-        if key:
-            earlier = _earlier_answer(uow.session, unit, key, fingerprint)
-            if earlier is not None:
-                return earlier
-        body = action()
-        if key:
-            uow.session.add(
-                models.IdempotentRequest(
-                    unit=unit,
-                    key=key,
-                    request_hash=fingerprint,
-                    status_code=200,
-                    response=body,
-                    created_at=now(),
-                )
-            )
-        try:
-            uow.session.flush()
-        except IntegrityError:
-            # The same key raced us from another worker and won: answer as it did.
-            uow.session.rollback()
-            earlier = _earlier_answer(uow.session, unit, key, fingerprint) if key else None
-            if earlier is None:
-                raise
-            return earlier
-        uow.commit()
-        return body
-
-
-def _earlier_answer(session: Session, unit: str, key: str, fingerprint: str):
-    earlier = session.get(models.IdempotentRequest, (unit, key))
-    if earlier is None:
-        return None
-    if earlier.request_hash != fingerprint:
-        raise IdempotencyConflict(key)
-    return earlier.response
+    body, _created = run_once(
+        uow,
+        model=models.IdempotentRequest,
+        unit=unit,
+        key=key,
+        fingerprint=fingerprint,
+        create=lambda _uow: action(),
+        status_code=200,
+    )
+    return body
 
 
 def locked_case(session: Session, case_id: str) -> models.SupervisedCase:
