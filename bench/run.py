@@ -339,6 +339,8 @@ def main(argv=None) -> None:
                 folder=folder,
                 amqp_url=amqp_url,
                 database_urls=urls,
+                # One token offers the whole load: measure capacity, not the per-caller limit.
+                extra_env={"NIGHTTALK_RATE_LIMIT": "off"},
             )
         )
         listener = stack.enter_context(PartnerListener(amqp_url))

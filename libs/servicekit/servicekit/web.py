@@ -13,7 +13,7 @@ from sqlalchemy import MetaData
 from werkzeug.exceptions import HTTPException
 
 from eventbus import tracing
-from servicekit import health, metrics
+from servicekit import health, metrics, ratelimit
 from servicekit.runtime import make_runtime
 
 log = logging.getLogger("servicekit.http")
@@ -63,6 +63,7 @@ def create_service_app(
     api = Api(app)
     app.register_blueprint(health.blp)
     metrics.init_app(app, service)
+    ratelimit.init_app(app)
     _init_request_context(app)
     _init_errors(app)
     register(app, api)

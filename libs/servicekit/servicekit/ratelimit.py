@@ -1,0 +1,82 @@
+"""Rate limits: one caller's flood is answered 429 before it takes the others' capacity.
+
+Every request under the API counts against one limit per caller (Flask-Limiter's
+application limit, shared by all routes): the ``sub`` of a valid bearer token, or the
+remote address when the request carries no valid token (Open311 clients, bad tokens),
+so forged tokens cannot mint fresh buckets. Probes and ``/metrics`` are never limited:
+an orchestrator or Prometheus must not be locked out by load.
+
+The limit comes from ``NIGHTTALK_RATE_LIMIT`` in the notation of the ``limits`` package
+(``1200/minute``, several separated by ``;``); ``off`` disables it.
+
+Storage is each gunicorn worker's memory: the deploy has no shared store (no Redis), and
+a limit that protects the workers needs no more than each worker counting its own
+requests. So the limit holds per caller *per worker*: an API with ``WEB_CONCURRENCY``
+workers lets one caller through at most that many times the limit.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask, current_app, jsonify, request
+from flask_limiter import Limiter, RequestLimit
+
+from servicekit import auth
+
+DEFAULT_LIMIT = "1200/minute"
+UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def configured_limit() -> str | None:
+    """Return the limit from ``NIGHTTALK_RATE_LIMIT``, or None when it is switched off."""
+    value = os.environ.get("NIGHTTALK_RATE_LIMIT", DEFAULT_LIMIT).strip()
+    return None if value.lower() in ("", "off", "0") else value
+
+
+def caller_key() -> str:
+    """Return whom this request counts against: the token's subject, else the address."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        try:
+            principal = auth.verify(token.strip(), current_app.config.get("JWT_SECRET"))
+        except auth.InvalidToken:
+            pass
+        else:
+            return f"sub:{principal.sub}"
+    return f"addr:{request.remote_addr or 'unknown'}"
+
+
+def _too_many(limit: RequestLimit):
+    # The services' JSON error shape; Flask-Limiter adds Retry-After to this response.
+    response = jsonify(
+        code=429,
+        status="Too Many Requests",
+        message=f"rate limit exceeded: at most {limit.limit} per caller; retry later",
+    )
+    response.status_code = 429
+    return response
+
+
+def init_app(app: Flask) -> Limiter | None:
+    """Limit every request of the app but probes and metrics, per caller.
+
+    The limit is the app's ``RATE_LIMIT`` setting (None: off), which defaults to the
+    environment's.
+    """
+    limit = app.config.setdefault("RATE_LIMIT", configured_limit())
+    if limit is None:
+        return None
+    limiter = Limiter(
+        caller_key,
+        application_limits=[limit],
+        storage_uri="memory://",
+        strategy="sliding-window-counter",
+        headers_enabled=True,
+        retry_after="delta-seconds",
+        on_breach=_too_many,
+    )
+    limiter.request_filter(lambda: request.path in UNLIMITED_PATHS)
+    limiter.init_app(app)
+    return limiter

@@ -1,0 +1,73 @@
+"""The per-caller rate limit: counted by token subject, answered 429 in the JSON error shape."""
+
+import pytest
+from flask import Flask, jsonify
+
+from servicekit import auth, ratelimit
+
+
+@pytest.fixture
+def app():
+    app = Flask("limited")
+    app.config["RATE_LIMIT"] = "3/minute"
+
+    @app.get("/v1/things")
+    def things():
+        return jsonify([])
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    ratelimit.init_app(app)
+    return app
+
+
+def bearer(unit, sub=None):
+    return {"Authorization": f"Bearer {auth.mint(unit, ['reception'], sub=sub)}"}
+
+
+def test_a_caller_over_the_limit_gets_429_with_retry_after_in_the_json_shape(app):
+    client = app.test_client()
+    statuses = [client.get("/v1/things", headers=bearer("city-org")).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    refused = client.get("/v1/things", headers=bearer("city-org"))
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) > 0
+    body = refused.get_json()
+    assert body["code"] == 429 and body["status"] == "Too Many Requests"
+    assert "3 per 1 minute" in body["message"]
+
+
+def test_each_subject_has_its_own_count(app):
+    client = app.test_client()
+    for _ in range(3):
+        client.get("/v1/things", headers=bearer("city-org"))
+    assert client.get("/v1/things", headers=bearer("city-org")).status_code == 429
+    assert client.get("/v1/things", headers=bearer("lw-buwen")).status_code == 200
+
+
+def test_forged_tokens_count_against_the_address_not_a_fresh_subject(app):
+    client = app.test_client()
+    forged = [
+        {"Authorization": f"Bearer {auth.mint('city-org', ['admin'], sub=f's{i}', key='x' * 40)}"}
+        for i in range(4)
+    ]
+    statuses = [client.get("/v1/things", headers=h).status_code for h in forged]
+    assert statuses == [200, 200, 200, 429]
+    # A valid token of the same address still has its own count.
+    assert client.get("/v1/things", headers=bearer("city-org")).status_code == 200
+
+
+def test_probes_are_never_limited(app):
+    client = app.test_client()
+    assert all(client.get("/healthz").status_code == 200 for _ in range(10))
+
+
+def test_off_disables_the_limit(monkeypatch):
+    monkeypatch.setenv("NIGHTTALK_RATE_LIMIT", "off")
+    assert ratelimit.configured_limit() is None
+    monkeypatch.setenv("NIGHTTALK_RATE_LIMIT", "20/second;600/minute")
+    assert ratelimit.configured_limit() == "20/second;600/minute"
+    monkeypatch.delenv("NIGHTTALK_RATE_LIMIT")
+    assert ratelimit.configured_limit() == ratelimit.DEFAULT_LIMIT
