@@ -11,8 +11,10 @@ import os
 import threading
 
 import pika
+import pika.exceptions
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
+DEFAULT_HEARTBEAT = 30
 
 
 def amqp_url() -> str:
@@ -20,14 +22,29 @@ def amqp_url() -> str:
     return os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)
 
 
+def heartbeat_timeout() -> int:
+    """Return the heartbeat timeout in seconds from ``AMQP_HEARTBEAT`` (default 30)."""
+    raw = os.environ.get("AMQP_HEARTBEAT", "")
+    if not raw:
+        return DEFAULT_HEARTBEAT
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"AMQP_HEARTBEAT must be a whole number of seconds >= 1, not {raw!r}")
+    return value
+
+
 def parameters(
-    url: str | None = None, *, heartbeat: int = 30, socket_timeout: float = 5.0
+    url: str | None = None, *, heartbeat: int | None = None, socket_timeout: float = 5.0
 ) -> pika.URLParameters:
     """Return connection parameters with heartbeats and timeouts that fail fast.
 
     A blocked connection (broker out of memory or disk) times out instead of
     hanging a web request or a relay forever.
     """
+    heartbeat = heartbeat or heartbeat_timeout()
     params = pika.URLParameters(url or amqp_url())
     params.heartbeat = heartbeat
     params.blocked_connection_timeout = max(2 * heartbeat, 10)
@@ -41,6 +58,21 @@ def parameters(
 def connect(url: str | None = None, **kwargs) -> pika.BlockingConnection:
     """Open a blocking connection in the calling thread."""
     return pika.BlockingConnection(parameters(url, **kwargs))
+
+
+def bytes_received(conn: pika.BlockingConnection) -> int:
+    """Return how many bytes the connection has read from the broker so far."""
+    # pika keeps the count on the adapter connection it wraps (its heartbeat checker reads it).
+    return conn._impl.bytes_received  # noqa: SLF001
+
+
+def abort(conn: pika.BlockingConnection, reason: str) -> None:
+    """Drop a connection whose peer went silent, without a closing handshake.
+
+    A polite close would wait for the broker's answer, which never comes through a
+    dead link; this is what pika's own heartbeat checker does on a timeout.
+    """
+    conn._impl._terminate_stream(pika.exceptions.AMQPHeartbeatTimeout(reason))  # noqa: SLF001
 
 
 class ThreadLocalConnection:

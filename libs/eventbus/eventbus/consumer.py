@@ -3,9 +3,13 @@
 The connection lives in the thread that runs :meth:`Consumer.run`; handlers run in
 one worker thread of their own, so a long handler never starves the connection's
 heartbeats. The worker hands acks back with ``add_callback_threadsafe``, as pika's
-own examples do. A message that cannot be decoded or validated is rejected to the
-service's dead-letter queue; a handler that fails for another reason is retried
-(infrastructure errors in place, other errors by redelivery up to the delivery limit).
+own examples do. A link that goes silent (a black hole: no reset, no bytes) is
+dropped after one heartbeat timeout without a byte from the broker, which sends
+one every half timeout, and the consumer reconnects.
+
+A message that cannot be decoded or validated is rejected to the service's
+dead-letter queue; a handler that fails for another reason is retried (infrastructure
+errors in place, other errors by redelivery up to the delivery limit).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import pika.exceptions
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from eventbus import metrics, topology, tracing
-from eventbus.connection import connect
+from eventbus.connection import abort, bytes_received, connect, heartbeat_timeout
 from eventbus.envelope import PoisonMessage, ReceivedEvent, decode
 from eventbus.names import routing_key_of, service_queue
 from eventbus.unit_of_work import UnitOfWork
@@ -69,7 +73,7 @@ class Consumer:
         unit_of_work: Callable[[], UnitOfWork],
         url: str | None = None,
         prefetch: int = 20,
-        heartbeat: int = 30,
+        heartbeat: int | None = None,
         delivery_limit: int = topology.DEFAULT_DELIVERY_LIMIT,
         on_ready: Callable[[], None] | None = None,
         setup: Callable[[pika.adapters.blocking_connection.BlockingChannel], None] | None = None,
@@ -79,7 +83,7 @@ class Consumer:
         self.unit_of_work = unit_of_work
         self.url = url
         self.prefetch = prefetch
-        self.heartbeat = heartbeat
+        self.heartbeat = heartbeat or heartbeat_timeout()
         self.delivery_limit = delivery_limit
         self.on_ready = on_ready
         self.setup = setup
@@ -148,11 +152,32 @@ class Consumer:
             )
             if self.on_ready:
                 self.on_ready()
+            heard, heard_at = bytes_received(conn), time.monotonic()
             while not self.stopping.is_set():
                 conn.process_data_events(time_limit=0.5)
+                if bytes_received(conn) != heard:
+                    heard, heard_at = bytes_received(conn), time.monotonic()
+                elif time.monotonic() - heard_at > self.heartbeat:
+                    # pika's own check runs every timeout + 5 s and needs two idle checks,
+                    # up to 2 * (timeout + 5) s on a dead link; two missed broker heartbeats
+                    # (RabbitMQ's own rule for its clients) say it sooner.
+                    silent = round(time.monotonic() - heard_at, 1)
+                    abort(conn, f"no bytes from the broker for {silent} s")
+                    conn.process_data_events(time_limit=0)  # raises the abort's error
+                    raise ConnectionError(f"no bytes from the broker for {silent} s")
+        except Exception as exc:
+            # Said at once: finishing the message in hand below may take a while.
+            log.warning(
+                "broker connection dropped",
+                extra={"service": self.service, "error": repr(exc)},
+            )
+            raise
         finally:
             # Let the worker finish the message in hand; what is still queued is
             # unacked and will be redelivered to whoever consumes next.
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    work.get_nowait()
             work.put(None)
             if worker is not None and worker.is_alive():
                 while worker.is_alive():
