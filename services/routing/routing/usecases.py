@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from eventbus.unit_of_work import UnitOfWork
-from routing import events, models, rules, webhooks
+from routing import access, events, models, rules, webhooks
 from routing.directory import SessionDirectory
 from servicekit.auth import Principal
 
@@ -526,6 +526,21 @@ def transfer(
     )
 
 
+def _ensure_in_jurisdiction(session, principal: Principal, assignment: models.Assignment) -> None:
+    """Refuse, as if it did not exist, an assignment outside the supervisor's jurisdiction.
+
+    Checked before the assignment's state, so a supervisor of another area learns
+    neither that the id exists nor what state it is in.
+    """
+    if principal.has("admin"):
+        return
+    query = access.visible_assignments(
+        principal, select(models.Assignment.id).where(models.Assignment.id == assignment.id)
+    )
+    if session.scalar(query) is None:
+        raise NotFound("no such assignment for your unit")
+
+
 def _is_supervisor_of(principal: Principal, supervising: str | None) -> bool:
     return principal.has("admin") or (
         principal.has("supervisor") and supervising is not None and principal.unit == supervising
@@ -539,6 +554,7 @@ def arbitrate(
     now = dt.datetime.now(dt.UTC)
     session = uow.session
     assignment = _load(session, assignment_id)
+    _ensure_in_jurisdiction(session, principal, assignment)
     if assignment.status != models.ARBITRATION or assignment.superseded_by is not None:
         if not principal.has("admin", "supervisor"):
             raise NotFound("no such assignment for your unit")
@@ -632,6 +648,7 @@ def decide_extension(
     """Grant or refuse a pending extension request, as the supervising unit."""
     now = dt.datetime.now(dt.UTC)
     assignment = _load(uow.session, assignment_id)
+    _ensure_in_jurisdiction(uow.session, principal, assignment)
     if assignment.extension_days is None or assignment.superseded_by is not None:
         if not principal.has("admin", "supervisor"):
             raise NotFound("no such assignment for your unit")

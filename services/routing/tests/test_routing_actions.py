@@ -277,7 +277,8 @@ def test_bouncing_past_the_limit_goes_to_arbitration(client, runtime, signed_ove
 
     decision = {"unit": "lw-guokeng", "reason": "属郭坑镇"}
     other = bearer("xc", "supervisor")
-    assert post(client, f"/v1/assignments/{third}/arbitration", other, decision).status_code == 403
+    # Another county's supervisor: as if the assignment did not exist.
+    assert post(client, f"/v1/assignments/{third}/arbitration", other, decision).status_code == 404
     assert (
         post(client, f"/v1/assignments/{third}/arbitration", GUOKENG, decision).status_code == 403
     )
@@ -341,7 +342,7 @@ def test_the_first_short_extension_is_granted_by_policy(client, runtime, signed_
     assert twice.status_code == 409
     decision = {"grant": True, "reason": "同意"}
     path = f"/v1/assignments/{assignment_id}/extension/decision"
-    assert post(client, path, bearer("xc", "supervisor"), decision).status_code == 403
+    assert post(client, path, bearer("xc", "supervisor"), decision).status_code == 404
     response = post(client, path, bearer("lw", "supervisor"), decision)
     assert response.status_code == 200, response.get_json()
     assert (current(runtime, assignment_id).due_at - after).days == 5
@@ -431,6 +432,20 @@ def test_supervisor_decisions_without_anything_pending_are_conflicts(client, sig
         ).status_code
         == 403
     )
+
+
+def test_a_supervisor_of_another_area_learns_nothing_of_an_assignment(client, signed_over):
+    # Regression (proof suite, authorisation): the state was checked before the
+    # jurisdiction, so xc's supervisor got 409 "the assignment is assigned" for lw's case.
+    assignment_id = signed_over()
+    other = bearer("xc", "supervisor")
+    for action, body in (
+        ("arbitration", {"unit": "xc-zhishan", "reason": "r"}),
+        ("extension/decision", {"grant": True, "reason": "r"}),
+    ):
+        response = post(client, f"/v1/assignments/{assignment_id}/{action}", other, body)
+        assert response.status_code == 404, response.get_json()
+        assert "assigned" not in response.get_json()["message"]
 
 
 # -- co-handling (协办) --------------------------------------------------------------------------
