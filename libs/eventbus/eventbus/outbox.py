@@ -35,15 +35,27 @@ def notify_channel(service: str) -> str:
 
 def add(session: Session, table: Table, event: OutgoingEvent) -> None:
     """Write an event into the outbox within the caller's transaction."""
+    add_all(session, table, [event])
+
+
+def add_all(session: Session, table: Table, events: Sequence[OutgoingEvent]) -> None:
+    """Write events into the outbox, in order, with one statement in the caller's transaction."""
+    if not events:
+        return
+    created_at = now()
     session.execute(
-        insert(table).values(
-            event_id=event.event_id,
-            exchange=event.exchange,
-            routing_key=event.routing_key,
-            headers=event.headers,
-            body=event.body,
-            created_at=now(),
-        )
+        insert(table),
+        [
+            {
+                "event_id": event.event_id,
+                "exchange": event.exchange,
+                "routing_key": event.routing_key,
+                "headers": event.headers,
+                "body": event.body,
+                "created_at": created_at,
+            }
+            for event in events
+        ],
     )
 
 
@@ -66,20 +78,22 @@ class Outbox:
         self.publisher = publisher
         self.service = service
 
-    def publish_committed(self, event_ids: Sequence[str]) -> int:
+    def publish_committed(self, events: Sequence[OutgoingEvent]) -> int:
         """Publish the rows a transaction just committed; leave them to the relay on failure.
 
         Called on the hot path right after a commit, so it never waits for a broker that
-        is known to be away: the rows stay unsent and the relay is woken instead.
+        is known to be away: the rows stay unsent and the relay is woken instead. The
+        events are in hand already, so only the rows' locks are read back.
         """
-        if not event_ids:
+        if not events:
             return 0
         if not self.publisher.available():
             self._wake_relay()
             return 0
-        condition = self.table.c.event_id.in_(list(event_ids))
-        sent = self._publish_where(condition, limit=len(event_ids))
-        if sent < len(event_ids):
+        by_id = {event.event_id: event for event in events}
+        condition = self.table.c.event_id.in_(list(by_id))
+        sent = self._publish_where(condition, limit=len(by_id), in_hand=by_id)
+        if sent < len(by_id):
             self._wake_relay()
         return sent
 
@@ -108,21 +122,28 @@ class Outbox:
             oldest = oldest.replace(tzinfo=dt.UTC)
         return count, max(0.0, (now() - oldest).total_seconds())
 
-    def _publish_where(self, condition, *, limit: int) -> int:
-        """Claim unsent rows matching ``condition``, publish them in order, mark the sent ones."""
+    def _publish_where(
+        self, condition, *, limit: int, in_hand: dict[str, OutgoingEvent] | None = None
+    ) -> int:
+        """Claim unsent rows matching ``condition``, publish them in order, mark the sent ones.
+
+        ``in_hand`` holds events already in memory by id: their rows' contents are not read.
+        """
         t = self.table
-        sent = 0
+        columns = (t.c.position, t.c.event_id) if in_hand else (t,)
+        sent: list[int] = []
         with Session(self.engine) as session, session.begin():
             rows = session.execute(
-                select(t)
+                select(*columns)
                 .where(t.c.sent_at.is_(None), condition)
                 .order_by(t.c.position)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             ).all()
             for row in rows:
+                event = in_hand[row.event_id] if in_hand else _event_of(row)
                 try:
-                    self.publisher.publish(_event_of(row))
+                    self.publisher.publish(event)
                 except PublishError as exc:
                     session.execute(
                         update(t)
@@ -132,17 +153,21 @@ class Outbox:
                     log.warning(
                         "outbox publish failed",
                         extra={
-                            "event_id": row.event_id,
-                            "routing_key": row.routing_key,
+                            "event_id": event.event_id,
+                            "routing_key": event.routing_key,
                             "error": str(exc),
                         },
                     )
                     if isinstance(exc, Unroutable):
                         continue  # this row has no queue yet; the others may well have
                     break
-                session.execute(update(t).where(t.c.position == row.position).values(sent_at=now()))
-                sent += 1
-        return sent
+                sent.append(row.position)
+            if sent:
+                # Marked in the claiming transaction: a crash before this commit leaves the
+                # rows unsent, to be published again (the same event ids, which consumers
+                # recognise), never sent-but-unpublished.
+                session.execute(update(t).where(t.c.position.in_(sent)).values(sent_at=now()))
+        return len(sent)
 
     def _wake_relay(self) -> None:
         if self.engine.dialect.name != "postgresql":

@@ -53,17 +53,15 @@ class UnitOfWork:
     def commit(self) -> list[str]:
         """Commit state and outbox rows together, then publish the rows; return their ids."""
         events, self._events = self._events, []
-        for event in events:
-            outbox.add(self.session, self._outbox.table, event)
+        outbox.add_all(self.session, self._outbox.table, events)
         self.session.commit()
         for event in events:
             if event.exchange == names.EVENTS_EXCHANGE:  # partner copies are not new facts
                 metrics.EVENTS_PUBLISHED.labels(
                     self._outbox.service, names.routing_key_of(event.headers["ce-type"])
                 ).inc()
-        ids = [event.event_id for event in events]
         try:
-            self._outbox.publish_committed(ids)
+            self._outbox.publish_committed(events)
         except Exception:  # noqa: BLE001 - the rows are committed; the relay will publish them
             log.exception("publishing right after commit failed; the relay will retry")
-        return ids
+        return [event.event_id for event in events]

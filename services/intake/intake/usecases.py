@@ -116,13 +116,16 @@ def _check_units(session, issues: list[dict[str, Any]]) -> None:
         for u in ((issue.get("accused") or {}).get("unit"), issue["disposition"].get("unit"))
         if u
     }
-    if not named or session.scalar(select(models.Unit.code).limit(1)) is None:
+    if not named:
         return
     known = set(
         session.scalars(
             select(models.Unit.code).where(models.Unit.code.in_(named), models.Unit.active)
         )
     )
+    # The usual case costs one query; only a miss asks whether the copy is still empty.
+    if known == named or session.scalar(select(models.Unit.code).limit(1)) is None:
+        return
     errors: dict[int, dict] = {}
     for position, issue in enumerate(issues):
         where: dict[str, Any] = {}
@@ -179,6 +182,9 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
         visitor_address_enc=pii.encrypt(visitor.get("address")),
         visitor_id_last4=id_number[-4:].upper() if id_number else None,
         follow_ups=follow_up_numbers,
+        # An empty collection now, so that adding cases fills it in memory and the events
+        # read it after the flush without loading it back from the database.
+        cases=[],
     )
     session.add(visit)
 
