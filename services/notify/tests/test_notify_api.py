@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from notify_sample_events import NAME, PHONE, Visit
+from notify_sample_events import NAME, PHONE, Visit, unit_changed
 
 from notify.app import create_app
 from servicekit.auth import mint
@@ -121,7 +121,9 @@ def test_an_unknown_case_has_no_notifications(client, registered):
     [
         ("city-org", ["reception"], True),
         ("lw-buwen", ["reception"], False),
-        ("lw-buwen", ["supervisor"], True),
+        # A township's supervisor governs its township, not the city's organisation dept.
+        ("lw-buwen", ["supervisor"], False),
+        ("city-org", ["supervisor"], True),
         ("lw-buwen", ["admin"], True),
     ],
 )
@@ -160,3 +162,27 @@ def test_openapi_documents_the_endpoints(client):
     paths = client.get("/openapi.json").get_json()["paths"]
     assert "/v1/notifications" in paths
     assert "/v1/notifications/{notification_id}" in paths
+
+
+def test_a_supervisor_reads_its_jurisdiction_only(client, deliver):
+    # Regression (proof suite, authorisation): every supervisor read every unit's
+    # notifications; the design gives a supervisor its jurisdiction only.
+    for code, level, parent in (
+        ("city", "city", None),
+        ("lw", "county", "city"),
+        ("lw-buwen", "township", "lw"),
+        ("xc", "county", "city"),
+    ):
+        deliver(unit_changed(code, level=level, parent=parent))
+    visit = Visit(unit="lw-buwen")
+    deliver(visit.case_registered())
+    deliver(visit.contact_recorded())
+    path = f"/v1/notifications?case={visit.case_numbers[0]}"
+    (notification,) = client.get(path, headers=bearer("city-org", "admin")).get_json()
+    for unit, sees in (("lw-buwen", True), ("lw", True), ("city", True), ("xc", False)):
+        token = bearer(unit, "supervisor")
+        assert len(client.get(path, headers=token).get_json()) == (1 if sees else 0), unit
+        one = client.get(f"/v1/notifications/{notification['id']}", headers=token)
+        assert one.status_code == (200 if sees else 404), unit
+        delivery = client.get(f"/v1/deliveries/{notification['id']}", headers=token)
+        assert delivery.status_code == (200 if sees else 404), unit
