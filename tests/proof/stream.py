@@ -1,0 +1,285 @@
+"""A steady stream of visits posted like a reception desk, and the effects they leave.
+
+Scenarios of the proof suite post visits at a steady rate while something breaks, then
+count what each case answered 201 caused:
+
+- routing: its assignments (one per case: exactly one routing);
+- notify: the SMS its visitor received, through an SMS gateway of the test's own that
+  honours ``Idempotency-Key`` as a good gateway does (a resend of the same notification
+  is one message to the visitor) — a receipt (回执) and a "routed to" message per case;
+- intake: the outbox rows not yet published (the backlog while the broker is away).
+
+Every visit has one issue, signed over to one unit, and its own phone number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+from sqlalchemy import create_engine, text
+
+UNIT = "xc-zhishan"
+# What the visitor of a signed-over case hears by SMS under notify's default rules.
+VISITOR_SMS = ("receipt", "routed")
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+# What the delivery worker needs to send to our gateway, whatever the hour the suite runs.
+NOTIFY_ENV = {
+    "NIGHTTALK_SMS_DEDUPES": "1",  # our gateway honours Idempotency-Key
+    "NIGHTTALK_NOTIFY_QUIET_START": "00:00",  # no quiet hours: the "routed" SMS goes at once
+    "NIGHTTALK_NOTIFY_QUIET_END": "00:00",
+    # A row a killed worker left 'sending' is taken up again after this many seconds
+    # (compose's default, 300, would outlast the scenario; the gateway dedupes a resend).
+    "NIGHTTALK_NOTIFY_SENDING_TIMEOUT": "5",
+}
+
+
+def visit(n: int) -> dict:
+    """Return visit ``n`` of a stream: one issue signed over to UNIT, received just now."""
+    return {
+        "channel": "daily",
+        "received_at": dt.datetime.now(SHANGHAI).isoformat(timespec="seconds"),
+        "headcount": 1,
+        "visitor": {"name": "访客", "phone": f"1390{n:07d}"},
+        "issues": [
+            {
+                "category": "land",
+                "summary": f"土地纠纷 {n}",
+                "disposition": {"action": "sign_over", "unit": UNIT},
+            }
+        ],
+    }
+
+
+class SmsGateway:
+    """An HTTP SMS gateway on a free port that records one message per Idempotency-Key."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.messages: set[str] = set()  # the Idempotency-Keys (notification ids) taken
+        lock = threading.Lock()
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                key = self.headers.get("Idempotency-Key")
+                ok = bool(key and body.get("to") and body.get("text"))
+                with lock:
+                    gateway.requests += 1
+                    if ok:
+                        gateway.messages.add(key)
+                try:
+                    self.send_response(200 if ok else 400)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass  # the delivery worker was killed mid-request
+
+            def log_message(self, *args):
+                pass  # the requests carry phone numbers: not in any log
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sms"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Accepted:
+    """A visit intake answered 201, and the cases it made."""
+
+    n: int
+    key: str
+    case_ids: list[str]
+
+
+@dataclass
+class VisitStream:
+    """Post ``visits`` visits at ``rate`` per second from a thread, retrying like a desk does.
+
+    Each visit is posted with its own Idempotency-Key until it is answered 201; a refused
+    connection, a timeout or a 5xx is retried with the same key and body. A 4xx, or a
+    visit still not accepted after ``give_up`` seconds, is recorded in ``refused``.
+    """
+
+    system: object
+    visits: int
+    rate: float
+    give_up: float = 120.0
+    prefix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    accepted: list[Accepted] = field(default_factory=list)
+    refused: list[tuple[int, str]] = field(default_factory=list)
+    retries: int = 0
+    ended: float | None = None  # when the last visit was answered, monotonic
+
+    def start(self) -> VisitStream:
+        self._thread = threading.Thread(target=self._run, name="visit-stream", daemon=True)
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the stream did not finish"
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    @property
+    def case_ids(self) -> list[str]:
+        return [case for a in list(self.accepted) for case in a.case_ids]
+
+    def _run(self) -> None:
+        began = time.monotonic()
+        session = requests.Session()
+        for n in range(self.visits):
+            # Steady: visit n is due at n / rate, however long the earlier ones took.
+            time.sleep(max(0.0, began + n / self.rate - time.monotonic()))
+            self._post(session, n)
+        self.ended = time.monotonic()
+
+    def _post(self, session: requests.Session, n: int) -> None:
+        body, key = visit(n), f"{self.prefix}-{n}"
+        headers = {**self.system.token("city-org"), "Idempotency-Key": key}
+        deadline = time.monotonic() + self.give_up
+        while True:
+            try:
+                r = session.post(
+                    self.system.url("intake", "/v1/visits"), json=body, headers=headers, timeout=10
+                )
+                if r.status_code == 201:
+                    cases = [c["case_id"] for c in r.json()["cases"]]
+                    self.accepted.append(Accepted(n, key, cases))
+                    return
+                if r.status_code < 500:
+                    self.refused.append((n, f"{r.status_code} {r.text[:300]}"))
+                    return
+            except requests.RequestException:
+                session = requests.Session()  # the worker died under us; a fresh connection
+            if time.monotonic() > deadline:
+                self.refused.append((n, f"not accepted within {self.give_up} s"))
+                return
+            self.retries += 1
+            time.sleep(0.2)
+
+
+@dataclass
+class Effects:
+    """What the accepted cases caused: assignments and visitor SMS per case."""
+
+    case_ids: list[str]
+    assignments: Counter
+    sms: dict[str, Counter]  # case → kind → messages the visitor received
+    unexpected: list[str]  # effects of no accepted case (a visit made twice by a retry)
+
+    def lost(self) -> list[str]:
+        """Return the cases not routed, or whose visitor missed one of their SMS."""
+        return [
+            c
+            for c in self.case_ids
+            if self.assignments[c] == 0 or any(self.sms[c][k] == 0 for k in VISITOR_SMS)
+        ]
+
+    def duplicated(self) -> list[str]:
+        """Return the cases routed twice or told twice, and any effect of no accepted case."""
+        twice = [
+            c
+            for c in self.case_ids
+            if self.assignments[c] > 1 or any(n > 1 for n in self.sms[c].values())
+        ]
+        return twice + self.unexpected
+
+
+class Ledger:
+    """Read the effects of a stream from the services' own databases and the SMS gateway."""
+
+    def __init__(self, system, gateway: SmsGateway) -> None:
+        self.gateway = gateway
+        self.engines = {s: create_engine(url) for s, url in system.database_urls.items()}
+
+    def close(self) -> None:
+        for engine in self.engines.values():
+            engine.dispose()
+
+    def _rows(self, service: str, sql: str):
+        with self.engines[service].connect() as conn:
+            return conn.execute(text(sql)).all()
+
+    def outbox_backlog(self, service: str = "intake") -> int:
+        """Return how many of a service's events wait in its outbox, unpublished."""
+        return self._rows(service, "SELECT count(*) FROM outbox WHERE sent_at IS NULL")[0][0]
+
+    def wait_outboxes_published(self, timeout: float) -> dict[str, int]:
+        """Wait until every relay has published what a queue waits for; return what is left.
+
+        A row the broker returned as unroutable (no queue bound for its key) is not
+        counted: it stays unsent by design until a queue is bound.
+        """
+        sql = (
+            "SELECT count(*) FROM outbox WHERE sent_at IS NULL "
+            "AND (last_error IS NULL OR last_error NOT LIKE 'unroutable%')"
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            left = {s: n for s in self.engines if (n := self._rows(s, sql)[0][0])}
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.25)
+
+    def visitor_sms_rows(self) -> dict[str, tuple[str, str, str]]:
+        """Return notify's visitor SMS rows: id → (case, kind, status)."""
+        rows = self._rows(
+            "notify",
+            "SELECT id, case_id, kind, status FROM notifications "
+            "WHERE recipient_kind = 'visitor' AND channel = 'sms'",
+        )
+        return {id_: (case, kind, status) for id_, case, kind, status in rows}
+
+    def effects(self, case_ids: list[str]) -> Effects:
+        """Count what each case caused, and whatever no accepted case explains."""
+        wanted = set(case_ids)
+        assignments = Counter(
+            dict(self._rows("routing", "SELECT case_id, count(*) FROM assignments GROUP BY 1"))
+        )
+        rows = self.visitor_sms_rows()
+        sms: dict[str, Counter] = {c: Counter() for c in case_ids}
+        unexpected = [f"assignment of {c}" for c in assignments if c not in wanted]
+        unexpected += [f"notification of {c}" for c, _, _ in rows.values() if c not in wanted]
+        for key in list(self.gateway.messages):
+            if key not in rows:
+                unexpected.append(f"SMS {key} of no notification")
+            elif rows[key][0] in wanted:
+                sms[rows[key][0]][rows[key][1]] += 1
+        return Effects(list(case_ids), assignments, sms, unexpected)
+
+    def wait_for_effects(self, case_ids: list[str], timeout: float) -> Effects:
+        """Poll until every case is routed and its visitor told, or until ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            effects = self.effects(case_ids)
+            if not effects.lost() or time.monotonic() > deadline:
+                return effects
+            time.sleep(0.25)
+
+    def wait_delivered(self, case_ids: list[str], timeout: float) -> list[str]:
+        """Wait until notify records every visitor SMS of the cases delivered; return the rest."""
+        wanted = set(case_ids)
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.visitor_sms_rows().values()
+            pending = [f"{c} {k} {s}" for c, k, s in rows if c in wanted and s != "delivered"]
+            if not pending or time.monotonic() > deadline:
+                return pending
+            time.sleep(0.25)
