@@ -154,7 +154,11 @@ def test_poison_is_dead_lettered_while_good_traffic_flows(proof, store, module_a
     proof.figure("stall (ms)", round((max(after) - baseline) * 1000))
     proof.figure("raising handler calls", len(poison_calls))
     proof.figure("poison dead after (s)", round(poison_calls[-1] - poison_sent, 2))
-    proof.figure("dead letters", sorted(f"{k}: {v.reason}" for k, v in letters.items()))
+    named = {poison.event_id: "raising", "undecodable": "undecodable"}
+    proof.figure(
+        "dead letters",
+        ", ".join(sorted(f"{named.get(k, k)} ({v.reason})" for k, v in letters.items())),
+    )
 
     assert sorted(applied) == list(range(GOOD))  # each once: n is the primary key
     assert set(letters) == {poison.event_id, "undecodable"}
