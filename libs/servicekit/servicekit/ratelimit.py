@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 
 from flask import Flask, current_app, jsonify, request
-from flask_limiter import Limiter, RequestLimit
+from flask_limiter import Limiter, RateLimitExceeded
 
 from servicekit import auth
 
@@ -48,12 +48,13 @@ def caller_key() -> str:
     return f"addr:{request.remote_addr or 'unknown'}"
 
 
-def _too_many(limit: RequestLimit):
+def _too_many(exc: RateLimitExceeded):
     # The services' JSON error shape; Flask-Limiter adds Retry-After to this response.
     response = jsonify(
         code=429,
         status="Too Many Requests",
-        message=f"rate limit exceeded: at most {limit.limit} per caller; retry later",
+        message=f"rate limit exceeded: at most {exc.description} per caller; "
+        "retry after the seconds in Retry-After",
     )
     response.status_code = 429
     return response
@@ -75,8 +76,9 @@ def init_app(app: Flask) -> Limiter | None:
         strategy="sliding-window-counter",
         headers_enabled=True,
         retry_after="delta-seconds",
-        on_breach=_too_many,
     )
     limiter.request_filter(lambda: request.path in UNLIMITED_PATHS)
     limiter.init_app(app)
+    # More specific than the app's HTTPException handler, so it wins whatever the order.
+    app.register_error_handler(RateLimitExceeded, _too_many)
     return limiter

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import time
@@ -75,6 +76,10 @@ def _init_request_context(app: Flask) -> None:
     def _begin():
         g._started = time.perf_counter()
         tracing.continue_trace(request.headers.get("traceparent"))
+        if request.content_length is None and request.headers.get("Transfer-Encoding"):
+            too_large = _buffer_streamed_body(app.config["MAX_CONTENT_LENGTH"])
+            if too_large is not None:
+                return too_large
         # Everything under /v1 speaks JSON; say so plainly rather than failing on fields.
         if (
             request.path.startswith("/v1/")
@@ -111,6 +116,27 @@ def _init_request_context(app: Flask) -> None:
     @app.teardown_request
     def _end(_exc):
         tracing.clear()
+
+
+def _buffer_streamed_body(limit: int):
+    """Read a chunked body up to the limit; answer 413 if it is longer, as for Content-Length.
+
+    Werkzeug stops a chunked body silently at the limit, so an oversize one reached the
+    views cut short and was refused as invalid JSON; the server (gunicorn) ends the stream.
+    """
+    body = request.environ["wsgi.input"].read(limit + 1)
+    if len(body) > limit:
+        response = jsonify(
+            code=413,
+            status="Request Entity Too Large",
+            message=f"request body too large: at most {limit} bytes",
+        )
+        response.status_code = 413
+        response.headers["Connection"] = "close"  # the rest of the body is not read
+        return response
+    request.environ["wsgi.input"] = io.BytesIO(body)
+    request.environ["CONTENT_LENGTH"] = str(len(body))
+    return None
 
 
 def _init_errors(app: Flask) -> None:
