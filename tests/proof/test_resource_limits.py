@@ -36,7 +36,9 @@ FULL = os.environ.get("NIGHTTALK_PROOF", "short") == "full"
 FLOOD_SECONDS = 20 if FULL else 5
 COMPOSE = Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml"
 FLOODERS = 6  # threads of the one flooding token
-RATE = 20  # requests per second per caller and per API worker, for this module's system
+# Requests per second per caller and per API worker, for this module's system: low, so
+# even a flood slowed by a loaded machine goes over it, yet over the others' 2 a second.
+RATE = 5
 WORKERS = 2  # WEB_CONCURRENCY of servicekit.localsystem
 PAGE_PARAMETERS = ("page_size", "limit")
 # List answers with no page size, and what bounds them.
@@ -232,7 +234,7 @@ class Others:
         self._lock = threading.Lock()
 
     def run(self, seconds: float) -> None:
-        """Read for ``seconds`` from every other caller at once, a few calls a second each."""
+        """Read for ``seconds`` from every other caller at once, two calls a second each."""
         stop = time.monotonic() + seconds
 
         def reader(headers):
@@ -244,7 +246,7 @@ class Others:
                     with self._lock:
                         self.latencies.append(elapsed)
                         self.statuses.append(answer.status_code)
-                    time.sleep(0.2)  # an ordinary client: five calls a second, far under RATE
+                    time.sleep(0.5)  # an ordinary client: two calls a second, under RATE
 
         threads = [threading.Thread(target=reader, args=(t,)) for t in self.tokens]
         for thread in threads:
@@ -266,8 +268,9 @@ def test_a_flood_from_one_token_is_limited_and_others_are_served(system, proof):
         ),
         must_hold=(
             "the flood gets 429 with Retry-After in the JSON error shape, and at most "
-            f"{RATE} × {WORKERS} workers × (seconds + 2) answers; the others get no 429 and "
-            f"their p99 under the flood stays under {bound_ms} ms (generous: 2 cores shared)"
+            f"{RATE} × {WORKERS} workers × (seconds + 4, a window's slack) answers; the "
+            f"others get no 429 and their p99 under the flood stays under {bound_ms} ms "
+            "(generous: 2 cores shared)"
         ),
     )
     baseline = Others(system)
@@ -322,7 +325,7 @@ def test_a_flood_from_one_token_is_limited_and_others_are_served(system, proof):
 
     assert counts.get(429, 0) > 0, f"the flood was never limited: {counts}"
     assert set(counts) <= {200, 429}, f"the flood got other answers: {counts}"
-    assert counts.get(200, 0) <= RATE * WORKERS * (flood_seconds + 2), counts
+    assert counts.get(200, 0) <= RATE * WORKERS * (flood_seconds + 4), counts
     for refused in samples:
         assert int(refused.headers["Retry-After"]) >= 0
         body = refused.json()

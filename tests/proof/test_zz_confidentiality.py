@@ -346,8 +346,8 @@ def test_no_partner_message_carries_an_accusers_identity(system, traffic, proof)
             for _, props, body in got
         ]
     everything = "\n".join(m for unit_messages in messages.values() for m in unit_messages)
-    leaked = [s for s in traffic.secrets() if s in everything]
-    reached_accused = []
+    reached_accused: list[str] = []
+    unit_messages: list[str] = []
     for number, case in traffic.accusing.items():
         for unit in subtree(http, system, case["accused"]):
             if any(number in m or case["case_id"] in m for m in messages.get(unit, [])):
@@ -366,9 +366,25 @@ def test_no_partner_message_carries_an_accusers_identity(system, traffic, proof)
                 reached_accused.append(f"{number} in {unit}'s assignments")
             if supervised.status_code != 404:
                 reached_accused.append(f"{number} readable by {unit} in supervision")
-        assert case["unit"] not in subtree(http, system, case["accused"])
+        # Notify's messages to units and leaders (e-mail, SMS, webhook) about the case.
+        accused_units = subtree(http, system, case["accused"])
+        deliveries = http.get(
+            system.url("notify", "/v1/deliveries"),
+            params={"case": number, "limit": 200},
+            headers=admin,
+        ).json()
+        for row in deliveries:
+            to_unit = bool(row.get("recipient_ref"))  # a unit or leader recipient
+            if to_unit and row.get("recipient_ref") in accused_units:
+                reached_accused.append(f"{number}: notify {row['kind']} to {row['recipient_ref']}")
+            if to_unit:
+                unit_messages.append(json.dumps(row, ensure_ascii=False))
+        assert case["unit"] not in accused_units
     http.close()
+    everything += "\n".join(unit_messages)
+    leaked = [s for s in traffic.secrets() if s in everything]
     proof.figure("partner messages read", sum(len(m) for m in messages.values()))
+    proof.figure("notify messages to units read", len(unit_messages))
     proof.figure("partner queues read", len(partners))
     proof.figure("hand-overs to the accused refused", sum(traffic.refused_paths.values()))
     proof.figure("identities found in partner messages", len(leaked))
