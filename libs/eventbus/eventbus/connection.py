@@ -7,8 +7,10 @@ pid and thread that made it, and makes a new one where they differ.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 
 import pika
 import pika.exceptions
@@ -73,6 +75,30 @@ def abort(conn: pika.BlockingConnection, reason: str) -> None:
     dead link; this is what pika's own heartbeat checker does on a timeout.
     """
     conn._impl._terminate_stream(pika.exceptions.AMQPHeartbeatTimeout(reason))  # noqa: SLF001
+
+
+@contextlib.contextmanager
+def deadline(
+    conn: pika.BlockingConnection, seconds: float, reason: str
+) -> Iterator[threading.Event]:
+    """Drop the connection if what runs inside has not finished within ``seconds``.
+
+    pika's blocking calls (a publish waiting for its confirm) wait for as long as the
+    connection lives, and a black-holed link lives until pika's heartbeat check gives
+    up, twice the timeout and more; a timer on the connection's own loop bounds it.
+    Yields an event that is set if the deadline struck.
+    """
+    struck = threading.Event()
+
+    def strike() -> None:
+        struck.set()
+        abort(conn, reason)
+
+    timer = conn._impl._adapter_call_later(seconds, strike)  # noqa: SLF001
+    try:
+        yield struck
+    finally:
+        conn._impl._adapter_remove_timeout(timer)  # noqa: SLF001
 
 
 class ThreadLocalConnection:

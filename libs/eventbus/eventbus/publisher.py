@@ -14,7 +14,7 @@ import pika
 import pika.exceptions
 
 from eventbus import topology
-from eventbus.connection import ThreadLocalConnection
+from eventbus.connection import ThreadLocalConnection, deadline
 from eventbus.envelope import OutgoingEvent
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,14 @@ class Unroutable(PublishError):
 class Publisher:
     """A confirming publisher bound to the calling thread's own connection."""
 
-    def __init__(self, url: str | None = None, *, retry_after: float = 2.0) -> None:
+    def __init__(
+        self, url: str | None = None, *, retry_after: float = 2.0, confirm_timeout: float = 5.0
+    ) -> None:
         self._connections = ThreadLocalConnection(url)
+        # A confirm normally takes milliseconds; on a black-holed link it would never come
+        # and pika would wait for its heartbeat check (over a minute at the default).
+        # Past this, the rows stay unsent for the relay and a web request answers.
+        self._confirm_timeout = confirm_timeout
         # After a failed connect, web requests stop trying for a moment rather than
         # each paying a connect timeout while the broker is away; the relay catches up.
         self._retry_after = retry_after
@@ -64,17 +70,23 @@ class Publisher:
         requests) is only found out on use: the publish is retried once on a new one.
         """
         events = list(events)
+        struck = None
         for attempt in (1, 2):
             try:
                 channel = self._channel()
-                for event in events:
-                    channel.basic_publish(
-                        exchange=event.exchange,
-                        routing_key=event.routing_key,
-                        body=event.body,
-                        properties=event.properties(),
-                        mandatory=True,
-                    )
+                with deadline(
+                    self._connections.get(),
+                    self._confirm_timeout,
+                    f"no publisher confirm within {self._confirm_timeout} s",
+                ) as struck:
+                    for event in events:
+                        channel.basic_publish(
+                            exchange=event.exchange,
+                            routing_key=event.routing_key,
+                            body=event.body,
+                            properties=event.properties(),
+                            mandatory=True,
+                        )
                 return
             except pika.exceptions.UnroutableError as exc:
                 # The channel stays usable: the broker returned the message, nothing is
@@ -86,7 +98,9 @@ class Publisher:
                 ) from exc
             except Exception as exc:  # noqa: BLE001 - pika's connector errors are not AMQPErrors
                 self._connections.discard()
-                if attempt == 2:
+                # A link that swallowed a publish is not an idle connection the broker
+                # dropped: a second try would only wait again, on a new handshake.
+                if attempt == 2 or (struck is not None and struck.is_set()):
                     self._down_until = time.monotonic() + self._retry_after
                     raise PublishError(
                         f"broker unreachable: {exc.__class__.__name__}: {exc}"
