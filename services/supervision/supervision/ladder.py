@@ -21,11 +21,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import case as sa_case
 from sqlalchemy.orm import Session
 
 from eventbus import envelope
 from servicekit.runtime import Runtime
+from servicekit.types import UtcDateTime
 from supervision import models
 
 log = logging.getLogger(__name__)
@@ -210,15 +212,20 @@ def _event_data(
 
 
 def _fire_batch(uow, as_of: dt.datetime, batch: int, result: SweepResult) -> int:
-    """Fire one claimed batch of due timers in the unit of work; return how many it claimed."""
+    """Fire one claimed batch of due timers in the unit of work; return how many it claimed.
+
+    Set-based: a handful of statements per batch whatever its size (the firings' insert,
+    the timeline's, the cases' ladder positions, the timers' delete), so a sweep over a
+    large backlog costs a few milliseconds of SQL per batch, not a round trip per row.
+    """
     session = uow.session
     rows = _claim(session, as_of, batch)
     if not rows:
         return 0
     steps = {s.step: s for s in session.scalars(select(models.LadderStep))}
     directory = _supervisors(session, {row.responsible_unit for row in rows})
-    firings = models.LadderFiring.__table__
     now = dt.datetime.now(dt.UTC)
+    candidates = {}
     for row in rows:
         step = steps.get(row.step)
         live = (
@@ -229,56 +236,119 @@ def _fire_batch(uow, as_of: dt.datetime, batch: int, result: SweepResult) -> int
         )
         if not live:
             continue  # a clock that moved or stopped: its timer just goes
-        outgoing_data = _event_data(step, row, directory)
+        data = _event_data(step, row, directory)
         outgoing = envelope.build(
             service=SERVICE,
             routing_key=f"case.{step.event}",
             subject=row.case_id,
-            data=outgoing_data,
+            data=data,
             time=row.fire_at,
         )
-        inserted = session.execute(
-            _insert(session)(firings)
-            .values(
-                case_id=row.case_id,
-                step=row.step,
-                generation=row.generation,
-                event_id=outgoing.event_id,
-                due_at=row.due_at,
-                fire_at=row.fire_at,
-                fired_at=now,
-            )
-            .on_conflict_do_nothing()
-            .returning(firings.c.event_id)
-        ).first()
-        if inserted is None:
+        candidates[(row.case_id, row.step, row.generation)] = (row, step, data, outgoing)
+    fired = _record_firings(session, candidates.values(), now)
+    positions: dict[str, list[tuple[models.LadderStep, Any]]] = {}
+    timeline = []
+    for key, (row, step, data, outgoing) in candidates.items():
+        if key not in fired:
             continue  # another sweep fired this step of this clock already
         uow.emit(outgoing)
-        session.add(
-            models.TimelineEntry(
-                event_id=outgoing.event_id,
-                case_id=row.case_id,
-                event_type=outgoing.routing_key,
-                occurred_at=row.fire_at,
-                recorded_at=now,
-                summary={k: v for k, v in outgoing_data.items() if k != "case_id"},
-            )
+        timeline.append(
+            {
+                "event_id": outgoing.event_id,
+                "case_id": row.case_id,
+                "event_type": outgoing.routing_key,
+                "occurred_at": row.fire_at,
+                "recorded_at": now,
+                "summary": {k: v for k, v in data.items() if k != "case_id"},
+            }
         )
-        case = session.get(models.SupervisedCase, row.case_id)
-        if case is not None and step.position > (case.ladder_position or 0):
-            case.ladder_position = step.position
-            case.ladder_step = step.step
+        positions.setdefault(row.case_id, []).append((step, row.fire_at))
         result.fired[step.step] = result.fired.get(step.step, 0) + 1
         log.info(
             "ladder step fired",
             extra={"case_id": row.case_id, "step": step.step, "generation": row.generation},
         )
+    if timeline:
+        session.execute(insert(models.TimelineEntry.__table__), timeline)
+    if positions:
+        _advance_positions(session, positions)
     keys = [(row.case_id, row.step, row.generation) for row in rows]
     timer = models.ClockTimer
     session.execute(
         delete(timer).where(tuple_(timer.case_id, timer.step, timer.generation).in_(keys))
     )
     return len(rows)
+
+
+def _record_firings(session: Session, candidates, now: dt.datetime) -> set[tuple[str, str, int]]:
+    """Insert the firings in one statement; return the keys inserted (not fired before)."""
+    if not candidates:
+        return set()
+    firings = models.LadderFiring.__table__
+    values = [
+        {
+            "case_id": row.case_id,
+            "step": row.step,
+            "generation": row.generation,
+            "event_id": outgoing.event_id,
+            "due_at": row.due_at,
+            "fire_at": row.fire_at,
+            "fired_at": now,
+        }
+        for row, _step, _data, outgoing in candidates
+    ]
+    # One statement sent as multi-row INSERTs (SQLAlchemy's insertmanyvalues), compiled
+    # once; RETURNING names only the rows inserted, not those another sweep fired.
+    inserted = session.execute(
+        _insert(session)(firings)
+        .on_conflict_do_nothing()
+        .returning(firings.c.case_id, firings.c.step, firings.c.generation),
+        values,
+    )
+    return {tuple(key) for key in inserted}
+
+
+def _advance_positions(session: Session, fired: dict[str, list[tuple[models.LadderStep, Any]]]):
+    """Move each case's ladder forward and note its first listings, in one statement.
+
+    The position only moves to a step further along; the instant of the first listing at
+    levels 1 and 2 (the unit's and the city's leader) is kept once set.
+    """
+    case = models.SupervisedCase.__table__
+    position = bindparam("b_position")
+    further = case.c.ladder_position < position
+    params = []
+    for case_id, steps in fired.items():
+        furthest = max(steps, key=lambda pair: pair[0].position)[0]
+        listed = {1: None, 2: None}
+        for step, fire_at in steps:
+            if step.event == "escalated" and step.level in listed:
+                listed[step.level] = min(filter(None, (listed[step.level], fire_at)))
+        params.append(
+            {
+                "b_case_id": case_id,
+                "b_position": furthest.position,
+                "b_step": furthest.step,
+                "b_level_1": listed[1],
+                "b_level_2": listed[2],
+            }
+        )
+    session.execute(
+        update(case)
+        .where(case.c.case_id == bindparam("b_case_id"))
+        .values(
+            ladder_position=sa_case((further, position), else_=case.c.ladder_position),
+            ladder_step=sa_case((further, bindparam("b_step")), else_=case.c.ladder_step),
+            escalated_level_1_at=func.coalesce(
+                case.c.escalated_level_1_at, bindparam("b_level_1", type_=UtcDateTime())
+            ),
+            escalated_level_2_at=func.coalesce(
+                case.c.escalated_level_2_at, bindparam("b_level_2", type_=UtcDateTime())
+            ),
+        )
+        .execution_options(synchronize_session=False),
+        params,
+    )
 
 
 def _insert(session: Session):

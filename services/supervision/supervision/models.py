@@ -74,6 +74,10 @@ class SupervisedCase(Base):
     # The furthest ladder step fired on the current clock (its position; 0 = none yet).
     ladder_position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     ladder_step: Mapped[str | None] = mapped_column(String(30))
+    # When the case was first listed for supervision at level 1 (the unit's leader) and 2
+    # (the city's), on any clock: statistics count these without reading every firing.
+    escalated_level_1_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    escalated_level_2_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     # Whom the complaint accuses (for the cadre assessment feed), as intake registered it.
     accused_unit: Mapped[str | None] = mapped_column(String(64))
     accused_person: Mapped[str | None] = mapped_column(String(50))

@@ -29,7 +29,7 @@ from flask import Response, current_app, jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
-from sqlalchemy import and_, case, distinct, func, literal, select
+from sqlalchemy import and_, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from servicekit.auth import current_principal, require
@@ -172,6 +172,9 @@ def compute(
         "overdue_open": count_if(
             and_(c.status.in_(models.UNRESOLVED), c.due_at.is_not(None), c.due_at < end)
         ),
+        # Listed for supervision at each level, on any clock (ladder.py notes when).
+        "escalated_level_1": count_if(c.escalated_level_1_at.is_not(None)),
+        "escalated_level_2": count_if(c.escalated_level_2_at.is_not(None)),
         "escalated_major": count_if(c.major_since.is_not(None)),
         "repeat_visits": count_if(c.repeat_of.is_not(None)),
         "feedback_answers": count_if(c.feedback_satisfied.is_not(None)),
@@ -182,19 +185,6 @@ def compute(
         for figure, value in zip(figures, values, strict=True):
             add(group, figure, value)
             totals[figure] += int(value or 0)
-
-    # Escalations by level: the cases of the period that reached each level of the ladder.
-    firing, step = models.LadderFiring, models.LadderStep
-    for result in session.execute(
-        select(key, step.level, func.count(distinct(c.case_id)))
-        .join(firing, firing.case_id == c.case_id)
-        .join(step, step.step == firing.step)
-        .where(*conditions, step.event == "escalated", step.level.in_((1, 2)))
-        .group_by(key, step.level)
-    ):
-        group, level, count = result
-        add(group, f"escalated_level_{level}", count)
-        totals[f"escalated_level_{level}"] += count
 
     if category is not None:
         # A batch has no category: within one category, batches cannot be counted.
