@@ -185,6 +185,8 @@ class Assignment(Base):
         ),
         Index("ix_assignments_case_id", "case_id"),
         Index("ix_assignments_unit_status", "unit", "status"),
+        # A partner's list, newest first, read in order from the index (not sorted).
+        Index("ix_assignments_unit_routed", "unit", "routed_at"),
         Index("ix_assignments_routed_at", "routed_at"),
     )
 
