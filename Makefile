@@ -7,7 +7,7 @@ SERVICES := intake routing supervision notify
 # Each service with its test extra (test servers and property testing tools).
 PACKAGES := libs/eventbus libs/servicekit $(foreach s,$(SERVICES),services/$(s)[test])
 
-.PHONY: install run migrate seed test test-sqlite test-postgresql bench proof lint format clean
+.PHONY: install run migrate seed test test-sqlite test-postgresql bench bench-scale proof lint format clean
 
 $(STAMP): constraints.txt requirements-dev.txt $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ bench: install  ## measure latency and throughput on PostgreSQL; writes bench/re
 	scripts/ensure-services.sh rabbitmq postgresql
 	$(BIN)/pip install -q -c constraints.txt -r bench/requirements.txt
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.scale $(SCALE_ARGS)
+
+bench-scale: install  ## 1,000,000 cases: ladder sweep, a year's statistics, case queries; bench/results/<date>-scale.*
+	scripts/ensure-services.sh rabbitmq postgresql
+	$(BIN)/python -m bench.scale $(SCALE_ARGS)
 
 proof: install  ## the proof suite at full size on PostgreSQL; prints its table, writes var/proof/
 	scripts/ensure-services.sh rabbitmq postgresql
