@@ -14,7 +14,7 @@ from sqlalchemy import MetaData
 from werkzeug.exceptions import HTTPException
 
 from eventbus import tracing
-from servicekit import health, metrics, ratelimit
+from servicekit import health, metrics, openapi, ratelimit
 from servicekit.runtime import make_runtime
 
 log = logging.getLogger("servicekit.http")
@@ -62,6 +62,7 @@ def create_service_app(
         service, metadata, app.config["DATABASE_URL"], app.config["AMQP_URL"]
     )
     api = Api(app)
+    openapi.init_api(api)
     app.register_blueprint(health.blp)
     metrics.init_app(app, service)
     ratelimit.init_app(app)
@@ -158,6 +159,10 @@ def _init_errors(app: Flask) -> None:
             )
         response = jsonify(body)
         response.status_code = exc.code or 500
+        # Keep the headers the error carries: a 405 must say which methods are Allow-ed.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
         return response
 
     @app.errorhandler(Exception)
