@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import requests
 from sqlalchemy import create_engine, text
 
+from servicekit.localsystem import System
+
 UNIT = "xc-zhishan"
 # What the visitor of a signed-over case hears by SMS under notify's default rules.
 VISITOR_SMS = ("receipt", "routed")
@@ -109,13 +111,14 @@ class Accepted:
 class VisitStream:
     """Post ``visits`` visits at ``rate`` per second from a thread, retrying like a desk does.
 
-    Each visit is posted with its own Idempotency-Key until it is answered 201; a refused
-    connection, a timeout or a 5xx is retried with the same key and body. A 4xx, or a
-    visit still not accepted after ``give_up`` seconds, is recorded in ``refused``.
+    With ``visits=None`` the stream goes on until :meth:`stop`. Each visit is posted with
+    its own Idempotency-Key until it is answered 201; a refused connection, a timeout or a
+    5xx is retried with the same key and body. A 4xx, or a visit still not accepted after
+    ``give_up`` seconds, is recorded in ``refused``.
     """
 
-    system: object
-    visits: int
+    system: System
+    visits: int | None
     rate: float
     give_up: float = 120.0
     prefix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
@@ -125,9 +128,14 @@ class VisitStream:
     ended: float | None = None  # when the last visit was answered, monotonic
 
     def start(self) -> VisitStream:
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="visit-stream", daemon=True)
         self._thread.start()
         return self
+
+    def stop(self) -> None:
+        """Post no further visit (the one in hand is still retried until answered)."""
+        self._stopping.set()
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
@@ -138,25 +146,32 @@ class VisitStream:
         return not self._thread.is_alive()
 
     @property
+    def posted(self) -> int:
+        return len(self.accepted) + len(self.refused)
+
+    @property
     def case_ids(self) -> list[str]:
         return [case for a in list(self.accepted) for case in a.case_ids]
 
     def _run(self) -> None:
         began = time.monotonic()
-        session = requests.Session()
-        for n in range(self.visits):
+        self._session = requests.Session()
+        n = 0
+        while n != self.visits:
             # Steady: visit n is due at n / rate, however long the earlier ones took.
-            time.sleep(max(0.0, began + n / self.rate - time.monotonic()))
-            self._post(session, n)
+            if self._stopping.wait(max(0.0, began + n / self.rate - time.monotonic())):
+                break
+            self._post(n)
+            n += 1
         self.ended = time.monotonic()
 
-    def _post(self, session: requests.Session, n: int) -> None:
+    def _post(self, n: int) -> None:
         body, key = visit(n), f"{self.prefix}-{n}"
         headers = {**self.system.token("city-org"), "Idempotency-Key": key}
         deadline = time.monotonic() + self.give_up
         while True:
             try:
-                r = session.post(
+                r = self._session.post(
                     self.system.url("intake", "/v1/visits"), json=body, headers=headers, timeout=10
                 )
                 if r.status_code == 201:
@@ -167,7 +182,8 @@ class VisitStream:
                     self.refused.append((n, f"{r.status_code} {r.text[:300]}"))
                     return
             except requests.RequestException:
-                session = requests.Session()  # the worker died under us; a fresh connection
+                # The worker died under us: retry on a fresh connection.
+                self._session = requests.Session()
             if time.monotonic() > deadline:
                 self.refused.append((n, f"not accepted within {self.give_up} s"))
                 return
@@ -205,7 +221,7 @@ class Effects:
 class Ledger:
     """Read the effects of a stream from the services' own databases and the SMS gateway."""
 
-    def __init__(self, system, gateway: SmsGateway) -> None:
+    def __init__(self, system: System, gateway: SmsGateway) -> None:
         self.gateway = gateway
         self.engines = {s: create_engine(url) for s, url in system.database_urls.items()}
 
@@ -216,6 +232,18 @@ class Ledger:
     def _rows(self, service: str, sql: str):
         with self.engines[service].connect() as conn:
             return conn.execute(text(sql)).all()
+
+    def wait_unit_known(self, timeout: float = 90.0) -> None:
+        """Wait until intake's copy of the unit directory (from routing's events) has UNIT.
+
+        A visit naming a unit intake does not know yet is refused (422): on a freshly
+        started system the directory arrives a moment after the processes are up.
+        """
+        deadline = time.monotonic() + timeout
+        sql = f"SELECT count(*) FROM units WHERE code = '{UNIT}'"
+        while not self._rows("intake", sql)[0][0]:
+            assert time.monotonic() < deadline, f"intake never learnt of unit {UNIT}"
+            time.sleep(0.2)
 
     def outbox_backlog(self, service: str = "intake") -> int:
         """Return how many of a service's events wait in its outbox, unpublished."""
