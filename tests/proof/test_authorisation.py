@@ -356,7 +356,8 @@ def world(system, http) -> World:
             return None
         return answer
 
-    created = eventually(accepted)
+    # The directory is 448 units' events: on a loaded machine that takes minutes.
+    created = eventually(accepted, timeout=300)
     assert created.status_code == 201, created.text
     case = created.json()["cases"][0]
     admin = bearer("city-org", A)

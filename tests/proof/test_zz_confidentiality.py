@@ -157,7 +157,8 @@ def traffic(system) -> Traffic:
                 return None
             return answer
 
-        answer = eventually(accepted)
+        # The directory is 448 units' events: on a loaded machine that takes minutes.
+        answer = eventually(accepted, timeout=300)
         assert answer.status_code == 201, answer.text
         sent.cases += [c["case_number"] for c in answer.json()["cases"]]
         return answer.json()["cases"]
@@ -275,7 +276,7 @@ def traffic(system) -> Traffic:
                 return False
         return True
 
-    eventually(notified, timeout=90)
+    eventually(notified, timeout=180)
     http.close()
     return sent
 
