@@ -10,6 +10,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from routing.directory import UNIT_CODE
 from routing.models import LEVELS, STATUSES
+from servicekit.openapi import JsonBoolean
 
 MAX_PAGE_SIZE = 100
 
@@ -96,11 +97,13 @@ class _Strict(Schema):
         unknown = RAISE
 
 
-def _text(max_length: int) -> validate.Validator:
-    return validate.And(
+def _text(max_length: int) -> list[validate.Validator]:
+    # A list, not validate.And: the OpenAPI document shows a list's minLength and pattern.
+    return [
         validate.Length(min=1, max=max_length),
-        validate.Regexp(r"\S", error="must not be blank"),
-    )
+        # Anchored as marshmallow applies it (re.match): the document's pattern says the same.
+        validate.Regexp(r"^\s*\S", error="must not be blank"),
+    ]
 
 
 class ReturnIn(_Strict):
@@ -126,7 +129,7 @@ class ExtensionIn(_Strict):
 
 
 class ExtensionDecisionIn(_Strict):
-    grant = fields.Boolean(required=True)
+    grant = JsonBoolean(required=True)
     reason = fields.String(required=True, validate=_text(500))
     days = fields.Integer(strict=True, validate=validate.Range(min=1, max=90))
 
@@ -168,16 +171,20 @@ class UnitIn(_Strict):
     # Derived from the parents when left out; refused when it contradicts them.
     area = fields.String(validate=UNIT_CODE)
     leader = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=50))
-    active = fields.Boolean(load_default=True)
+    active = JsonBoolean(load_default=True)
     # True for a partner that consumes its own queue partner.<code> by AMQP.
-    amqp = fields.Boolean(load_default=False)
+    amqp = JsonBoolean(load_default=False)
 
 
 class UnitPatch(_Strict):
+    class Meta:
+        unknown = RAISE
+        json_schema = {"minProperties": 1}
+
     name = fields.String(validate=_text(100))
     leader = fields.String(allow_none=True, validate=validate.Length(max=50))
-    active = fields.Boolean()
-    amqp = fields.Boolean()
+    active = JsonBoolean()
+    amqp = JsonBoolean()
 
     @validates_schema
     def _something(self, data, **kwargs):
@@ -203,6 +210,10 @@ class RuleIn(_Strict):
 
 
 class RulePatch(_Strict):
+    class Meta:
+        unknown = RAISE
+        json_schema = {"minProperties": 1}
+
     unit = fields.String(validate=UNIT_CODE)
     due_days = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=1, max=365))
 
@@ -248,12 +259,25 @@ class InboxOut(Schema):
     next_cursor = fields.String(allow_none=True)
 
 
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = (
+    rf"(?:{_LABEL}\.?|(?:{_LABEL}\.)+(?:[A-Za-z]{{2,6}}|[A-Za-z0-9-]{{2,}})\.?"
+    r"|[0-9]{1,3}(?:\.[0-9]{1,3}){3})"
+)
+# The http(s) URLs marshmallow's check takes without a TLD, ASCII host names only: as a
+# pattern, the OpenAPI document can say exactly what is accepted.
+WEBHOOK_URL = validate.Regexp(
+    rf"^https?://{_HOST}(?::[0-9]+)?(?:/?|[/?#]\S+)$",
+    error="must be an http or https URL such as 'https://partner.example/hook'",
+)
+
+
 class WebhookIn(_Strict):
     url = fields.Url(
         required=True,
         schemes={"http", "https"},
         require_tld=False,
-        validate=validate.Length(max=500),
+        validate=[validate.Length(max=500), WEBHOOK_URL],
     )
 
 
