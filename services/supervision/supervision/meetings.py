@@ -15,6 +15,7 @@ from servicekit.auth import current_principal, require
 from supervision import access, models, usecases
 from supervision.cases import find_case
 from supervision.schemas import (
+    MONTH,
     AgendaOut,
     DecisionIn,
     DecisionOut,
@@ -47,7 +48,16 @@ def _month(month: str) -> tuple[dt.datetime, dt.datetime]:
     return start, end
 
 
-@blp.route("/<month>/agenda")
+# The path's month as the document shows it: the pattern _month() enforces.
+MONTH_PARAMETER = {
+    "in": "path",
+    "name": "month",
+    "required": True,
+    "schema": {"type": "string", "pattern": MONTH.regex.pattern},
+}
+
+
+@blp.route("/<month>/agenda", parameters=[MONTH_PARAMETER])
 class Agenda(MethodView):
     @require("supervisor", "admin")
     @blp.arguments(NoQuery, location="query", unknown=RAISE)
@@ -146,7 +156,7 @@ class Agenda(MethodView):
             }
 
 
-@blp.route("/<month>/decisions")
+@blp.route("/<month>/decisions", parameters=[MONTH_PARAMETER])
 class Decisions(MethodView):
     @require("supervisor", "admin")
     @blp.arguments(NoQuery, location="query", unknown=RAISE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from servicekit.openapi import JsonBoolean
 from supervision.models import STEP_EVENTS, SUPERVISED_BY
 
 
@@ -101,7 +102,7 @@ class LadderStepIn(Strict):
         strict=True, allow_none=True, validate=validate.Range(min=0, max=3660)
     )
     supervised_by = fields.String(allow_none=True, validate=validate.OneOf(SUPERVISED_BY))
-    active = fields.Boolean(load_default=True)
+    active = JsonBoolean(load_default=True)
 
     @validates_schema
     def _consistent(self, data, **_kwargs):
@@ -193,7 +194,7 @@ class BoardOut(Schema):
 
 
 class FeedbackIn(Strict):
-    satisfied = fields.Boolean(required=True)
+    satisfied = JsonBoolean(required=True)
     comment = fields.String(allow_none=True, validate=validate.Length(max=500))
 
 
@@ -283,7 +284,11 @@ class StatsQuery(Strict):
 
 # -- the joint meeting and the cadre feed --------------------------------------------------
 
-MONTH = validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$", error="must be a month: YYYY-MM")
+# Years 1900-2999: the programme began in 1996, and a year such as 0000 or 9999 has no
+# month boundaries on the calendar (the month after 9999-12 does not exist).
+MONTH = validate.Regexp(
+    r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$", error="must be a month: YYYY-MM from 1900 to 2999"
+)
 
 
 class MonthPath(Schema):

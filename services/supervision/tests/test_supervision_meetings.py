@@ -161,6 +161,37 @@ def test_a_bad_month_is_refused_and_outsiders_are_kept_out(client, january):
     assert outside.status_code == 404
 
 
+@pytest.mark.parametrize("month", ["0000-01", "9999-12"])
+def test_a_month_off_the_calendar_is_refused_not_a_server_error(client, month):
+    # Found by the bad-input proof: the agenda of 0000-01 answered 500 (no year 0).
+    for response in (
+        client.get(f"/v1/meetings/{month}/agenda", headers=ADMIN),
+        client.post(
+            f"/v1/meetings/{month}/decisions",
+            headers=ADMIN,
+            json={"case": "city-org-20261215-0001", "decision": "note", "note": "x"},
+        ),
+    ):
+        assert response.status_code == 422, response.json
+        assert list(response.json["errors"]["path"]) == ["month"]
+
+
+def test_the_document_gives_the_month_pattern(client):
+    spec = client.get("/openapi.json").json
+    for path in ("/v1/meetings/{month}/agenda", "/v1/meetings/{month}/decisions"):
+        (month,) = [p for p in spec["paths"][path]["parameters"] if p["name"] == "month"]
+        assert month["schema"]["pattern"].startswith("^(19|2[0-9])")
+
+
+@pytest.mark.parametrize("satisfied", [1, "true"])
+def test_feedback_takes_a_json_boolean(client, satisfied):
+    response = client.post(
+        "/v1/cases/city-org-20261215-0001/feedback", headers=ADMIN, json={"satisfied": satisfied}
+    )
+    assert response.status_code == 422
+    assert "satisfied" in response.json["errors"]["json"]
+
+
 # -- the cadre assessment feed ---------------------------------------------------------------
 
 
