@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from notify import models
 from servicekit.auth import require
+from servicekit.openapi import JsonBoolean
 
 # What each event can tell, and to whom (the handlers' payloads and recipients).
 PRODUCES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -56,7 +57,7 @@ class RuleIn(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(models.KINDS))
     recipient_kind = fields.String(required=True, validate=validate.OneOf(models.RECIPIENT_KINDS))
     channel = fields.String(required=True, validate=validate.OneOf(models.CHANNELS))
-    enabled = fields.Boolean(required=True)
+    enabled = JsonBoolean(required=True)
 
     @validates_schema
     def _combination(self, data, **_kwargs):

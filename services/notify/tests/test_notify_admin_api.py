@@ -114,6 +114,8 @@ def test_a_new_rule_adds_a_notification(client, deliver, notifications_of):
         ({"channel": "webhook"}, "channel"),  # a visitor has no webhook
         ({"event": "case.nonsense"}, "event"),
         ({"enabled": "maybe"}, "enabled"),
+        ({"enabled": 0}, "enabled"),  # the document says boolean (found by the bad-input proof)
+        ({"enabled": "false"}, "enabled"),
         ({"colour": "red"}, "colour"),
     ],
 )
