@@ -116,7 +116,7 @@ class ThreadLocalConnection:
         if conn is None or pid != os.getpid() or not conn.is_open:
             self._local.conn = connect(self._url, **self._kwargs)
             self._local.pid = os.getpid()
-            self._local.channel = None
+            self._local.channel = None  # what went with the old connection goes with it
         return self._local.conn
 
     def discard(self) -> None:

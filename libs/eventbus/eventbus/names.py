@@ -4,6 +4,10 @@ EVENTS_EXCHANGE = "nighttalk.events"
 PARTNERS_EXCHANGE = "nighttalk.partners"
 DEAD_LETTER_EXCHANGE = "nighttalk.dlx"
 
+# Announcements no service is required to hear (docs/events.md): with no queue bound,
+# the broker returns them and that is no failure; every other event must reach a queue.
+NO_REQUIRED_CONSUMER = frozenset({"notification.delivered", "notification.failed"})
+
 
 def service_queue(service: str) -> str:
     """Return the name of the one quorum queue a consuming service reads."""

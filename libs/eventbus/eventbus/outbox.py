@@ -11,10 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
+from typing import NamedTuple
 
-from sqlalchemy import Engine, Table, func, insert, select, text, update
+from sqlalchemy import Engine, Table, and_, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from eventbus import names
 from eventbus.envelope import OutgoingEvent
 from eventbus.publisher import Publisher, PublishError, Unroutable
 
@@ -69,6 +71,15 @@ def _event_of(row) -> OutgoingEvent:
     )
 
 
+class Batch(NamedTuple):
+    """What one claim of outbox rows came to."""
+
+    sent: int
+    claimed: int
+    last_position: int
+    broker_unreachable: bool
+
+
 class Outbox:
     """Publish a service's outbox rows: at once after a commit, or by sweeping."""
 
@@ -92,21 +103,27 @@ class Outbox:
             return 0
         by_id = {event.event_id: event for event in events}
         condition = self.table.c.event_id.in_(list(by_id))
-        sent = self._publish_where(condition, limit=len(by_id), in_hand=by_id)
+        sent = self._claim_and_publish(condition, limit=len(by_id), in_hand=by_id).sent
         if sent < len(by_id):
             self._wake_relay()
         return sent
 
     def sweep(self, older_than: dt.timedelta = dt.timedelta(0)) -> int:
-        """Publish every unsent row created before ``now - older_than``; return how many."""
+        """Publish every unsent row created before ``now - older_than``; return how many.
+
+        Pages forward by position, so rows that cannot be sent yet (unroutable) never
+        hold back the rows behind them, however many there are.
+        """
         total = 0
+        after = 0  # positions start at 1
         while True:
             cutoff = now() - older_than
-            condition = self.table.c.created_at <= cutoff
-            sent = self._publish_where(condition, limit=BATCH)
-            total += sent
-            if sent < BATCH:
+            condition = and_(self.table.c.created_at <= cutoff, self.table.c.position > after)
+            batch = self._claim_and_publish(condition, limit=BATCH)
+            total += batch.sent
+            if batch.claimed < BATCH or batch.broker_unreachable:
                 return total
+            after = batch.last_position
 
     def backlog(self) -> tuple[int, float]:
         """Return the number of unsent rows and the age in seconds of the oldest."""
@@ -122,9 +139,9 @@ class Outbox:
             oldest = oldest.replace(tzinfo=dt.UTC)
         return count, max(0.0, (now() - oldest).total_seconds())
 
-    def _publish_where(
+    def _claim_and_publish(
         self, condition, *, limit: int, in_hand: dict[str, OutgoingEvent] | None = None
-    ) -> int:
+    ) -> Batch:
         """Claim unsent rows matching ``condition``, publish them in order, mark the sent ones.
 
         ``in_hand`` holds events already in memory by id: their rows' contents are not read.
@@ -145,34 +162,45 @@ class Outbox:
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             ).all()
-            for row in rows:
-                event = in_hand[row.event_id] if in_hand else _event_of(row)
-                try:
-                    self.publisher.publish(event)
-                except PublishError as exc:
-                    session.execute(
-                        update(t)
-                        .where(t.c.position == row.position)
-                        .values(attempts=t.c.attempts + 1, last_error=str(exc)[:500])
-                    )
-                    log.warning(
-                        "outbox publish failed",
-                        extra={
-                            "event_id": event.event_id,
-                            "routing_key": event.routing_key,
-                            "error": str(exc),
-                        },
-                    )
-                    if isinstance(exc, Unroutable):
-                        continue  # this row has no queue yet; the others may well have
-                    break
-                sent.append(row.position)
+            if not rows:
+                return Batch(0, 0, 0, False)
+            claimed, last, unreachable = len(rows), rows[-1].position, False
+            events = [in_hand[row.event_id] if in_hand else _event_of(row) for row in rows]
+            try:
+                failures = self.publisher.publish_batch(events)
+            except PublishError as exc:
+                # The broker is out of reach: nothing was confirmed. Say so on the first
+                # row (the one holding the others up) and leave them all to the next try.
+                rows, events, failures = rows[:1], events[:1], [exc]
+                unreachable = True
+            for row, event, failure in zip(rows, events, failures, strict=True):
+                if failure is None or (
+                    isinstance(failure, Unroutable)
+                    and event.routing_key in names.NO_REQUIRED_CONSUMER
+                ):
+                    sent.append(row.position)  # taken, or an announcement nobody listens to
+                    continue
+                # Unroutable (no queue bound yet) or nacked: this row stays unsent and the
+                # others of the batch go on; the relay tries it again.
+                session.execute(
+                    update(t)
+                    .where(t.c.position == row.position)
+                    .values(attempts=t.c.attempts + 1, last_error=str(failure)[:500])
+                )
+                log.warning(
+                    "outbox publish failed",
+                    extra={
+                        "event_id": event.event_id,
+                        "routing_key": event.routing_key,
+                        "error": str(failure),
+                    },
+                )
             if sent:
                 # Marked in the claiming transaction: a crash before this commit leaves the
                 # rows unsent, to be published again (the same event ids, which consumers
                 # recognise), never sent-but-unpublished.
                 session.execute(update(t).where(t.c.position.in_(sent)).values(sent_at=now()))
-        return len(sent)
+        return Batch(len(sent), claimed, last, unreachable)
 
     def _wake_relay(self) -> None:
         if self.engine.dialect.name != "postgresql":

@@ -1,17 +1,26 @@
 """Publish events with publisher confirms and ``mandatory``, so a publish either lands or fails.
 
-``publish`` returns only once the broker has confirmed the message into a queue;
-an unroutable or nacked message raises, and the caller (the outbox) keeps it unsent.
+``publish_batch`` sends a batch of messages and then waits once for all their confirms,
+so a batch costs one round trip (and one broker disk write), not one per message; it
+reports per message whether the broker took it, returned it as unroutable, or nacked
+it, and the caller (the outbox) marks only the taken ones sent. ``publish`` is a batch
+of one that raises.
+
+pika's BlockingChannel waits for each confirm in turn and has no way to wait for many,
+so the channel's confirm mode is driven here through its underlying channel (the
+same callbacks BlockingChannel itself registers) and the wait through BlockingChannel's
+own loop; both are wrapped in :class:`_Confirms`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 import pika
 import pika.exceptions
+import pika.spec
 
 from eventbus import topology
 from eventbus.connection import ThreadLocalConnection, deadline
@@ -26,6 +35,67 @@ class PublishError(Exception):
 
 class Unroutable(PublishError):
     """No queue is bound for the message's routing key; the broker returned it."""
+
+
+class _Confirms:
+    """A channel in confirm mode: what the broker said of each message published on it."""
+
+    def __init__(self, channel) -> None:
+        self.channel = channel
+        self._last_tag = 0
+        self._outcomes: dict[int, str] = {}  # delivery tag -> "ack" | "nack"
+        self._returned: set[str] = set()  # message ids the broker returned (unroutable)
+        selected = []
+        impl = channel._impl  # noqa: SLF001 - see the module docstring
+        impl.confirm_delivery(
+            ack_nack_callback=self._on_confirm, callback=lambda _frame: selected.append(True)
+        )
+        channel._flush_output(lambda: bool(selected))  # noqa: SLF001
+        impl.add_on_return_callback(self._on_return)
+
+    def _on_confirm(self, frame) -> None:
+        method = frame.method
+        outcome = "ack" if isinstance(method, pika.spec.Basic.Ack) else "nack"
+        if method.multiple:
+            for tag in range(method.delivery_tag, 0, -1):
+                if tag in self._outcomes:
+                    break  # everything below was settled by an earlier confirm
+                self._outcomes[tag] = outcome
+        else:
+            self._outcomes[method.delivery_tag] = outcome
+
+    def _on_return(self, _channel, _method, properties, _body) -> None:
+        # A returned message is confirmed (acked) right after its basic.return.
+        self._returned.add(properties.message_id)
+
+    def publish(self, events: Sequence[OutgoingEvent]) -> list[PublishError | None]:
+        """Publish events, wait once for all their confirms; return each one's failure."""
+        impl = self.channel._impl  # noqa: SLF001
+        tags = []
+        for event in events:
+            impl.basic_publish(
+                exchange=event.exchange,
+                routing_key=event.routing_key,
+                body=event.body,
+                properties=event.properties(),
+                mandatory=True,
+            )
+            self._last_tag += 1
+            tags.append(self._last_tag)
+        self.channel._flush_output(lambda: all(t in self._outcomes for t in tags))  # noqa: SLF001
+        results: list[PublishError | None] = []
+        for event, tag in zip(events, tags, strict=True):
+            outcome = self._outcomes.pop(tag)
+            if event.event_id in self._returned:
+                self._returned.discard(event.event_id)
+                results.append(Unroutable(f"unroutable: {event.exchange} {event.routing_key}"))
+            elif outcome == "nack":
+                results.append(
+                    PublishError(f"nacked by broker: {event.exchange} {event.routing_key}")
+                )
+            else:
+                results.append(None)
+        return results
 
 
 class Publisher:
@@ -44,16 +114,17 @@ class Publisher:
         self._retry_after = retry_after
         self._down_until = 0.0
 
-    def _channel(self):
+    def _confirms(self) -> _Confirms:
         local = self._connections.local
         conn = self._connections.get()
-        channel = getattr(local, "channel", None)
-        if channel is None or not channel.is_open:
+        # The connection holder resets ``local.channel`` whenever it opens a new connection.
+        confirms = getattr(local, "channel", None)
+        if confirms is None or not confirms.channel.is_open:
             channel = conn.channel()
             topology.declare_exchanges(channel)  # idempotent; a fresh broker has none
-            channel.confirm_delivery()
-            local.channel = channel
-        return channel
+            confirms = _Confirms(channel)
+            local.channel = confirms
+        return confirms
 
     def available(self) -> bool:
         """Return False while a recent failure says the broker is unreachable."""
@@ -61,41 +132,31 @@ class Publisher:
 
     def publish(self, event: OutgoingEvent) -> None:
         """Publish one event and wait for its confirm, or raise PublishError."""
-        self.publish_many([event])
+        failure = self.publish_batch([event])[0]
+        if failure is not None:
+            raise failure
 
-    def publish_many(self, events: Iterable[OutgoingEvent]) -> None:
-        """Publish events in order, each confirmed, or raise PublishError at the first failure.
+    def publish_batch(self, events: Sequence[OutgoingEvent]) -> list[PublishError | None]:
+        """Publish events in order and wait for all their confirms at once.
 
-        A connection the broker dropped while idle (missed heartbeats between two web
-        requests) is only found out on use: the publish is retried once on a new one.
+        Return, for each event, None if the broker took it, or why not (:class:`Unroutable`
+        or a nack). Raise PublishError if the broker cannot be reached at all. A connection
+        the broker dropped while idle (missed heartbeats between two web requests) is only
+        found out on use: the batch is then sent again once on a new connection.
         """
         events = list(events)
+        if not events:
+            return []
         struck = None
         for attempt in (1, 2):
             try:
-                channel = self._channel()
+                confirms = self._confirms()
                 with deadline(
                     self._connections.get(),
                     self._confirm_timeout,
                     f"no publisher confirm within {self._confirm_timeout} s",
                 ) as struck:
-                    for event in events:
-                        channel.basic_publish(
-                            exchange=event.exchange,
-                            routing_key=event.routing_key,
-                            body=event.body,
-                            properties=event.properties(),
-                            mandatory=True,
-                        )
-                return
-            except pika.exceptions.UnroutableError as exc:
-                # The channel stays usable: the broker returned the message, nothing is
-                # wrong with the connection. No queue is bound for this key yet.
-                raise Unroutable(f"unroutable: {event.exchange} {event.routing_key}") from exc
-            except pika.exceptions.NackError as exc:
-                raise PublishError(
-                    f"nacked by broker: {event.exchange} {event.routing_key}"
-                ) from exc
+                    return confirms.publish(events)
             except Exception as exc:  # noqa: BLE001 - pika's connector errors are not AMQPErrors
                 self._connections.discard()
                 # A link that swallowed a publish is not an idle connection the broker
@@ -105,6 +166,7 @@ class Publisher:
                     raise PublishError(
                         f"broker unreachable: {exc.__class__.__name__}: {exc}"
                     ) from exc
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         """Close this thread's connection."""

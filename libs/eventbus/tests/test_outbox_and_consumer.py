@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Column, MetaData, String, Table, create_engine, func, insert, select
 from sqlalchemy.orm import sessionmaker
 
-from eventbus import envelope, names, testing, topology
+from eventbus import envelope, names, outbox, testing, topology
 from eventbus.connection import connect
 from eventbus.consumer import Consumer
 from eventbus.outbox import Outbox
@@ -92,6 +92,39 @@ def test_unroutable_is_not_marked_sent_and_the_sweep_sends_it_once_routable(stor
     assert box.sweep() == 1
     assert _unsent(engine, outbox_t) == 0
     assert len(testing.get_messages(amqp_url, "t.late", count=1, timeout=5)) == 1
+
+
+def test_the_sweep_pages_past_rows_that_cannot_be_sent(store, amqp_url):
+    # More unroutable rows than one batch, then one that can go: a sweep that only ever
+    # looked at the first batch would strand it behind them for good.
+    engine, outbox_t, inbox_t, _ = store
+    _bind_test_queue(amqp_url, "t.behind", "thing.behind")
+    with sessionmaker(engine)() as session:
+        outbox.add_all(
+            session,
+            outbox_t,
+            [
+                envelope.build(service="tests", routing_key="nobody.hears", subject=str(n), data={})
+                for n in range(outbox.BATCH + 20)
+            ]
+            + [envelope.build(service="tests", routing_key="thing.behind", subject="x", data={})],
+        )
+        session.commit()
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), "tests")
+    assert box.sweep() == 1
+    assert _unsent(engine, outbox_t) == outbox.BATCH + 20
+    assert len(testing.get_messages(amqp_url, "t.behind", count=1, timeout=5)) == 1
+
+
+def test_an_announcement_nobody_listens_to_is_not_retried_forever(store, amqp_url):
+    engine, outbox_t, inbox_t, _ = store
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), "tests")
+    with UnitOfWork(sessionmaker(engine), box, inbox_t) as uow:
+        for key in sorted(names.NO_REQUIRED_CONSUMER):
+            uow.emit(envelope.build(service="tests", routing_key=key, subject="s", data={}))
+        uow.emit(envelope.build(service="tests", routing_key="nobody.else", subject="s", data={}))
+        uow.commit()
+    assert _unsent(engine, outbox_t) == 1  # only the event someone must hear waits
 
 
 def test_broker_unreachable_leaves_rows_for_the_relay(store, amqp_url):
