@@ -6,7 +6,10 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-READ = re.compile(r"""(?:environ\.get|environ\[|getenv)\(?\s*["']([A-Z][A-Z0-9_]+)["']""")
+# The process environment only: a WSGI request's environ (CONTENT_LENGTH) is not configuration.
+READ = re.compile(
+    r"""(?<!request\.)(?:environ\.get|environ\[|getenv)\(?\s*["']([A-Z][A-Z0-9_]+)["']"""
+)
 # Names read through a small helper (env("NIGHTTALK_..."), _env_flag(...)) are still literals.
 OURS = re.compile(r"""["']((?:NIGHTTALK|INTAKE|ROUTING|SUPERVISION|NOTIFY)_[A-Z0-9_]+)["']""")
 # Read under a computed name: f"{service.upper()}_DATABASE_URL" in servicekit.db.
