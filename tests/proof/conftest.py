@@ -6,32 +6,22 @@ the ``proof`` fixture; whether it held is the test's own outcome, so a row can n
 written to ``var/proof/<date>.md``.
 
 Two sizes: the short one runs in ``make test`` (and CI); ``make proof`` sets
-``NIGHTTALK_PROOF=full`` for longer streams and more cases. Use :func:`size` to choose.
+``NIGHTTALK_PROOF=full`` for longer streams and more cases: ``proofkit.size`` chooses.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from proofkit import FULL, ROOT, start_system
 
 from eventbus import testing
-from servicekit.localsystem import SERVICES, running_system
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = ROOT / "deploy" / "compose.yaml"
-FULL = os.environ.get("NIGHTTALK_PROOF", "short") == "full"
 # Every process log of the proof run lands here, so the confidentiality scan reads them all.
 LOGS_KEY = pytest.StashKey[Path]()
-
-
-def size(short, full):
-    """Return the short figure in the everyday suite and the full one under ``make proof``."""
-    return full if FULL else short
 
 
 @dataclass
@@ -112,26 +102,6 @@ def proof_logs(request, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("proof-logs")
     request.config.stash[LOGS_KEY] = folder
     return folder
-
-
-@contextlib.contextmanager
-def start_system(amqp_url, db_backend, folder: Path, *, extra_env=None):
-    """Run the whole system as compose declares it, on fresh databases, logging into folder."""
-    with contextlib.ExitStack() as stack:
-        urls = {
-            s: stack.enter_context(
-                testing.temporary_database(db_backend, f"proof_{s}", str(folder))
-            )
-            for s in SERVICES
-        }
-        with running_system(
-            compose=COMPOSE,
-            folder=folder,
-            amqp_url=amqp_url,
-            database_urls=urls,
-            extra_env=extra_env,
-        ) as system:
-            yield system
 
 
 @pytest.fixture(scope="module")

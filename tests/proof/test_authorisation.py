@@ -28,18 +28,18 @@ import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import jwt
 import pika
 import pika.exceptions
 import pytest
 import requests
+from proofkit import start_system
 
 from eventbus import names, testing
 from eventbus.connection import connect
 from servicekit import auth
-from servicekit.localsystem import NIGHTTALK, SERVICES, running_system
+from servicekit.localsystem import NIGHTTALK, SERVICES
 
 pytestmark = pytest.mark.proof
 
@@ -47,7 +47,6 @@ R, P, S, A = "reception", "partner", "supervisor", "admin"
 ANY = frozenset(auth.ROLES)
 OWNED = "owned"  # the data belongs to a unit: a BOLA probe below must cover the operation
 OPEN311_KEYS = {"key-lw": "lw", "key-xc": "xc"}
-COMPOSE = Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml"
 
 
 @dataclass(frozen=True)
@@ -179,23 +178,9 @@ def system(module_amqp_url, db_backend, proof_logs):
     folder = proof_logs / "test_authorisation"
     folder.mkdir()
     keys = ",".join(f"{k}={u}" for k, u in OPEN311_KEYS.items())
-    # The frame's start_system, with the Open311 keys (a test module cannot import conftest).
-    with contextlib.ExitStack() as stack:
-        urls = {
-            s: stack.enter_context(
-                testing.temporary_database(db_backend, f"proof_{s}", str(folder))
-            )
-            for s in SERVICES
-        }
-        yield stack.enter_context(
-            running_system(
-                compose=COMPOSE,
-                folder=folder,
-                amqp_url=module_amqp_url,
-                database_urls=urls,
-                extra_env={"NIGHTTALK_OPEN311_KEYS": keys},
-            )
-        )
+    env = {"NIGHTTALK_OPEN311_KEYS": keys}
+    with start_system(module_amqp_url, db_backend, folder, extra_env=env) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,9 @@ import time
 
 import pytest
 from private_broker import private_broker
+from proofkit import size, start_system
 from sqlalchemy.exc import OperationalError
 from stream import NOTIFY_ENV, Ledger, SmsGateway, VisitStream
-
-from conftest import size, start_system
 
 # Starting the system, a stream and its drain outlast the usual 300 s per test on a
 # loaded machine; the full size streams for minutes.

@@ -17,9 +17,9 @@ import time
 from collections import Counter
 
 import pytest
+from proofkit import size, start_system
 from stream import NOTIFY_ENV, Ledger, SmsGateway, VisitStream
 
-from conftest import size, start_system
 from servicekit.localsystem import SERVICES
 
 # Starting the system, a stream and its drain outlast the usual 300 s per test on a

@@ -17,10 +17,10 @@ import threading
 import time
 
 import pytest
+from proofkit import size
 from sqlalchemy import Column, MetaData, String, Table, create_engine, insert, select
 from sqlalchemy.orm import sessionmaker
 
-from conftest import size
 from eventbus import envelope, names
 from eventbus.connection import connect
 from eventbus.consumer import Consumer

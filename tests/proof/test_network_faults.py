@@ -24,11 +24,11 @@ import uuid
 
 import pytest
 import requests
+from proofkit import size
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
 
-from conftest import size
 from eventbus import testing
 
 pytestmark = pytest.mark.proof

@@ -23,10 +23,10 @@ import time
 
 import pika
 import pytest
+from proofkit import size
 from sqlalchemy import Column, Float, Integer, MetaData, Table, create_engine, insert, select
 from sqlalchemy.orm import sessionmaker
 
-from conftest import size
 from eventbus import dead_letters, envelope, names, relay, testing, topology
 from eventbus.connection import connect
 from eventbus.consumer import Consumer

@@ -12,29 +12,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import statistics
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
+from proofkit import size, start_system
 
-from eventbus import testing
 from servicekit import auth
-from servicekit.localsystem import SERVICES, running_system
+from servicekit.localsystem import SERVICES
 from servicekit.web import MAX_BODY_BYTES
 
 pytestmark = pytest.mark.proof
 
-# The frame's size(): a test module cannot import tests/proof/conftest.py.
-FULL = os.environ.get("NIGHTTALK_PROOF", "short") == "full"
-FLOOD_SECONDS = 20 if FULL else 5
-COMPOSE = Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml"
+FLOOD_SECONDS = size(5, 20)
 FLOODERS = 6  # threads of the one flooding token
 # Requests per second per caller and per API worker, for this module's system: low, so
 # even a flood slowed by a loaded machine goes over it, yet over the others' 2 a second.
@@ -70,22 +64,9 @@ def system(module_amqp_url, db_backend, proof_logs):
     """Yield the whole system with a low per-caller rate limit, logging into the proof run."""
     folder = proof_logs / "test_resource_limits"
     folder.mkdir()
-    with contextlib.ExitStack() as stack:
-        urls = {
-            s: stack.enter_context(
-                testing.temporary_database(db_backend, f"proof_{s}", str(folder))
-            )
-            for s in SERVICES
-        }
-        yield stack.enter_context(
-            running_system(
-                compose=COMPOSE,
-                folder=folder,
-                amqp_url=module_amqp_url,
-                database_urls=urls,
-                extra_env={"NIGHTTALK_RATE_LIMIT": f"{RATE}/second"},
-            )
-        )
+    env = {"NIGHTTALK_RATE_LIMIT": f"{RATE}/second"}
+    with start_system(module_amqp_url, db_backend, folder, extra_env=env) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,8 @@ class _Confirms:
     def __init__(self, channel) -> None:
         self.channel = channel
         self._last_tag = 0
-        self._outcomes: dict[int, str] = {}  # delivery tag -> "ack" | "nack"
+        self._pending: set[int] = set()  # delivery tags published, not yet confirmed
+        self._outcomes: dict[int, str] = {}  # delivery tag -> "ack" | "nack", until read
         self._returned: set[str] = set()  # message ids the broker returned (unroutable)
         selected = []
         impl = channel._impl  # noqa: SLF001 - see the module docstring
@@ -56,13 +57,16 @@ class _Confirms:
     def _on_confirm(self, frame) -> None:
         method = frame.method
         outcome = "ack" if isinstance(method, pika.spec.Basic.Ack) else "nack"
+        # Confirms come in any order (an unroutable message is confirmed at once, a
+        # routed one once the queue has it), and a ``multiple`` one settles every
+        # message still waiting up to its tag, whatever was settled in between.
         if method.multiple:
-            for tag in range(method.delivery_tag, 0, -1):
-                if tag in self._outcomes:
-                    break  # everything below was settled by an earlier confirm
-                self._outcomes[tag] = outcome
+            settled = [tag for tag in self._pending if tag <= method.delivery_tag]
         else:
-            self._outcomes[method.delivery_tag] = outcome
+            settled = [method.delivery_tag] if method.delivery_tag in self._pending else []
+        for tag in settled:
+            self._pending.discard(tag)
+            self._outcomes[tag] = outcome
 
     def _on_return(self, _channel, _method, properties, _body) -> None:
         # A returned message is confirmed (acked) right after its basic.return.
@@ -81,6 +85,7 @@ class _Confirms:
                 mandatory=True,
             )
             self._last_tag += 1
+            self._pending.add(self._last_tag)
             tags.append(self._last_tag)
         self.channel._flush_output(lambda: all(t in self._outcomes for t in tags))  # noqa: SLF001
         results: list[PublishError | None] = []
