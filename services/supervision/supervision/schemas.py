@@ -258,13 +258,18 @@ class DecisionOut(Schema):
 # -- statistics ----------------------------------------------------------------------------
 
 MAX_PERIOD_DAYS = 3660
+FIRST_YEAR, LAST_YEAR = 1900, 2999
 
 
 class StatsQuery(Strict):
     from_ = fields.Date(
-        data_key="from", required=True, metadata={"description": "First day (YYYY-MM-DD)."}
+        data_key="from",
+        required=True,
+        metadata={"description": "First day (YYYY-MM-DD), in the years 1900 to 2999."},
     )
-    to = fields.Date(required=True, metadata={"description": "Last day, included."})
+    to = fields.Date(
+        required=True, metadata={"description": "Last day, included, in the years 1900 to 2999."}
+    )
     by = fields.String(
         load_default="unit", validate=validate.OneOf(("unit", "category", "month", "channel"))
     )
@@ -275,6 +280,10 @@ class StatsQuery(Strict):
     @validates_schema
     def _period(self, data, **_kwargs):
         start, end = data.get("from_"), data.get("to")
+        # A day of year 1 or 9999 has no local midnight in UTC to convert it to.
+        for key, day in (("from", start), ("to", end)):
+            if day and not FIRST_YEAR <= day.year <= LAST_YEAR:
+                raise ValidationError({key: [f"must be a day from {FIRST_YEAR} to {LAST_YEAR}"]})
         if start and end:
             if end < start:
                 raise ValidationError({"to": ["must not be before from"]})

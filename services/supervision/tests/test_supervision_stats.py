@@ -297,6 +297,8 @@ def test_a_supervisor_sees_its_jurisdiction_and_a_desk_its_own_unit(client, dece
         ("from=2026-13-01&to=2026-12-31", "from"),
         ("from=2026-12-31&to=2026-12-01", "to"),
         ("from=2000-01-01&to=2026-12-01", "to"),
+        ("from=0001-01-01&to=0001-01-01", "from"),  # found by the bad-input proof: a 500
+        ("from=2026-12-01&to=9999-12-31", "to"),
         ("from=2026-12-01&to=2026-12-31&by=weather", "by"),
         ("from=2026-12-01&to=2026-12-31&format=xlsx", "format"),
         ("from=2026-12-01&to=2026-12-31&limit=5", "limit"),
