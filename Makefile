@@ -20,7 +20,8 @@ install: $(STAMP)  ## create the virtualenv and install every package, pinned
 migrate: install  ## bring every service's local database to head
 	@for s in $(SERVICES); do $(BIN)/nighttalk $$s migrate || exit 1; done
 
-seed: migrate  ## load the unit directory into routing (idempotent)
+seed: migrate  ## declare the services' queues, then load the unit directory into routing (idempotent)
+	$(BIN)/nighttalk broker declare
 	$(BIN)/nighttalk routing seed
 
 run: install  ## start every process of every service on SQLite files and the local RabbitMQ

@@ -66,6 +66,37 @@ def broker() -> None:
     """Work with the broker's configuration."""
 
 
+def _bindings(ctx) -> dict[str, list[str]]:
+    """Return each consuming service's binding keys, as its consumer declares them."""
+    bindings = {}
+    for name in _service_entry_points():
+        group = main.get_command(ctx, name)
+        keys = getattr(group, "nighttalk_bindings", None)
+        if keys is not None and keys():
+            bindings[name] = list(keys())
+    return bindings
+
+
+@broker.command()
+def declare() -> None:
+    """Declare every service's queue and bindings on AMQP_URL, as the boot definitions do.
+
+    For a broker without the definitions file (``make run``, the local system of the
+    tests): queues must exist before the first events are published, or a consumer that
+    binds later never sees them (routing's seed announces the whole unit directory).
+    """
+    from eventbus import topology
+    from eventbus.connection import connect
+
+    conn = connect()
+    try:
+        channel = conn.channel()
+        for service, keys in _bindings(click.get_current_context()).items():
+            topology.declare_service_queue(channel, service, keys)
+    finally:
+        conn.close()
+
+
 @broker.command()
 @click.option("--user", default="nighttalk", show_default=True, help="The services' broker user.")
 @click.option(
@@ -82,13 +113,7 @@ def definitions(user: str, password: str, salt: str | None) -> None:
 
     from eventbus import definitions as broker_definitions
 
-    ctx = click.get_current_context()
-    bindings = {}
-    for name in _service_entry_points():
-        group = main.get_command(ctx, name)
-        keys = getattr(group, "nighttalk_bindings", None)
-        if keys is not None and keys():
-            bindings[name] = keys()
+    bindings = _bindings(click.get_current_context())
     body = broker_definitions.build(
         bindings, user=user, password=password, salt=bytes.fromhex(salt) if salt else None
     )

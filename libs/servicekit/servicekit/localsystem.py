@@ -249,6 +249,15 @@ def running_system(
         amqp_url=amqp_url,
         database_urls=database_urls,
     )
+    # compose's broker loads its queues and bindings at boot (deploy/rabbitmq); here they are
+    # declared first the same way, so the seed's events reach every consumer started after.
+    declared = subprocess.run(
+        [NIGHTTALK, "broker", "declare"],
+        env={**{k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}, **env},
+        capture_output=True,
+        timeout=120,
+    )
+    assert declared.returncode == 0, f"broker declare failed: {declared.stderr.decode()[-2000:]}"
     one_shots = [n for n, spec in system.specs.items() if spec.one_shot]
     # Migrations first, then what depends on them (the seed), as compose orders them.
     for name in sorted(one_shots, key=lambda n: not n.endswith("-migrate")):
