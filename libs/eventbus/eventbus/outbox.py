@@ -101,10 +101,17 @@ class Outbox:
         if not self.publisher.available():
             self._wake_relay()
             return 0
-        by_id = {event.event_id: event for event in events}
-        condition = self.table.c.event_id.in_(list(by_id))
-        sent = self._claim_and_publish(condition, limit=len(by_id), in_hand=by_id).sent
-        if sent < len(by_id):
+        sent = 0
+        # In batches, so that a large commit (a supervision sweep's hundreds of firings)
+        # publishes within the publisher's confirm bound, batch after batch.
+        for start in range(0, len(events), BATCH):
+            by_id = {event.event_id: event for event in events[start : start + BATCH]}
+            condition = self.table.c.event_id.in_(list(by_id))
+            batch = self._claim_and_publish(condition, limit=len(by_id), in_hand=by_id)
+            sent += batch.sent
+            if batch.broker_unreachable:
+                break
+        if sent < len(events):
             self._wake_relay()
         return sent
 

@@ -94,6 +94,21 @@ def test_unroutable_is_not_marked_sent_and_the_sweep_sends_it_once_routable(stor
     assert len(testing.get_messages(amqp_url, "t.late", count=1, timeout=5)) == 1
 
 
+def test_a_commit_larger_than_a_batch_is_published_batch_after_batch(store, amqp_url):
+    engine, outbox_t, inbox_t, _ = store
+    _bind_test_queue(amqp_url, "t.many", "thing.many")
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), "tests")
+    count = 2 * outbox.BATCH + 7
+    with UnitOfWork(sessionmaker(engine), box, inbox_t) as uow:
+        for n in range(count):
+            uow.emit(
+                envelope.build(service="tests", routing_key="thing.many", subject=str(n), data={})
+            )
+        uow.commit()
+    assert _unsent(engine, outbox_t) == 0
+    assert len(testing.get_messages(amqp_url, "t.many", count=count, timeout=10)) == count
+
+
 def test_the_sweep_pages_past_rows_that_cannot_be_sent(store, amqp_url):
     # More unroutable rows than one batch, then one that can go: a sweep that only ever
     # looked at the first batch would strand it behind them for good.
