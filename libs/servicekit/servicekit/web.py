@@ -81,14 +81,6 @@ def _init_request_context(app: Flask) -> None:
             too_large = _buffer_streamed_body(app.config["MAX_CONTENT_LENGTH"])
             if too_large is not None:
                 return too_large
-        unstorable = _unstorable_text()
-        if unstorable is not None:
-            return jsonify(
-                code=422,
-                status="Unprocessable Entity",
-                message=f"the request's text {UNSTORABLE}",
-                errors=unstorable,
-            ), 422
         # Everything under /v1 speaks JSON; say so plainly rather than failing on fields.
         if (
             request.path.startswith("/v1/")
@@ -125,38 +117,6 @@ def _init_request_context(app: Flask) -> None:
     @app.teardown_request
     def _end(_exc):
         tracing.clear()
-
-
-def _has_unstorable(text: str) -> bool:
-    # PostgreSQL stores no NUL in text, and UTF-8 has no lone surrogates: either would
-    # fail deep in the database as a 500, so they are refused at the door.
-    return "\x00" in text or any("\ud800" <= ch <= "\udfff" for ch in text)
-
-
-UNSTORABLE = "holds a NUL character or a lone surrogate, which no text field accepts"
-
-
-def _unstorable_text() -> dict | None:
-    """Return the errors, by location and field, of text in the request no field can store."""
-    # A path naming no resource is each service's 404 (an id with a NUL names none).
-    for name, value in request.args.items(multi=True):
-        if _has_unstorable(name) or _has_unstorable(value):
-            return {"query": {name: [UNSTORABLE]}}
-    if request.is_json and request.content_length:
-        stack: list[tuple[tuple, object]] = [((), request.get_json(silent=True))]
-        while stack:
-            where, item = stack.pop()
-            if isinstance(item, str) and _has_unstorable(item):
-                errors: object = [UNSTORABLE]
-                for key in reversed(where or ("_schema",)):
-                    errors = {str(key): errors}
-                return {"json": errors}
-            if isinstance(item, dict):
-                stack.extend((where + (key,), key) for key in item)
-                stack.extend((where + (key,), value) for key, value in item.items())
-            elif isinstance(item, list):
-                stack.extend((where + (n,), value) for n, value in enumerate(item))
-    return None
 
 
 def _buffer_streamed_body(limit: int):
