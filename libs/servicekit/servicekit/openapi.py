@@ -1,10 +1,14 @@
-"""What the OpenAPI documents say beyond marshmallow's fields: whole-object constraints.
+"""What the OpenAPI documents say beyond marshmallow's fields.
 
-apispec turns each field's validators into JSON Schema, but a rule on the object as a
-whole (``@validates_schema``) stays invisible to clients and to schemathesis. A schema
-states the part of such a rule that JSON Schema can express in ``Meta.json_schema``
-(for instance ``{"minProperties": 1}`` for a PATCH that must change something), and
-this plugin copies it into the schema's component.
+apispec turns each field's validators into JSON Schema, but two rules stay invisible to
+clients and to schemathesis without help:
+
+- a rule on the object as a whole (``@validates_schema``): a schema states the part of it
+  that JSON Schema can express in ``Meta.json_schema`` (for instance
+  ``{"minProperties": 1}`` for a PATCH that must change something), and a plugin copies
+  it into the schema's component;
+- the request guard's rule that no text holds a NUL or a lone surrogate
+  (:mod:`servicekit.text`): every string without a pattern of its own says so in one.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 from apispec import BasePlugin
 from flask_smorest import Api
 from marshmallow import class_registry, fields
+
+from servicekit import text
 
 
 class SchemaExtras(BasePlugin):
@@ -30,6 +36,18 @@ def init_api(api: Api) -> None:
     plugin.init_spec(api.spec)
     # Components share this list: a plugin appended now runs after the marshmallow one.
     api.spec.plugins.append(plugin)
+    api.ma_plugin.converter.add_attribute_function(storable_text)
+
+
+def storable_text(self, field, ret, **kwargs) -> dict:
+    """Give a free string the pattern of the text the request guard lets through."""
+    # A pattern, a format or an enum of the field's own already says more (and a pattern
+    # of servicekit.text refuses what this one does); JSON Schema has one pattern a schema.
+    types = ret.get("type")
+    is_string = types == "string" or (isinstance(types, list) and "string" in types)
+    if is_string and not {"pattern", "format", "enum"} & ret.keys():
+        return {"pattern": text.STORABLE_PATTERN}
+    return {}
 
 
 class JsonBoolean(fields.Boolean):

@@ -14,7 +14,7 @@ from sqlalchemy import MetaData
 from werkzeug.exceptions import HTTPException
 
 from eventbus import tracing
-from servicekit import health, metrics, openapi, ratelimit
+from servicekit import health, metrics, openapi, ratelimit, text
 from servicekit.runtime import make_runtime
 
 log = logging.getLogger("servicekit.http")
@@ -81,6 +81,14 @@ def _init_request_context(app: Flask) -> None:
             too_large = _buffer_streamed_body(app.config["MAX_CONTENT_LENGTH"])
             if too_large is not None:
                 return too_large
+        unstorable = _unstorable_text()
+        if unstorable is not None:
+            return jsonify(
+                code=422,
+                status="Unprocessable Entity",
+                message=f"the request's text {UNSTORABLE}",
+                errors=unstorable,
+            ), 422
         # Everything under /v1 speaks JSON; say so plainly rather than failing on fields.
         if (
             request.path.startswith("/v1/")
@@ -117,6 +125,32 @@ def _init_request_context(app: Flask) -> None:
     @app.teardown_request
     def _end(_exc):
         tracing.clear()
+
+
+UNSTORABLE = "holds a NUL character or a lone surrogate, which no text field accepts"
+
+
+def _unstorable_text() -> dict | None:
+    """Return the errors, by location and field, of text in the request no field can store."""
+    # A path naming no resource is each service's 404 (an id with a NUL names none).
+    for name, value in request.args.items(multi=True):
+        if text.has_unstorable(name) or text.has_unstorable(value):
+            return {"query": {name: [UNSTORABLE]}}
+    if request.is_json:
+        stack: list[tuple[tuple, object]] = [((), request.get_json(silent=True))]
+        while stack:
+            where, item = stack.pop()
+            if isinstance(item, str) and text.has_unstorable(item):
+                errors: object = [UNSTORABLE]
+                for key in reversed(where or ("_schema",)):
+                    errors = {str(key): errors}
+                return {"json": errors}
+            if isinstance(item, dict):
+                stack.extend((where + (key,), key) for key in item)
+                stack.extend((where + (key,), value) for key, value in item.items())
+            elif isinstance(item, list):
+                stack.extend((where + (n,), value) for n, value in enumerate(item))
+    return None
 
 
 def _buffer_streamed_body(limit: int):

@@ -12,6 +12,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from intake.catalogue import CATEGORIES, CHANNELS, DISPOSITIONS
 from intake.models import STATUSES
+from servicekit.text import NO_CONTROL, NOT_BLANK
 
 UNIT_CODE = validate.Regexp(
     r"^[a-z0-9][a-z0-9-]{0,62}$", error="must be a unit code such as 'lw-buwen'"
@@ -38,18 +39,6 @@ def instant(**kwargs) -> fields.AwareDateTime:
     )
 
 
-def _not_blank(value: str) -> None:
-    if not value.strip():
-        raise ValidationError("must not be blank")
-
-
-# NUL and other control characters (tab and newlines aside) have no place in what a clerk
-# types, and PostgreSQL refuses NUL in text: refuse them up front, naming the field.
-NO_CONTROL = validate.Regexp(
-    r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$", error="must not contain control characters"
-)
-
-
 def has_control(value: str) -> bool:
     """Return True if a string holds a character :data:`NO_CONTROL` refuses."""
     try:
@@ -61,10 +50,11 @@ def has_control(value: str) -> bool:
 
 def text(max_length: int, *, required: bool = False, **kwargs) -> fields.String:
     """A bounded string field without control characters; a required one must not be blank."""
-    validators = [validate.Length(max=max_length), NO_CONTROL]
     if required:
-        validators.append(validate.Length(min=1))
-        validators.append(_not_blank)
+        # One pattern, so that the document states both rules (it shows only one).
+        validators = [validate.Length(min=1, max=max_length), NOT_BLANK]
+    else:
+        validators = [validate.Length(max=max_length), NO_CONTROL]
     return fields.String(required=required, validate=validators, **kwargs)
 
 

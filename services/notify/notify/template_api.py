@@ -111,7 +111,11 @@ class TemplateByKey(MethodView):
     @blp.response(200, TemplateOut)
     @blp.alt_response(404, description="No such kind, channel or language.")
     def get(self, kind: str, channel: str, language: str):
-        """Read the template in force for a kind, channel and language."""
+        """Read the template in force for a kind, channel and language.
+
+        Every kind, channel and language has one: the city's edit, or the built-in default
+        (``edited: false``) where there is none or after a ``DELETE``.
+        """
         _check_key(kind, channel, language)
         with current_app.extensions["runtime"].sessions() as session:
             return _view(session, kind, channel, language)

@@ -185,6 +185,9 @@ def test_template_with_an_unknown_field_is_refused_with_a_clear_message(client):
         {"body": "ok", "colour": "red"},
         {"subject": "{{ nope }}", "body": "ok"},
         {},
+        # PostgreSQL stores neither: both were 500s (the bad-input proof at full size).
+        {"body": "a\u0000b"},
+        {"body": "\udb6cx"},
     ],
 )
 def test_bad_templates_are_refused(client, body):

@@ -10,6 +10,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from routing.directory import UNIT_CODE
 from routing.models import LEVELS, STATUSES
+from servicekit import text
 from servicekit.openapi import JsonBoolean
 
 MAX_PAGE_SIZE = 100
@@ -99,11 +100,7 @@ class _Strict(Schema):
 
 def _text(max_length: int) -> list[validate.Validator]:
     # A list, not validate.And: the OpenAPI document shows a list's minLength and pattern.
-    return [
-        validate.Length(min=1, max=max_length),
-        # Anchored as marshmallow applies it (re.match): the document's pattern says the same.
-        validate.Regexp(r"^\s*\S", error="must not be blank"),
-    ]
+    return [validate.Length(min=1, max=max_length), text.NOT_BLANK]
 
 
 class ReturnIn(_Strict):
@@ -267,7 +264,8 @@ _HOST = (
 # The http(s) URLs marshmallow's check takes without a TLD, ASCII host names only: as a
 # pattern, the OpenAPI document can say exactly what is accepted.
 WEBHOOK_URL = validate.Regexp(
-    rf"^https?://{_HOST}(?::[0-9]+)?(?:/?|[/?#]\S+)$",
+    # Explicit classes rather than \S, which Python and JSON Schema's regex read differently.
+    rf"^https?://{_HOST}(?::[0-9]+)?(?:/?|[/?#][^\x00-\x20\x7f{text.SPACE}{text.UNSTORABLE}]+)$",
     error="must be an http or https URL such as 'https://partner.example/hook'",
 )
 

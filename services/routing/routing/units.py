@@ -198,13 +198,18 @@ class UnitWebhook(MethodView):
 
     @require("admin", "partner")
     @blp.response(204)
-    @blp.alt_response(404, description="The unit has no webhook.")
+    @blp.alt_response(404, description="No such unit.")
     def delete(self, code: str):
-        """Remove the unit's webhook; messages not yet delivered are dropped from it."""
+        """Remove the unit's webhook; messages not yet delivered are dropped from it.
+
+        Idempotent: a unit without a webhook answers 204 too (a partner retrying a removal
+        whose answer it lost is told what holds: there is none).
+        """
         _ensure_own_or_admin(code)
         with current_app.extensions["runtime"].sessions() as session:
-            hook = session.get(models.Webhook, code) if len(code) <= 64 else None
-            if hook is None:
-                abort(404, message="no webhook for this unit")
-            session.delete(hook)
-            session.commit()
+            if len(code) > 64 or session.get(models.Unit, code) is None:
+                abort(404, message="no such unit")
+            hook = session.get(models.Webhook, code)
+            if hook is not None:
+                session.delete(hook)
+                session.commit()

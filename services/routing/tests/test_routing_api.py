@@ -119,6 +119,15 @@ def test_assignments_filter_by_case_number_and_status(client, routed):
     assert body["total"] == 3
 
 
+def test_a_nul_in_a_filter_is_refused_naming_it(client, routed):
+    # PostgreSQL takes no NUL in a query's text: this was a 500 (the bad-input proof).
+    response = client.get(
+        "/v1/assignments?case_number=city%00org", headers=bearer("city-org", "admin")
+    )
+    assert response.status_code == 422
+    assert list(response.get_json()["errors"]["query"]) == ["case_number"]
+
+
 def test_assignments_come_in_pages(client, routed):
     admin = bearer("city-org", "admin")
     first = client.get("/v1/assignments?page_size=2", headers=admin).get_json()

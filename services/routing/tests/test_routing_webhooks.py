@@ -162,6 +162,9 @@ def test_only_the_units_partner_or_an_admin_manage_its_webhook(client):
         == 204
     )
     assert client.get("/v1/units/lw-guokeng/webhook", headers=admin).status_code == 404
+    # Removing it again says what holds (there is none); only an unknown unit is a 404.
+    assert client.delete("/v1/units/lw-guokeng/webhook", headers=admin).status_code == 204
+    assert client.delete("/v1/units/nowhere/webhook", headers=admin).status_code == 404
     assert client.put("/v1/units/nowhere/webhook", headers=admin, json=body).status_code == 404
 
 

@@ -1,0 +1,45 @@
+"""What free text a service stores, as patterns both marshmallow and the API documents use.
+
+Each rule is one regular expression written with explicit character classes, never ``\\s``:
+Python and the ECMAScript regex of JSON Schema disagree on what ``\\s`` covers (``\\x1c`` to
+``\\x1f`` and ``\\x85`` are spaces to one and not the other), and a client or schemathesis
+reading the document must accept exactly the strings the service accepts.
+"""
+
+from __future__ import annotations
+
+import re
+
+from marshmallow import validate
+
+# No text field can store NUL: PostgreSQL refuses it in text. Nor a lone surrogate, which
+# has no UTF-8 form; but that is no Unicode string at all (I-JSON, RFC 7493, forbids it),
+# so the patterns leave it out: a range of surrogates in a pattern makes schemathesis drop
+# the pattern and send anything as valid. The request guard in servicekit.web refuses both
+# anywhere in a request.
+UNSTORABLE = r"\x00"
+# NUL and the other control characters nobody types at a desk (tab, line feed and carriage
+# return aside): refused up front, naming the field.
+CONTROL = r"\x01-\x08\x0b\x0c\x0e-\x1f\x7f"
+# What Python's str.strip() removes, and the byte order mark: a text of only these is blank.
+SPACE = r"\t\n\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+
+STORABLE_PATTERN = rf"^[^{UNSTORABLE}]*$"
+TEXT_PATTERN = rf"^[^{UNSTORABLE}{CONTROL}]*$"
+_TYPED = rf"[^{UNSTORABLE}{CONTROL}]"
+NOT_BLANK_PATTERN = rf"^{_TYPED}*[^{UNSTORABLE}{CONTROL}{SPACE}]{_TYPED}*$"
+
+# A field's own pattern shows in the document in place of STORABLE_PATTERN; these refuse
+# what it refuses, and more.
+NO_CONTROL = validate.Regexp(TEXT_PATTERN, error="must not contain control characters")
+NOT_BLANK = validate.Regexp(
+    NOT_BLANK_PATTERN, error="must not be blank nor contain control characters"
+)
+
+
+_UNSTORABLE_CHARACTER = re.compile(rf"[{UNSTORABLE}\ud800-\udfff]")
+
+
+def has_unstorable(text: str) -> bool:
+    """Return True if a string holds a character no text field can store."""
+    return _UNSTORABLE_CHARACTER.search(text) is not None
