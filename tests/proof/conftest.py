@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from proofkit import FULL, ROOT, start_system
+from stream import SmsGateway
 
 from eventbus import testing
 
@@ -118,3 +119,11 @@ def system(module_amqp_url, db_backend, proof_logs, request):
     folder.mkdir()
     with start_system(module_amqp_url, db_backend, folder) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    """Yield an SMS gateway of the test's own (stream.SmsGateway), for a module's system."""
+    sms = SmsGateway()
+    yield sms
+    sms.close()

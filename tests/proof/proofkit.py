@@ -1,4 +1,4 @@
-"""What the proof scenarios share: their size and how to start the whole system.
+"""What the proof scenarios share: their size, how to start the whole system, small helpers.
 
 A module of its own, not the directory's conftest.py: every test folder has a
 ``conftest`` and importing one by that name may find another's.
@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from sqlalchemy import Column, MetaData, Table, create_engine
+
 from eventbus import testing
+from eventbus.tables import add_event_tables
+from servicekit import auth
 from servicekit.localsystem import SERVICES, running_system
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,3 +47,42 @@ def start_system(amqp_url, db_backend, folder: Path, *, extra_env=None):
             extra_env=extra_env,
         ) as system:
             yield system
+
+
+def bearer(unit: str, *roles: str) -> dict[str, str]:
+    """Return the Authorization header of a valid token of a unit with these roles."""
+    return {"Authorization": f"Bearer {auth.mint(unit, list(roles))}"}
+
+
+def eventually(fetch: Callable, *, timeout: float = 30.0, interval: float = 0.1):
+    """Poll ``fetch`` until it returns something truthy, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(interval)
+
+
+def items(body):
+    """Return the rows of a list answer, bare or paged."""
+    return body["items"] if isinstance(body, dict) else body
+
+
+@contextlib.contextmanager
+def event_store(make_database, name: str, *effect_columns: Column) -> Iterator[tuple]:
+    """Yield (engine, outbox, inbox, effects): a service's event tables and a table of effects.
+
+    What a scenario of one consumer needs, on a fresh database of the run's backend.
+    """
+    metadata = MetaData()
+    outbox_t, inbox_t = add_event_tables(metadata)
+    effects = Table("effects", metadata, *effect_columns)
+    engine = create_engine(make_database(name))
+    metadata.create_all(engine)
+    try:
+        yield engine, outbox_t, inbox_t, effects
+    finally:
+        engine.dispose()

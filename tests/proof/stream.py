@@ -14,6 +14,7 @@ Every visit has one issue, signed over to one unit, and its own phone number.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
+from proofkit import start_system
 from sqlalchemy import create_engine, text
 
 from servicekit.localsystem import System
@@ -96,6 +98,16 @@ class SmsGateway:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextlib.contextmanager
+def system_sending_sms(amqp_url: str, db_backend: str, folder, gateway: SmsGateway):
+    """Run the whole system with notify sending its SMS to the test's gateway."""
+    env = {**NOTIFY_ENV, "NIGHTTALK_SMS_URL": gateway.url}
+    with start_system(amqp_url, db_backend, folder, extra_env=env) as running:
+        # Only what compose declares reaches a process: make sure ours all do.
+        assert set(env) <= running.specs["notify-deliver"].env_names
+        yield running
 
 
 @dataclass

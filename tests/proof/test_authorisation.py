@@ -34,7 +34,7 @@ import pika
 import pika.exceptions
 import pytest
 import requests
-from proofkit import start_system
+from proofkit import bearer, eventually, items, start_system
 
 from eventbus import names, testing
 from eventbus.connection import connect
@@ -155,23 +155,6 @@ VISIT = {
 }
 
 
-def eventually(fetch: Callable, *, timeout: float = 30.0):
-    """Poll ``fetch`` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.1)
-
-
-def items(body):
-    """Return the rows of a list answer, bare or paged."""
-    return body["items"] if isinstance(body, dict) else body
-
-
 @pytest.fixture(scope="module")
 def system(module_amqp_url, db_backend, proof_logs):
     """Yield the whole system with two Open311 keys (lw and xc), logging into the proof run."""
@@ -232,10 +215,6 @@ def concrete(path: str) -> str:
     """Fill a path's parameters with placeholders (a fresh UUID for ids)."""
     values = {**PLACEHOLDERS, "code": "wage_arrears"} if "/open311/" in path else PLACEHOLDERS
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), str(uuid.uuid4())), path)
-
-
-def bearer(unit: str, *roles: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {auth.mint(unit, list(roles))}"}
 
 
 def test_every_operation_has_a_declared_policy(operations, proof):

@@ -13,9 +13,9 @@ import time
 
 import pytest
 from private_broker import private_broker
-from proofkit import size, start_system
+from proofkit import size
 from sqlalchemy.exc import OperationalError
-from stream import NOTIFY_ENV, Ledger, SmsGateway, VisitStream
+from stream import Ledger, VisitStream, system_sending_sms
 
 # Starting the system, a stream and its drain outlast the usual 300 s per test on a
 # loaded machine; the full size streams for minutes.
@@ -35,21 +35,11 @@ def broker(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def gateway():
-    sms = SmsGateway()
-    yield sms
-    sms.close()
-
-
-@pytest.fixture(scope="module")
 def system(broker, gateway, db_backend, proof_logs):
     """Yield the whole system on the private broker, sending SMS to the test's gateway."""
     folder = proof_logs / "test_broker_restart"
     folder.mkdir()
-    env = {**NOTIFY_ENV, "NIGHTTALK_SMS_URL": gateway.url}
-    with start_system(broker.amqp_url, db_backend, folder, extra_env=env) as running:
-        # Only what compose declares reaches a process: make sure ours all do.
-        assert set(env) <= running.specs["notify-deliver"].env_names
+    with system_sending_sms(broker.amqp_url, db_backend, folder, gateway) as running:
         yield running
 
 

@@ -17,8 +17,8 @@ import time
 from collections import Counter
 
 import pytest
-from proofkit import size, start_system
-from stream import NOTIFY_ENV, Ledger, SmsGateway, VisitStream
+from proofkit import size
+from stream import Ledger, VisitStream, system_sending_sms
 
 from servicekit.localsystem import SERVICES
 
@@ -33,21 +33,11 @@ DRAIN_LIMIT = size(300.0, 600.0)  # how long to wait for the effects before call
 
 
 @pytest.fixture(scope="module")
-def gateway():
-    sms = SmsGateway()
-    yield sms
-    sms.close()
-
-
-@pytest.fixture(scope="module")
 def system(module_amqp_url, gateway, db_backend, proof_logs):
     """Yield the whole system, sending SMS to the test's gateway."""
     folder = proof_logs / "test_kill_9"
     folder.mkdir()
-    env = {**NOTIFY_ENV, "NIGHTTALK_SMS_URL": gateway.url}
-    with start_system(module_amqp_url, db_backend, folder, extra_env=env) as running:
-        # Only what compose declares reaches a process: make sure ours all do.
-        assert set(env) <= running.specs["notify-deliver"].env_names
+    with system_sending_sms(module_amqp_url, db_backend, folder, gateway) as running:
         yield running
 
 

@@ -17,8 +17,8 @@ import threading
 import time
 
 import pytest
-from proofkit import size
-from sqlalchemy import Column, MetaData, String, Table, create_engine, insert, select
+from proofkit import event_store, size
+from sqlalchemy import Column, String, insert, select
 from sqlalchemy.orm import sessionmaker
 
 from eventbus import envelope, names
@@ -26,7 +26,6 @@ from eventbus.connection import connect
 from eventbus.consumer import Consumer
 from eventbus.outbox import Outbox
 from eventbus.publisher import Publisher
-from eventbus.tables import add_event_tables
 from eventbus.unit_of_work import UnitOfWork
 
 pytestmark = pytest.mark.proof
@@ -49,18 +48,9 @@ def _on_the_queue(url: str) -> tuple[int, int]:
 
 @pytest.fixture
 def store(make_database):
-    metadata = MetaData()
-    outbox_t, inbox_t = add_event_tables(metadata)
-    effects = Table(
-        "effects",
-        metadata,
-        Column("event_id", String(64), primary_key=True),
-        Column("value", String(64)),
-    )
-    engine = create_engine(make_database("proof_long"))
-    metadata.create_all(engine)
-    yield engine, outbox_t, inbox_t, effects
-    engine.dispose()
+    effects = (Column("event_id", String(64), primary_key=True), Column("value", String(64)))
+    with event_store(make_database, "proof_long", *effects) as tables:
+        yield tables
 
 
 def test_a_handler_longer_than_two_heartbeats_keeps_its_connection(

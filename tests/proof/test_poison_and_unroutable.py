@@ -23,8 +23,8 @@ import time
 
 import pika
 import pytest
-from proofkit import size
-from sqlalchemy import Column, Float, Integer, MetaData, Table, create_engine, insert, select
+from proofkit import event_store, size
+from sqlalchemy import Column, Float, Integer, insert, select
 from sqlalchemy.orm import sessionmaker
 
 from eventbus import dead_letters, envelope, names, relay, testing, topology
@@ -32,7 +32,6 @@ from eventbus.connection import connect
 from eventbus.consumer import Consumer
 from eventbus.outbox import Outbox
 from eventbus.publisher import Publisher
-from eventbus.tables import add_event_tables
 from eventbus.unit_of_work import UnitOfWork
 
 pytestmark = pytest.mark.proof
@@ -44,18 +43,12 @@ POISON_AT = GOOD // 3  # the two bad messages go out after this many good ones
 
 @pytest.fixture
 def store(make_database):
-    metadata = MetaData()
-    outbox_t, inbox_t = add_event_tables(metadata)
-    effects = Table(
-        "effects",
-        metadata,
+    effects = (
         Column("n", Integer, primary_key=True),  # a second application would conflict
         Column("applied_at", Float, nullable=False),
     )
-    engine = create_engine(make_database("proof_poison"))
-    metadata.create_all(engine)
-    yield engine, outbox_t, inbox_t, effects
-    engine.dispose()
+    with event_store(make_database, "proof_poison", *effects) as tables:
+        yield tables
 
 
 def _wait_for(predicate, timeout: float) -> bool:

@@ -16,6 +16,7 @@ something when this module runs alone:
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -23,11 +24,12 @@ import time
 import uuid
 from pathlib import Path
 
+import proofkit
 import pytest
 import requests
+from proofkit import bearer, items
 
 from eventbus import testing
-from servicekit import auth
 
 pytestmark = pytest.mark.proof
 
@@ -39,24 +41,8 @@ ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])"
 RECEIVED_AT = "2026-11-15T17:05:00+08:00"
 
 
-def bearer(unit: str, *roles: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {auth.mint(unit, list(roles))}"}
-
-
-def eventually(fetch, *, timeout: float = 60.0):
-    """Poll ``fetch`` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.2)
-
-
-def items(body):
-    return body["items"] if isinstance(body, dict) else body
+# Whole-system journeys: a minute before a missing effect is called missing.
+eventually = functools.partial(proofkit.eventually, timeout=60.0, interval=0.2)
 
 
 class Visitor:
