@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from flask import Flask, current_app, jsonify, request
+from flask import Flask, jsonify, request
 from flask_limiter import Limiter, RateLimitExceeded
 
 from servicekit import auth
@@ -36,16 +36,10 @@ def configured_limit() -> str | None:
 
 def caller_key() -> str:
     """Return whom this request counts against: the token's subject, else the address."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        try:
-            principal = auth.verify(token.strip(), current_app.config.get("JWT_SECRET"))
-        except auth.InvalidToken:
-            pass
-        else:
-            return f"sub:{principal.sub}"
-    return f"addr:{request.remote_addr or 'unknown'}"
+    try:
+        return f"sub:{auth.bearer_principal().sub}"
+    except auth.InvalidToken:
+        return f"addr:{request.remote_addr or 'unknown'}"
 
 
 def _too_many(exc: RateLimitExceeded):

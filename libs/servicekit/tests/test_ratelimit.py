@@ -21,6 +21,11 @@ def app():
         # As servicekit.web does: the limiter's own handler must win over this one.
         return jsonify(code=exc.code, status=exc.name, message=exc.description), exc.code
 
+    @app.get("/v1/guarded")
+    @auth.require("reception")
+    def guarded():
+        return jsonify(unit=auth.current_principal().unit)
+
     @app.get("/healthz")
     def healthz():
         return jsonify(status="ok")
@@ -77,3 +82,14 @@ def test_off_disables_the_limit(monkeypatch):
     assert ratelimit.configured_limit() == "20/second;600/minute"
     monkeypatch.delenv("NIGHTTALK_RATE_LIMIT")
     assert ratelimit.configured_limit() == ratelimit.DEFAULT_LIMIT
+
+
+def test_the_token_is_verified_once_per_request(app, monkeypatch):
+    # The limiter and require() both need the caller: one signature check serves both.
+    calls = []
+    real = auth.verify
+    monkeypatch.setattr(auth, "verify", lambda *a, **k: calls.append(1) or real(*a, **k))
+    response = app.test_client().get("/v1/guarded", headers=bearer("lw-buwen"))
+    assert response.status_code == 200 and response.get_json() == {"unit": "lw-buwen"}
+    assert len(calls) == 1
+    assert app.test_client().get("/v1/guarded").status_code == 401
