@@ -5,13 +5,14 @@ from __future__ import annotations
 from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 
 from intake import models
 from intake.access import ensure_can_read, visible_units
 from intake.schemas import CaseOut, CasePageOut, CaseQuery, ErrorOut, has_control
 from intake.views import case_view
 from servicekit.auth import current_principal, require
+from servicekit.pages import count_up_to
 
 blp = Blueprint(
     "cases",
@@ -49,7 +50,7 @@ class Cases(MethodView):
             units = visible_units(session, current_principal())
             if units is not None:
                 conditions.append(models.Case.unit.in_(sorted(units)))
-            total = session.scalar(select(func.count()).select_from(models.Case).where(*conditions))
+            total, exact = count_up_to(session, select(models.Case.id).where(*conditions))
             rows = session.scalars(
                 select(models.Case)
                 .where(*conditions)
@@ -62,6 +63,7 @@ class Cases(MethodView):
                 "page": page,
                 "page_size": size,
                 "total": total,
+                "total_exact": exact,
             }
 
 

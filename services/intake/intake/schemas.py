@@ -12,6 +12,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from intake.catalogue import CATEGORIES, CHANNELS, DISPOSITIONS
 from intake.models import STATUSES
+from servicekit.pages import CountedPage
 from servicekit.text import NO_CONTROL, NOT_BLANK
 
 UNIT_CODE = validate.Regexp(
@@ -240,11 +241,8 @@ class CaseQuery(Schema):
             raise ValidationError("must be after 'from'", "to")
 
 
-class CasePageOut(Schema):
+class CasePageOut(CountedPage):
     items = fields.List(fields.Nested(CaseOut))
-    page = fields.Integer()
-    page_size = fields.Integer()
-    total = fields.Integer()
 
 
 class VisitOut(Schema):

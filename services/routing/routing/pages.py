@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select
 from sqlalchemy.orm import Session
+
+from servicekit.pages import count_up_to
 
 
 def paginate(session: Session, query: Select, *, page: int, page_size: int) -> dict[str, Any]:
-    """Return one page of a query's rows and the number of rows in all pages."""
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    """Return one page of a query's rows and how many rows all pages hold (up to a cap)."""
+    total, exact = count_up_to(session, query)
     items = session.scalars(query.limit(page_size).offset((page - 1) * page_size)).all()
-    return {"items": items, "page": page, "page_size": page_size, "total": total}
+    return {
+        "items": items,
+        "page": page,
+        "page_size": page_size,
+        "total": total,
+        "total_exact": exact,
+    }

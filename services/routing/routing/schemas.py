@@ -12,6 +12,7 @@ from routing.directory import UNIT_CODE
 from routing.models import LEVELS, STATUSES
 from servicekit import text
 from servicekit.openapi import JsonBoolean
+from servicekit.pages import CountedPage
 
 MAX_PAGE_SIZE = 100
 
@@ -76,10 +77,8 @@ class UnitOut(Schema):
     revision = fields.Integer()
 
 
-class PageOut(Schema):
-    page = fields.Integer()
-    page_size = fields.Integer()
-    total = fields.Integer()
+class PageOut(CountedPage):
+    pass
 
 
 class AssignmentPage(PageOut):
