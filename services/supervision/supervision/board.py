@@ -6,10 +6,10 @@ from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from servicekit.auth import current_principal, require
-from supervision import access, models
+from supervision import access, board_counts, models
 from supervision.schemas import BoardOut, BoardQuery
 
 blp = Blueprint(
@@ -52,15 +52,11 @@ class Board(MethodView):
                 conditions.append(access.in_units(units))
             if query.get("category"):
                 conditions.append(case.category == query["category"])
-            levels = session.execute(
-                select(case.ladder_position, case.ladder_step, func.count())
-                .where(*conditions)
-                .group_by(case.ladder_position, case.ladder_step)
-                .order_by(case.ladder_position.desc())
-            ).all()
+            # Counted as cases move (board_counts.py), not by reading every open case.
+            levels = board_counts.levels(session, units=units, category=query.get("category"))
+            total = sum(n for _, step, n in levels if query.get("step") in (None, step))
             if query.get("step"):
                 conditions.append(case.ladder_step == query["step"])
-            total = session.scalar(select(func.count()).select_from(case).where(*conditions))
             page, size = query["page"], query["page_size"]
             items = session.scalars(
                 select(case)
@@ -82,4 +78,5 @@ class Board(MethodView):
                 "page": page,
                 "page_size": size,
                 "total": total,
+                "total_exact": True,
             }

@@ -79,11 +79,18 @@ def sweep(as_of: dt.datetime | None, batch: int, feedback_days: float) -> None:
 
 
 def _sweep_once(runtime, as_of: dt.datetime, batch: int, feedback_days: float) -> dict:
-    """Run the ladder and the feedback window once as of an instant; return what they did."""
-    from supervision import ladder, usecases
+    """Run the ladder and the feedback window once as of an instant; return what they did.
+
+    Then fold the board's pending count changes into its counts.
+    """
+    from supervision import board_counts, ladder, usecases
 
     result = ladder.sweep(runtime, as_of, batch=batch)
     closed = usecases.sweep_feedback(runtime, as_of, dt.timedelta(days=feedback_days), batch=batch)
+    # The board's counts as of this tick, so that its reads sum a minute of changes at most.
+    with runtime.sessions() as session:
+        board_counts.compact(session)
+        session.commit()
     return {"fired": result.fired, "total": result.total, "closed_no_feedback": closed}
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from servicekit.db import service_metadata
@@ -190,6 +190,38 @@ class SupervisedCase(Base):
     def _advance(self, status: str) -> None:
         if self.status is None or _PROGRESS[status] > _PROGRESS[self.status]:
             self.status = status
+
+
+class BoardCount(Base):
+    """How many unresolved cases a unit has at a ladder step, in a category: the board's counts.
+
+    Kept by database triggers on ``supervised_cases`` (see board_counts.py): every change
+    of a case's owner, category, step or status appends a change to ``board_changes``,
+    which the scheduler folds in here. ``''`` stands for no category or no step yet.
+    """
+
+    __tablename__ = "board_counts"
+
+    owner_unit: Mapped[str] = mapped_column(String(64), primary_key=True)
+    category: Mapped[str] = mapped_column(String(40), primary_key=True)
+    ladder_position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ladder_step: Mapped[str] = mapped_column(String(30), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class BoardChange(Base):
+    """A change to the board's counts not yet folded into ``board_counts`` (+n or -n)."""
+
+    __tablename__ = "board_changes"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    owner_unit: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(40))
+    ladder_position: Mapped[int] = mapped_column(Integer)
+    ladder_step: Mapped[str] = mapped_column(String(30))
+    delta: Mapped[int] = mapped_column(Integer)
 
 
 class TimelineEntry(Base):

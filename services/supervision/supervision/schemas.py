@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from servicekit.openapi import JsonBoolean
+from servicekit.pages import CountedPage
 from supervision.models import STEP_EVENTS, SUPERVISED_BY
 
 
@@ -182,12 +183,9 @@ class BoardLevelOut(Schema):
     count = fields.Integer()
 
 
-class BoardOut(Schema):
+class BoardOut(CountedPage):
     levels = fields.List(fields.Nested(BoardLevelOut))
     items = fields.List(fields.Nested(BoardCaseOut))
-    page = fields.Integer()
-    page_size = fields.Integer()
-    total = fields.Integer()
 
 
 # -- feedback, named supervisor, meeting ---------------------------------------------------
