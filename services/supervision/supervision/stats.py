@@ -29,7 +29,8 @@ from flask import Response, current_app, jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
-from sqlalchemy import and_, case, func, literal, select
+from sqlalchemy import DateTime, and_, case, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from servicekit.auth import current_principal, require
@@ -65,21 +66,44 @@ RATES = ("satisfaction_rate", "first_contact_resolution_rate")
 COLUMNS = ("group", *COUNTS, *RATES)
 
 
-def _month(session: Session, column):
-    """Return the SQL of a timestamp's month (``YYYY-MM``) on the city's calendar."""
+CITY = dt.timezone(dt.timedelta(hours=CST_HOURS))
+
+
+def _month_starts(start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+    """Return the first instant of each city-calendar month that ``[start, end)`` touches."""
+    local = start.astimezone(CITY)
+    month = dt.datetime(local.year, local.month, 1, tzinfo=CITY)
+    starts = []
+    while month < end:
+        starts.append(month)
+        month = month.replace(year=month.year + month.month // 12, month=month.month % 12 + 1)
+    return starts
+
+
+def _month(session: Session, column, start: dt.datetime, end: dt.datetime):
+    """Return the SQL of a timestamp's month on the city's calendar, and its labels.
+
+    On PostgreSQL the month is the bucket of the period's month starts the timestamp falls
+    in (``width_bucket``, a binary search): converting every row to the city's calendar
+    and formatting it cost as much as the rest of a year's statistics together.
+    """
     if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone("Asia/Shanghai", column), literal("YYYY-MM"))
-    return func.strftime("%Y-%m", column, f"+{CST_HOURS} hours")
+        starts = _month_starts(start, end)
+        labels = {n: month.strftime("%Y-%m") for n, month in enumerate(starts, start=1)}
+        boundaries = literal(starts, ARRAY(DateTime(timezone=True)))
+        return func.width_bucket(column, boundaries), labels.get
+    return func.strftime("%Y-%m", column, f"+{CST_HOURS} hours"), None
 
 
-def _key(session: Session, by: str, *, unit, category, channel, received_at):
+def _key(session: Session, by: str, *, unit, category, channel, received_at, start, end):
+    """Return the SQL of the grouping key, and what turns its values into labels (or None)."""
     if by == "unit":
-        return unit
+        return unit, None
     if by == "category":
-        return category
+        return category, None
     if by == "channel":
-        return channel
-    return _month(session, received_at)
+        return channel, None
+    return _month(session, received_at, start, end)
 
 
 def compute(
@@ -105,8 +129,8 @@ def compute(
     if units is not None:
         visit_conditions.append(visit.unit.in_(units))
     if category is None:
-        visit_key = (
-            None
+        visit_key, visit_label = (
+            (None, None)
             if by == "category"
             else _key(
                 session,
@@ -115,6 +139,8 @@ def compute(
                 category=None,
                 channel=visit.channel,
                 received_at=visit.received_at,
+                start=start,
+                end=end,
             )
         )
         columns = [
@@ -133,9 +159,10 @@ def compute(
             totals["person_visits"] += people
             totals["follow_up_visits"] += follow_ups
             if visit_key is not None:
-                add(key[0], "batches", batches)
-                add(key[0], "person_visits", people)
-                add(key[0], "follow_up_visits", follow_ups)
+                group = visit_label(key[0]) if visit_label else key[0]
+                add(group, "batches", batches)
+                add(group, "person_visits", people)
+                add(group, "follow_up_visits", follow_ups)
 
     # Issues: the cases intake registered in the period.
     conditions = [c.registered.is_(True), c.received_at >= start, c.received_at < end]
@@ -143,13 +170,15 @@ def compute(
         conditions.append(c.receiving_unit.in_(units))
     if category is not None:
         conditions.append(c.category == category)
-    key = _key(
+    key, label = _key(
         session,
         by,
         unit=c.receiving_unit,
         category=c.category,
         channel=c.channel,
         received_at=c.received_at,
+        start=start,
+        end=end,
     )
     resolved = c.status.in_(models.RESOLVED_STATES)
     by_unit = c.status.in_((models.RESOLVED, models.CLOSED))
@@ -182,6 +211,7 @@ def compute(
     }
     for result in session.execute(select(key, *figures.values()).where(*conditions).group_by(key)):
         group, *values = result
+        group = label(group) if label else group
         for figure, value in zip(figures, values, strict=True):
             add(group, figure, value)
             totals[figure] += int(value or 0)
