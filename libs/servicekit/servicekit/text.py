@@ -18,8 +18,8 @@ from marshmallow import validate
 # the pattern and send anything as valid. The request guard in servicekit.web refuses both
 # anywhere in a request.
 UNSTORABLE = r"\x00"
-# NUL and the other control characters nobody types at a desk (tab, line feed and carriage
-# return aside): refused up front, naming the field.
+# The other control characters nobody types at a desk (tab, line feed and carriage return
+# aside): refused in free text up front, naming the field.
 CONTROL = r"\x01-\x08\x0b\x0c\x0e-\x1f\x7f"
 # What Python's str.strip() removes, and the byte order mark: a text of only these is blank.
 SPACE = r"\t\n\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"

@@ -86,7 +86,7 @@ def _init_request_context(app: Flask) -> None:
             return jsonify(
                 code=422,
                 status="Unprocessable Entity",
-                message=f"the request's text {UNSTORABLE}",
+                message=f"the request's text {UNSTORABLE_TEXT}",
                 errors=unstorable,
             ), 422
         # Everything under /v1 speaks JSON; say so plainly rather than failing on fields.
@@ -127,7 +127,7 @@ def _init_request_context(app: Flask) -> None:
         tracing.clear()
 
 
-UNSTORABLE = "holds a NUL character or a lone surrogate, which no text field accepts"
+UNSTORABLE_TEXT = "holds a NUL character or a lone surrogate, which no text field accepts"
 
 
 def _unstorable_text() -> dict | None:
@@ -135,13 +135,13 @@ def _unstorable_text() -> dict | None:
     # A path naming no resource is each service's 404 (an id with a NUL names none).
     for name, value in request.args.items(multi=True):
         if text.has_unstorable(name) or text.has_unstorable(value):
-            return {"query": {name: [UNSTORABLE]}}
+            return {"query": {name: [UNSTORABLE_TEXT]}}
     if request.is_json:
         stack: list[tuple[tuple, object]] = [((), request.get_json(silent=True))]
         while stack:
             where, item = stack.pop()
             if isinstance(item, str) and text.has_unstorable(item):
-                errors: object = [UNSTORABLE]
+                errors: object = [UNSTORABLE_TEXT]
                 for key in reversed(where or ("_schema",)):
                     errors = {str(key): errors}
                 return {"json": errors}

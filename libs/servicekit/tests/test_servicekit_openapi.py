@@ -70,9 +70,9 @@ def test_a_method_not_allowed_says_which_are(app):
 @pytest.mark.parametrize(
     ("path", "body", "where"),
     [
-        ("/v1/things/a", {"name": "a\u0000b"}, {"json": {"name": [web.UNSTORABLE]}}),
-        ("/v1/things/a", {"name": "\udb6cx"}, {"json": {"name": [web.UNSTORABLE]}}),
-        ("/v1/things/a?note=%00", {"name": "a"}, {"query": {"note": [web.UNSTORABLE]}}),
+        ("/v1/things/a", {"name": "a\u0000b"}, {"json": {"name": [web.UNSTORABLE_TEXT]}}),
+        ("/v1/things/a", {"name": "\udb6cx"}, {"json": {"name": [web.UNSTORABLE_TEXT]}}),
+        ("/v1/things/a?note=%00", {"name": "a"}, {"query": {"note": [web.UNSTORABLE_TEXT]}}),
     ],
 )
 def test_text_no_field_can_store_is_refused_naming_where(app, path, body, where):
