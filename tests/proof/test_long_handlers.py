@@ -87,6 +87,8 @@ def test_a_handler_longer_than_two_heartbeats_keeps_its_connection(
         url=url,
         on_ready=ready.set,
         setup=count_connection,
+        # Its statement watch too (on PostgreSQL): a long handler is not a long call.
+        engine=engine,
     )
     assert consumer.heartbeat == HEARTBEAT  # read from AMQP_HEARTBEAT
     caplog.set_level(logging.INFO, logger="eventbus.consumer")

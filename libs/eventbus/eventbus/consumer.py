@@ -5,7 +5,8 @@ one worker thread of their own, so a long handler never starves the connection's
 heartbeats. The worker hands acks back with ``add_callback_threadsafe``, as pika's
 own examples do. A link that goes silent (a black hole: no reset, no bytes) is
 dropped after one heartbeat timeout without a byte from the broker, which sends
-one every half timeout, and the consumer reconnects.
+one every half timeout, and the consumer reconnects. A database call unanswered for as
+long has its link broken (:mod:`eventbus.statement_watch`) and the event is retried.
 
 A message that cannot be decoded or validated is rejected to the service's
 dead-letter queue; a handler that fails for another reason is retried (infrastructure
@@ -26,12 +27,14 @@ from dataclasses import dataclass
 
 import pika
 import pika.exceptions
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from eventbus import metrics, topology, tracing
 from eventbus.connection import abort, bytes_received, connect, heartbeat_timeout
 from eventbus.envelope import PoisonMessage, ReceivedEvent, decode
 from eventbus.names import routing_key_of, service_queue
+from eventbus.statement_watch import StatementWatch
 from eventbus.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,7 @@ class Consumer:
         delivery_limit: int = topology.DEFAULT_DELIVERY_LIMIT,
         on_ready: Callable[[], None] | None = None,
         setup: Callable[[pika.adapters.blocking_connection.BlockingChannel], None] | None = None,
+        engine: Engine | None = None,
     ) -> None:
         self.service = service
         self.handlers = dict(handlers)
@@ -94,6 +98,13 @@ class Consumer:
         self.on_ready = on_ready
         self.setup = setup
         self.stopping = threading.Event()
+        # The handlers' database, watched as the broker link is: a call unanswered for a
+        # heartbeat timeout has its link broken (SQLite is a local file: nothing to watch).
+        self.statements = (
+            StatementWatch(engine, self.heartbeat)
+            if engine is not None and engine.dialect.name != "sqlite"
+            else None
+        )
 
     # -- the connection's thread -------------------------------------------------------
 
@@ -161,6 +172,12 @@ class Consumer:
             heard, heard_at = bytes_received(conn), time.monotonic()
             while not self.stopping.is_set():
                 conn.process_data_events(time_limit=0.5)
+                if self.statements is not None:
+                    for waited in self.statements.break_overdue():
+                        log.warning(
+                            "database call unanswered; link broken",
+                            extra={"service": self.service, "waited_s": waited},
+                        )
                 if bytes_received(conn) != heard:
                     heard, heard_at = bytes_received(conn), time.monotonic()
                 elif time.monotonic() - heard_at > self.heartbeat:

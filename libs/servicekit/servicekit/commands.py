@@ -141,6 +141,7 @@ def service_group(
                 unit_of_work=runtime.unit_of_work,
                 prefetch=prefetch,
                 setup=consumer_setup(runtime) if consumer_setup else None,
+                engine=runtime.engine,
             )
             threading.Thread(target=lambda: (stop.wait(), consumer.stop()), daemon=True).start()
             try:

@@ -23,13 +23,24 @@ def database_url(service: str) -> str:
     return f"sqlite:///{folder / f'{service}.db'}"
 
 
+CONNECT_TIMEOUT = 10  # seconds
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine tuned for several processes sharing one database."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
         _tune_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # A connection attempt into a dead link fails after 10 s and is retried, instead of
+    # waiting for the link to heal (libpq waits forever without it).
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT},
+    )
 
 
 def _tune_sqlite(engine: Engine) -> None:

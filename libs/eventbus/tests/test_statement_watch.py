@@ -1,0 +1,72 @@
+"""A database call unanswered past the bound has its link broken; time between calls is free.
+
+On the real PostgreSQL (SQLite is a local file with no link to break): a statement that
+waits on the server (pg_sleep) stands for one that waits on a dead link, since from the
+client's side both are a socket that answers nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from eventbus.statement_watch import StatementWatch
+
+
+@pytest.fixture
+def engine(db_backend, make_database):
+    if db_backend == "sqlite":
+        pytest.skip("SQLite is a local file: no link to break; this runs on PostgreSQL")
+    engine = create_engine(make_database("watch"), pool_pre_ping=True)
+    yield engine
+    engine.dispose()
+
+
+def _watch_until(watch: StatementWatch, done: threading.Event, broken: list) -> None:
+    # As the consumer's connection thread does: look twice a second.
+    while not done.wait(0.1):
+        broken.extend(watch.break_overdue())
+
+
+def test_a_call_unanswered_past_the_bound_fails_soon_and_the_engine_goes_on(engine):
+    watch = StatementWatch(engine, bound=0.5)
+    done, broken = threading.Event(), []
+    watcher = threading.Thread(target=_watch_until, args=(watch, done, broken))
+    watcher.start()
+    try:
+        began = time.monotonic()
+        with pytest.raises(OperationalError), engine.connect() as conn:
+            conn.execute(text("SELECT pg_sleep(30)"))
+        waited = time.monotonic() - began
+        # The broken connection was discarded: the next call gets a fresh one.
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        done.set()
+        watcher.join()
+    assert waited < 5, waited
+    assert len(broken) == 1 and broken[0] > 0.5
+
+
+def test_time_between_calls_is_not_a_call(engine):
+    # A handler may run long (the long-handler proof); only a call waiting counts.
+    watch = StatementWatch(engine, bound=0.3)
+    done, broken = threading.Event(), []
+    watcher = threading.Thread(target=_watch_until, args=(watch, done, broken))
+    watcher.start()
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (n integer)"))
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+            time.sleep(1.0)
+            conn.execute(text("INSERT INTO t VALUES (2)"))
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 2
+    finally:
+        done.set()
+        watcher.join()
+    assert broken == []
