@@ -6,11 +6,17 @@ from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from servicekit.auth import current_principal, require
 from supervision import access, board_counts, models
 from supervision.schemas import BoardOut, BoardQuery
+
+# The statuses as literals in the SQL, not parameters: the planner then matches them to the
+# board's partial index even in a generic plan (psycopg prepares a query it sees often).
+UNRESOLVED_LITERALLY = bindparam(
+    "unresolved", list(models.UNRESOLVED), expanding=True, literal_execute=True
+)
 
 blp = Blueprint(
     "board",
@@ -37,7 +43,7 @@ class Board(MethodView):
         principal = current_principal()
         case = models.SupervisedCase
         with current_app.extensions["runtime"].sessions() as session:
-            conditions = [case.status.in_(models.UNRESOLVED)]
+            conditions = [case.status.in_(UNRESOLVED_LITERALLY)]
             units = access.jurisdiction(session, principal)
             if query.get("unit"):
                 wanted = access.subtree(session, query["unit"])
