@@ -172,12 +172,7 @@ class Consumer:
             heard, heard_at = bytes_received(conn), time.monotonic()
             while not self.stopping.is_set():
                 conn.process_data_events(time_limit=0.5)
-                if self.statements is not None:
-                    for waited in self.statements.break_overdue():
-                        log.warning(
-                            "database call unanswered; link broken",
-                            extra={"service": self.service, "waited_s": waited},
-                        )
+                self._break_overdue_calls()
                 if bytes_received(conn) != heard:
                     heard, heard_at = bytes_received(conn), time.monotonic()
                 elif time.monotonic() - heard_at > self.heartbeat:
@@ -205,6 +200,8 @@ class Consumer:
             if worker is not None and worker.is_alive():
                 while worker.is_alive():
                     worker.join(timeout=0.2)
+                    # A handler stuck on a dead database link would keep us here for good.
+                    self._break_overdue_calls()
                     if conn.is_open:
                         try:
                             conn.process_data_events(time_limit=0)
@@ -213,6 +210,16 @@ class Consumer:
             if conn.is_open:
                 with contextlib.suppress(pika.exceptions.AMQPError, OSError):
                     conn.close()
+
+    def _break_overdue_calls(self) -> None:
+        """Break the database link of a handler's call unanswered for a heartbeat timeout."""
+        if self.statements is None:
+            return
+        for waited in self.statements.break_overdue():
+            log.warning(
+                "database call unanswered; link broken",
+                extra={"service": self.service, "waited_s": waited},
+            )
 
     # -- the worker thread --------------------------------------------------------------
 
