@@ -1,9 +1,10 @@
 """Count a list's rows for its ``total`` without counting a million of them.
 
 A page of a list costs a few rows; counting every row the caller may see cost an admin's
-case list 260 ms and the supervision board over a second at 1,000,000 cases. Nobody pages
-through ten thousand cases: beyond that a list says "10,000 or more" (``total`` =
-:data:`TOTAL_CAP`, ``total_exact`` false) and the statistics give the exact figures.
+case list 260 ms at 1,000,000 cases. Nobody pages through ten thousand cases: beyond that a
+list says "10,000 or more" (``total`` = :data:`TOTAL_CAP`, ``total_exact`` false) and the
+statistics give the exact figures. (The supervision board keeps its counts instead:
+supervision/board_counts.py.)
 """
 
 from __future__ import annotations

@@ -264,7 +264,7 @@ _HOST = (
 # pattern, the OpenAPI document can say exactly what is accepted.
 WEBHOOK_URL = validate.Regexp(
     # Explicit classes rather than \S, which Python and JSON Schema's regex read differently.
-    rf"^https?://{_HOST}(?::[0-9]+)?(?:/?|[/?#][^\x00-\x20\x7f{text.SPACE}{text.UNSTORABLE}]+)$",
+    rf"^https?://{_HOST}(?::[0-9]+)?(?:/?|[/?#][^\x00-\x20\x7f{text.SPACE}]+)$",
     error="must be an http or https URL such as 'https://partner.example/hook'",
 )
 
