@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import signal
 import socket
@@ -75,10 +76,40 @@ def compose_processes(compose: Path) -> dict[str, ProcessSpec]:
     return specs
 
 
+# Ports handed out by this process: a port is never given twice, even before its server
+# has bound it.
+_GIVEN: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """Return the range of local ports the kernel gives outgoing connections."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """Return a local port free now, from outside the kernel's range for outgoing connections.
+
+    A port the kernel picks (bind to 0) lies in that range, and between this check and the
+    server's own bind any client's connection (to PostgreSQL, to RabbitMQ) may take it as its
+    local end: gunicorn then fails with "Address already in use" (seen in CI).
+    """
+    low, _high = _ephemeral_range()
+    candidates = list(range(10_000, low)) if low > 11_000 else list(range(low, 65_536))
+    for port in random.sample(candidates, k=min(500, len(candidates))):
+        if port in _GIVEN:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    raise RuntimeError("no free local port found")
 
 
 @dataclass

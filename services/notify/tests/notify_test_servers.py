@@ -11,7 +11,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,11 +20,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from servicekit.localsystem import free_port
 
 
 @dataclass
