@@ -7,6 +7,7 @@ client's side both are a socket that answers nothing.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -26,18 +27,26 @@ def engine(db_backend, make_database):
     engine.dispose()
 
 
-def _watch_until(watch: StatementWatch, done: threading.Event, broken: list) -> None:
-    # As the consumer's connection thread does: look twice a second.
-    while not done.wait(0.1):
-        broken.extend(watch.break_overdue())
+@contextlib.contextmanager
+def watched(engine, bound: float):
+    """Watch an engine's calls as the consumer's connection thread does; yield what broke."""
+    watch, done, broken = StatementWatch(engine, bound=bound), threading.Event(), []
+
+    def look() -> None:
+        while not done.wait(0.1):
+            broken.extend(watch.break_overdue())
+
+    watcher = threading.Thread(target=look)
+    watcher.start()
+    try:
+        yield broken
+    finally:
+        done.set()
+        watcher.join()
 
 
 def test_a_call_unanswered_past_the_bound_fails_soon_and_the_engine_goes_on(engine):
-    watch = StatementWatch(engine, bound=0.5)
-    done, broken = threading.Event(), []
-    watcher = threading.Thread(target=_watch_until, args=(watch, done, broken))
-    watcher.start()
-    try:
+    with watched(engine, 0.5) as broken:
         began = time.monotonic()
         with pytest.raises(OperationalError), engine.connect() as conn:
             conn.execute(text("SELECT pg_sleep(30)"))
@@ -45,20 +54,13 @@ def test_a_call_unanswered_past_the_bound_fails_soon_and_the_engine_goes_on(engi
         # The broken connection was discarded: the next call gets a fresh one.
         with engine.connect() as conn:
             assert conn.execute(text("SELECT 1")).scalar() == 1
-    finally:
-        done.set()
-        watcher.join()
     assert waited < 5, waited
     assert len(broken) == 1 and broken[0] > 0.5
 
 
 def test_time_between_calls_is_not_a_call(engine):
     # A handler may run long (the long-handler proof); only a call waiting counts.
-    watch = StatementWatch(engine, bound=0.3)
-    done, broken = threading.Event(), []
-    watcher = threading.Thread(target=_watch_until, args=(watch, done, broken))
-    watcher.start()
-    try:
+    with watched(engine, 0.3) as broken:
         with engine.begin() as conn:
             conn.execute(text("CREATE TABLE t (n integer)"))
             conn.execute(text("INSERT INTO t VALUES (1)"))
@@ -66,7 +68,4 @@ def test_time_between_calls_is_not_a_call(engine):
             conn.execute(text("INSERT INTO t VALUES (2)"))
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 2
-    finally:
-        done.set()
-        watcher.join()
     assert broken == []

@@ -11,6 +11,7 @@ import pytest
 from eventbus import envelope
 from eventbus.envelope import OutgoingEvent, ReceivedEvent
 from routing import directory, models
+from routing.app import create_app
 from routing.handlers import handlers
 from servicekit import migrations
 from servicekit.runtime import Runtime, make_runtime
@@ -52,6 +53,19 @@ def runtime(bare_runtime):
     """Yield a runtime on a migrated database holding the shipped unit directory."""
     seed_directory(bare_runtime)
     return bare_runtime
+
+
+@pytest.fixture
+def app(runtime, database):
+    """Yield routing's app on the seeded database; no broker: tests read the outbox."""
+    app = create_app({"DATABASE_URL": database, "AMQP_URL": NO_BROKER, "TESTING": True})
+    yield app
+    app.extensions["runtime"].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
 
 
 def _case_data(**changes: Any) -> dict[str, Any]:

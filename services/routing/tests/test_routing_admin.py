@@ -9,23 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from routing import models
-from routing.app import create_app
 from servicekit.auth import mint
-
-NO_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"
-
-
-@pytest.fixture
-def app(runtime, database):
-    # No broker: these tests read what was published from the outbox.
-    app = create_app({"DATABASE_URL": database, "AMQP_URL": NO_BROKER, "TESTING": True})
-    yield app
-    app.extensions["runtime"].close()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 def bearer(unit: str, *roles: str, key: str | None = None) -> dict[str, str]:

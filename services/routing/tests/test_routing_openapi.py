@@ -6,19 +6,10 @@ import re
 
 import pytest
 
-from routing.app import create_app
 from servicekit import text
 from servicekit.auth import mint
 
-NO_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"
 ADMIN = {"Authorization": f"Bearer {mint('city-org', ['admin'])}"}
-
-
-@pytest.fixture
-def app(runtime, database):
-    app = create_app({"DATABASE_URL": database, "AMQP_URL": NO_BROKER, "TESTING": True})
-    yield app
-    app.extensions["runtime"].close()
 
 
 @pytest.fixture

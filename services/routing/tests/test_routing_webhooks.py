@@ -22,8 +22,9 @@ from routing import models, webhooks
 from routing.app import create_app
 from servicekit.auth import mint
 
-NO_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"
 NIGHTTALK = str(Path(sys.executable).parent / "nighttalk")
+
+NO_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"
 
 
 class Receiver:
@@ -68,13 +69,6 @@ def receiver():
     yield receiver
     receiver.server.shutdown()
     receiver.server.server_close()
-
-
-@pytest.fixture
-def client(runtime, database):
-    app = create_app({"DATABASE_URL": database, "AMQP_URL": NO_BROKER, "TESTING": True})
-    yield app.test_client()
-    app.extensions["runtime"].close()
 
 
 def partner(unit: str) -> dict[str, str]:

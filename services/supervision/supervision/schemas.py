@@ -186,6 +186,9 @@ class BoardLevelOut(Schema):
 class BoardOut(CountedPage):
     levels = fields.List(fields.Nested(BoardLevelOut))
     items = fields.List(fields.Nested(BoardCaseOut))
+    # The board's counts are kept as cases move (board_counts.py): exact at any size.
+    total = fields.Integer(metadata={"description": "Cases in all pages, exact."})
+    total_exact = fields.Boolean(metadata={"description": "Always true on the board."})
 
 
 # -- feedback, named supervisor, meeting ---------------------------------------------------
