@@ -10,10 +10,11 @@ when saved, so a typo never reaches a visitor as an empty gap or a failed send.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy.orm import Session
 
@@ -164,7 +165,9 @@ def _date(value: object) -> object:
     return moment.astimezone(LOCAL_TIME).date().isoformat()
 
 
+@functools.cache
 def _environment(channel: str) -> SandboxedEnvironment:
+    # One per channel (two at most), kept: Jinja caches what it compiled per environment.
     # Sandboxed: templates are edited through the API and must not reach Python
     # internals. Strict: a missing field fails loudly rather than printing nothing.
     env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=channel == models.LETTER)
@@ -214,8 +217,14 @@ class Rendered:
     body: str
 
 
+# Compiling a template costs more than the rest of a delivery; an edited template is a new
+# text and compiles once on first use.
+@functools.lru_cache(maxsize=256)
+def _compiled(channel: str, text: str) -> Template:
+    return _environment(channel).from_string(text)
+
+
 def render(template: Source, channel: str, context: dict[str, object]) -> Rendered:
     """Fill a template with a notification's fields."""
-    env = _environment(channel)
-    subject = env.from_string(template.subject).render(context) if template.subject else None
-    return Rendered(subject, env.from_string(template.body).render(context))
+    subject = _compiled(channel, template.subject).render(context) if template.subject else None
+    return Rendered(subject, _compiled(channel, template.body).render(context))
