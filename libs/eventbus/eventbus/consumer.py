@@ -8,6 +8,11 @@ dropped after one heartbeat timeout without a byte from the broker, which sends
 one every half timeout, and the consumer reconnects. A database call unanswered for as
 long has its link broken (:mod:`eventbus.statement_watch`) and the event is retried.
 
+Under load, the messages already prefetched when the worker is free are applied
+together: one transaction, one commit, one publish of what they caused, then their
+acks. If any of them fails, the whole batch is rolled back and each is applied on its
+own, so that one bad event is judged alone and never takes the others with it.
+
 A message that cannot be decoded or validated is rejected to the service's
 dead-letter queue; a handler that fails for another reason is retried (infrastructure
 errors in place, other errors by redelivery up to the delivery limit).
@@ -228,28 +233,107 @@ class Consumer:
             delivery = work.get()
             if delivery is None:
                 return
-            outcome = self._handle(delivery)
-            metrics.EVENTS_CONSUMED.labels(self.service, delivery.routing_key, outcome).inc()
+            # What has arrived already joins it: under load the prefetched messages are
+            # applied in one transaction, with one commit and one publish. Never waits
+            # for more, so a lone event is not held back.
+            batch, last = [delivery], False
+            while len(batch) < self.prefetch:
+                try:
+                    more = work.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    last = True
+                    break
+                batch.append(more)
+            outcomes = self._handle_batch(batch)
+            for each, outcome in zip(batch, outcomes, strict=True):
+                metrics.EVENTS_CONSUMED.labels(self.service, each.routing_key, outcome).inc()
             try:
                 conn.add_callback_threadsafe(
-                    functools.partial(self._settle, channel, delivery, outcome)
+                    functools.partial(self._settle, channel, batch, outcomes)
                 )
             except (pika.exceptions.AMQPError, OSError, AssertionError):
-                # The connection is gone; the broker will redeliver the message and the
+                # The connection is gone; the broker will redeliver the messages and the
                 # inbox makes the second application a no-op.
+                return
+            if last:
                 return
 
     @staticmethod
-    def _settle(channel, delivery: _Delivery, outcome: str) -> None:
+    def _settle(channel, batch: list[_Delivery], outcomes: list[str]) -> None:
         """Ack, reject or requeue on the connection's thread, if the channel still stands."""
         if not channel.is_open:
             return
-        if outcome == "ack":
-            channel.basic_ack(delivery.tag)
-        elif outcome == "dead":
-            channel.basic_reject(delivery.tag, requeue=False)
+        for delivery, outcome in zip(batch, outcomes, strict=True):
+            if outcome == "ack":
+                channel.basic_ack(delivery.tag)
+            elif outcome == "dead":
+                channel.basic_reject(delivery.tag, requeue=False)
+            else:
+                channel.basic_nack(delivery.tag, requeue=True)
+
+    def _handle_batch(self, batch: list[_Delivery]) -> list[str]:
+        """Apply deliveries together if they all go through; else one by one, as ever."""
+        if len(batch) == 1:
+            return [self._handle(batch[0])]
+        together = []
+        for delivery in batch:
+            try:
+                event = decode(delivery.properties, delivery.body, delivery.routing_key)
+            except PoisonMessage:
+                break
+            handler = self.handlers.get(delivery.routing_key) or self.handlers.get(
+                _event_key(event.type)
+            )
+            if handler is None:
+                break
+            together.append((delivery, event, handler))
         else:
-            channel.basic_nack(delivery.tag, requeue=True)
+            if self._apply_together(together):
+                return ["ack"] * len(batch)
+        # Something in the batch is poison, unknown or failed: each event on its own, so
+        # that one bad event neither holds up nor dead-letters the others.
+        return [self._handle(delivery) for delivery in batch]
+
+    def _apply_together(self, batch: list[tuple[_Delivery, ReceivedEvent, Handler]]) -> bool:
+        """Apply events in one transaction; return False (all rolled back) if any failed."""
+        timings = []
+        try:
+            with self.unit_of_work() as uow:
+                for _delivery, event, handler in batch:
+                    began = time.perf_counter()
+                    tracing.continue_trace(event.traceparent)
+                    if uow.claim_application(event.id, self.service, event.type):
+                        handler(uow, event)
+                    timings.append(time.perf_counter() - began)
+                committing = time.perf_counter()
+                uow.commit()
+        except Exception as exc:  # noqa: BLE001 - retried one by one, where each is judged
+            log.info(
+                "batch not applied; applying its events one by one",
+                # The class only: a database error's text may quote the row's values.
+                extra={"service": self.service, "events": len(batch), "error": type(exc).__name__},
+            )
+            return False
+        finally:
+            tracing.clear()
+        shared = (time.perf_counter() - committing) / len(batch)
+        for (delivery, event, _handler), spent in zip(batch, timings, strict=True):
+            metrics.EVENT_PROCESSING.labels(self.service, delivery.routing_key).observe(
+                spent + shared
+            )
+            log.info(
+                "event applied",
+                extra={
+                    "event_id": event.id,
+                    "event_type": event.type,
+                    "case_id": event.subject,
+                    "ms": round((spent + shared) * 1000, 2),
+                    "batch": len(batch),
+                },
+            )
+        return True
 
     def _handle(self, delivery: _Delivery) -> str:
         """Apply one delivery; return 'ack', 'dead' (reject to dead letters) or 'retry'."""
@@ -307,13 +391,10 @@ class Consumer:
                     )
                     return "dead"
                 except IntegrityError:
-                    if self._applied_elsewhere(event):
-                        # Another consumer applied the same event concurrently: its inbox
-                        # row won, and the effect is there.
-                        log.info("duplicate event ignored", extra={"event_id": event.id})
-                        return "ack"
-                    # A constraint of the handler's own: a retry may pass (a concurrent
-                    # insert of the same new row); if not, the delivery limit dead-letters it.
+                    # Never the inbox's (a redelivery is told apart before the handler
+                    # runs): a constraint of the handler's own. A retry may pass (a
+                    # concurrent insert of the same new row); if not, the delivery limit
+                    # dead-letters it.
                     log.exception(
                         "handler hit a constraint; requeued",
                         extra={"event_id": event.id, "case_id": event.subject},
@@ -344,14 +425,9 @@ class Consumer:
         finally:
             tracing.clear()
 
-    def _applied_elsewhere(self, event: ReceivedEvent) -> bool:
-        with self.unit_of_work() as uow:
-            return uow.already_applied(event.id, self.service)
-
     def _apply(self, handler: Handler, event: ReceivedEvent) -> None:
         with self.unit_of_work() as uow:
-            if uow.already_applied(event.id, self.service):
-                return
+            if not uow.claim_application(event.id, self.service, event.type):
+                return  # a redelivery of an event applied before
             handler(uow, event)
-            uow.mark_applied(event.id, self.service, event.type)
             uow.commit()

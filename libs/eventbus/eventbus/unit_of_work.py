@@ -50,6 +50,10 @@ class UnitOfWork:
         """Record in this transaction that the consumer applied the event."""
         inbox.record(self.session, self._inbox_table, event_id, consumer, event_type)
 
+    def claim_application(self, event_id: str, consumer: str, event_type: str) -> bool:
+        """Record in this transaction that the consumer applies the event; False if it did."""
+        return inbox.claim(self.session, self._inbox_table, event_id, consumer, event_type)
+
     def commit(self) -> list[str]:
         """Commit state and outbox rows together, then publish the rows; return their ids."""
         events, self._events = self._events, []

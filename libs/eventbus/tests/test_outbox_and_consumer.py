@@ -238,7 +238,7 @@ def test_consumer_applies_once_dead_letters_poison_and_goes_on(store, amqp_url):
                 service="tests", routing_key="thing.happened", subject="s", data={"v": "b"}
             ),
         )
-        assert _wait_for(lambda: _effects(engine, effects) == ["a", "b"])
+        assert _wait_for(lambda: _effects(engine, effects) == ["a", "b"]), _effects(engine, effects)
         dead = testing.get_messages(amqp_url, names.dead_letter_queue(service), count=2, timeout=10)
         assert sorted(body for _, _, body in dead) == sorted(
             [b"not an event", b'{"invalid": true}']
@@ -409,3 +409,66 @@ def test_dead_letters_are_listed_and_replayed_after_a_fix(store, amqp_url):
     finally:
         consumer.stop()
         thread.join(10)
+
+
+def test_queued_events_are_applied_in_batches_once_each_and_a_bad_one_alone(store, amqp_url):
+    """What waits in the queue is applied a batch per transaction; a bad event is judged alone."""
+    from sqlalchemy import event as sa_event
+
+    engine, outbox_t, inbox_t, effects = store
+    service = "svc6"
+    _bind_test_queue(amqp_url, "t.caused", "thing.caused")
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
+
+    def record_and_announce(uow, event):
+        if event.data.get("invalid"):
+            raise envelope.PoisonMessage("invalid data")
+        uow.session.execute(insert(effects).values(event_id=event.id, value=event.data["v"]))
+        uow.emit(
+            envelope.build(
+                service=service, routing_key="thing.caused", subject="s", data=event.data
+            )
+        )
+
+    # Queued before the consumer starts, so that its prefetch hands it many at once.
+    conn = connect(amqp_url)
+    topology.declare_service_queue(conn.channel(), service, ["thing.queued"])
+    conn.close()
+    good = [
+        envelope.build(
+            service="tests", routing_key="thing.queued", subject="s", data={"v": f"{n:02}"}
+        )
+        for n in range(30)
+    ]
+    bad = envelope.build(
+        service="tests", routing_key="thing.queued", subject="s", data={"invalid": True}
+    )
+    # A prefetch of 20: a first batch with a duplicate inside, a second with a bad event.
+    for event in [*good[:10], good[3], *good[10:25], bad, *good[25:]]:
+        _publish(amqp_url, event)
+
+    commits = []
+    sa_event.listen(engine, "commit", lambda conn: commits.append(1))
+    consumer = Consumer(
+        service=service,
+        handlers={"thing.queued": record_and_announce},
+        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
+        url=amqp_url,
+    )
+    thread = _start(consumer)
+    try:
+        assert _wait_for(lambda: len(_effects(engine, effects)) == 30)
+        dead = testing.get_messages(amqp_url, names.dead_letter_queue(service), count=1, timeout=10)
+        assert [props.message_id for _, props, _ in dead] == [bad.event_id]
+        caused = testing.get_messages(amqp_url, "t.caused", count=31, timeout=10)
+        assert len(caused) == 30
+        assert _wait_for(lambda: testing.queue_depth(amqp_url, names.service_queue(service)) == 0)
+    finally:
+        consumer.stop()
+        thread.join(10)
+    assert _effects(engine, effects) == [f"{n:02}" for n in range(30)]
+    assert _unsent(engine, outbox_t) == 0
+    # One by one, the 32 deliveries take 31 commits of their effects and 30 of their
+    # outbox marks; in batches, two for the clean batch, then one by one for the batch
+    # holding the bad event.
+    assert len(commits) < 32, len(commits)
