@@ -161,11 +161,8 @@ class _NoStore:
     def __exit__(self, *exc):
         return None
 
-    def already_applied(self, event_id, consumer):
-        return False
-
-    def mark_applied(self, event_id, consumer, event_type):
-        return None
+    def claim_application(self, event_id, consumer, event_type):
+        return True
 
     def commit(self):
         return []

@@ -4,40 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
-
-
-def seen(session: Session, table: Table, event_id: str, consumer: str) -> bool:
-    """Return True if this consumer has already applied this event."""
-    return (
-        session.execute(
-            select(table.c.event_id).where(
-                table.c.event_id == event_id, table.c.consumer == consumer
-            )
-        ).first()
-        is not None
-    )
-
-
-def record(session: Session, table: Table, event_id: str, consumer: str, event_type: str) -> None:
-    """Record that this consumer applied the event; a concurrent duplicate fails on commit."""
-    session.execute(
-        insert(table).values(
-            event_id=event_id,
-            consumer=consumer,
-            event_type=event_type,
-            received_at=dt.datetime.now(dt.UTC),
-        )
-    )
 
 
 def claim(session: Session, table: Table, event_id: str, consumer: str, event_type: str) -> bool:
     """Record that this consumer applies the event now; return False if it did before.
 
     One statement instead of a look and a write. A concurrent application of the same
-    event waits on PostgreSQL for the other transaction: if that one commits, this is
+    event waits on PostgreSQL for the other transaction: if that one commits, this is a
     no-op (False); if it rolls back, this one applies the event.
     """
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite

@@ -42,14 +42,6 @@ class UnitOfWork:
         """Queue an event to be written to the outbox when this unit commits."""
         self._events.append(event)
 
-    def already_applied(self, event_id: str, consumer: str) -> bool:
-        """Return True if this consumer applied the event before (a redelivery)."""
-        return inbox.seen(self.session, self._inbox_table, event_id, consumer)
-
-    def mark_applied(self, event_id: str, consumer: str, event_type: str) -> None:
-        """Record in this transaction that the consumer applied the event."""
-        inbox.record(self.session, self._inbox_table, event_id, consumer, event_type)
-
     def claim_application(self, event_id: str, consumer: str, event_type: str) -> bool:
         """Record in this transaction that the consumer applies the event; False if it did."""
         return inbox.claim(self.session, self._inbox_table, event_id, consumer, event_type)

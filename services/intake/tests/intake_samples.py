@@ -121,8 +121,7 @@ def consume(runtime: Runtime, *events: OutgoingEvent) -> None:
         incoming = envelope.decode(event.properties(), event.body, event.routing_key)
         handler = handlers(runtime)[event.routing_key]
         with runtime.unit_of_work() as uow:
-            if uow.already_applied(incoming.id, "intake"):
+            if not uow.claim_application(incoming.id, "intake", incoming.type):
                 continue
             handler(uow, incoming)
-            uow.mark_applied(incoming.id, "intake", incoming.type)
             uow.commit()

@@ -49,10 +49,9 @@ def deliver(runtime: Runtime) -> Callable[[OutgoingEvent], None]:
     def apply(outgoing: OutgoingEvent) -> None:
         event = envelope.decode(outgoing.properties(), outgoing.body, outgoing.routing_key)
         with runtime.unit_of_work() as uow:
-            if uow.already_applied(event.id, "notify"):
+            if not uow.claim_application(event.id, "notify", event.type):
                 return
             table[event.routing_key](uow, event)
-            uow.mark_applied(event.id, "notify", event.type)
             uow.commit()
 
     return apply

@@ -125,10 +125,9 @@ def deliver(bare_runtime):
         incoming = received(event)
         handler = handlers(bare_runtime)[incoming.routing_key]
         with bare_runtime.unit_of_work() as uow:
-            if uow.already_applied(incoming.id, "routing"):
+            if not uow.claim_application(incoming.id, "routing", incoming.type):
                 return
             handler(uow, incoming)
-            uow.mark_applied(incoming.id, "routing", incoming.type)
             uow.commit()
 
     return apply

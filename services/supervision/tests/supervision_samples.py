@@ -247,10 +247,9 @@ def consume_received(runtime: Runtime, incoming: ReceivedEvent) -> None:
     """Apply a received event as the consumer does: inbox check, handler, inbox row, commit."""
     handler = handlers(runtime)[incoming.routing_key]
     with runtime.unit_of_work() as uow:
-        if uow.already_applied(incoming.id, "supervision"):
+        if not uow.claim_application(incoming.id, "supervision", incoming.type):
             return
         handler(uow, incoming)
-        uow.mark_applied(incoming.id, "supervision", incoming.type)
         uow.commit()
 
 
