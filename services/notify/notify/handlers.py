@@ -362,8 +362,15 @@ def _receiving_unit(session: Session, case_id: str) -> str | None:
 def _insert_new(session: Session, table: Table, values: dict[str, Any]) -> int:
     """Insert a row unless its unique key exists; return how many rows were inserted."""
     dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    result = session.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
-    return result.rowcount or 0
+    # A returned key says the row went in: an INSERT's row count is not reported through
+    # SQLAlchemy on psycopg (-1), which made the log's "recorded" negative.
+    result = session.execute(
+        dialect.insert(table)
+        .values(**values)
+        .on_conflict_do_nothing()
+        .returning(*table.primary_key.columns)
+    )
+    return len(result.all())
 
 
 def _link_case(session: Session, case_id: str, visit_id: str) -> None:

@@ -51,17 +51,22 @@ def test_receipt_carries_case_number_and_due_date(deliver, notifications_of):
     assert receipt.payload["unit"] == visit.unit
 
 
-def test_receipt_is_recorded_once_however_often_the_case_arrives(deliver, notifications_of):
+def test_receipt_is_recorded_once_however_often_the_case_arrives(deliver, notifications_of, caplog):
     visit = Visit()
     first = visit.case_registered()
 
-    deliver(first)
-    deliver(first)  # a redelivery: same event id
-    deliver(visit.case_registered())  # a republication: same case, another event id
+    with caplog.at_level(logging.INFO, logger="notify.handlers"):
+        deliver(first)
+        deliver(first)  # a redelivery: same event id
+        deliver(visit.case_registered())  # a republication: same case, another event id
 
     receipts = notifications_of(visit.case_ids[0])
     assert len(receipts) == 1
     assert receipts[0].event_id == first.event_id
+    # The log says what went in: the redelivery never reaches the handler, the
+    # republication meets the unique occasion and records nothing.
+    recorded = [r.recorded for r in caplog.records if r.getMessage() == "notifications recorded"]
+    assert recorded == [1, 0]
 
 
 def test_case_without_known_contact_awaits_it(deliver, notifications_of):
