@@ -100,7 +100,7 @@ def case_for_update(
 
 def on_case_registered(uow: UnitOfWork, event: ReceivedEvent) -> None:
     """Open the case's supervision with what intake registered."""
-    data = payloads.load(payloads.CaseRegistered(), event, "case_id")
+    data = payloads.load(payloads.CaseRegistered, event, "case_id")
     summary = {
         "case_number": data["case_number"],
         "unit": data["unit"],
@@ -129,7 +129,7 @@ def on_case_registered(uow: UnitOfWork, event: ReceivedEvent) -> None:
 
 def on_case_resolved_on_spot(uow: UnitOfWork, event: ReceivedEvent) -> None:
     """Mark the case answered at the reception desk (当场答复): no deadline clock."""
-    data = payloads.load(payloads.CaseResolvedOnSpot(), event, "case_id")
+    data = payloads.load(payloads.CaseResolvedOnSpot, event, "case_id")
     summary = {
         "case_number": data["case_number"],
         "unit": data["unit"],
@@ -153,7 +153,7 @@ def on_case_resolved_on_spot(uow: UnitOfWork, event: ReceivedEvent) -> None:
 
 def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
     """Start the case's clock at routing's due date, with the unit responsible for it."""
-    data = payloads.load(payloads.CaseRouted(), event, "case_id")
+    data = payloads.load(payloads.CaseRouted, event, "case_id")
     summary = {
         "case_number": data["case_number"],
         "unit": data["unit"],
@@ -206,7 +206,7 @@ def _apply_early_extensions(session: Session, case: models.SupervisedCase) -> No
 
 def on_visit_followed_up(uow: UnitOfWork, event: ReceivedEvent) -> None:
     """Put a repeat visit about a known case on that case's timeline."""
-    data = payloads.load(payloads.VisitFollowedUp(), event, "case_id")
+    data = payloads.load(payloads.VisitFollowedUp, event, "case_id")
     # The case row is left alone: this event does not say who received the case, and
     # its timeline entry is found by case id once case.registered arrives.
     record_on_timeline(
@@ -227,7 +227,7 @@ def on_visit_followed_up(uow: UnitOfWork, event: ReceivedEvent) -> None:
 
 def on_visit_registered(uow: UnitOfWork, event: ReceivedEvent) -> None:
     """Keep the batch's counts (batches, person-visits, issues) for the statistics."""
-    data = payloads.load(payloads.VisitRegistered(), event, "visit_id")
+    data = payloads.load(payloads.VisitRegistered, event, "visit_id")
     # A visit is registered once and never changes: the first copy stands.
     uow.session.execute(
         _insert(uow.session)(models.VisitRecord.__table__)
@@ -264,7 +264,7 @@ def _assignment_handler(event_type: str, schema=payloads.AssignmentEvent, apply=
     """Return the handler of one assignment event: on the timeline, then ``apply`` to the case."""
 
     def handle(uow: UnitOfWork, event: ReceivedEvent) -> None:
-        data = payloads.load(schema(), event, "case_id")
+        data = payloads.load(schema, event, "case_id")
         if not record_on_timeline(
             uow.session,
             event,
@@ -299,7 +299,7 @@ def _extend(session: Session, case: models.SupervisedCase, data: dict[str, Any])
 
 def on_unit_changed(uow: UnitOfWork, event: ReceivedEvent) -> None:
     """Keep supervision's copy of routing's unit directory; only a newer revision applies."""
-    data = payloads.load(payloads.UnitChanged(), event, "code")
+    data = payloads.load(payloads.UnitChanged, event, "code")
     session = uow.session
     values = {
         "code": data["code"],
