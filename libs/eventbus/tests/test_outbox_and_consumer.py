@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import psycopg
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, create_engine, func, insert, select
 from sqlalchemy.orm import sessionmaker
@@ -472,3 +473,59 @@ def test_queued_events_are_applied_in_batches_once_each_and_a_bad_one_alone(stor
     # outbox marks; in batches, two for the clean batch, then one by one for the batch
     # holding the bad event.
     assert len(commits) < 32, len(commits)
+
+
+def test_a_consumer_without_pings_applies_events_after_its_connections_are_dropped(
+    store, amqp_url, db_backend
+):
+    """Consumers do not ping before each transaction: a dropped connection costs a retry."""
+    if db_backend != "postgresql":
+        pytest.skip("SQLite is a local file: no server to drop the connection")
+    store_engine, outbox_t, inbox_t, effects = store
+    # The consumer's engine pings nothing, as the consumers' engines (servicekit's
+    # make_runtime); the test reads through one that does.
+    engine = create_engine(store_engine.url, pool_pre_ping=False)
+    reader = create_engine(store_engine.url, pool_pre_ping=True)
+    service = "svc7"
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
+    consumer = Consumer(
+        service=service,
+        handlers={"thing.later": _Recorder(effects)},
+        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
+        url=amqp_url,
+    )
+    thread = _start(consumer)
+    try:
+        for value in ("a", "b"):
+            _publish(
+                amqp_url,
+                envelope.build(
+                    service="tests", routing_key="thing.later", subject="s", data={"v": value}
+                ),
+            )
+            assert _wait_for(lambda v=value: v in _effects(reader, effects))
+            # The server ends every connection the pool holds, as a database restart does.
+            with psycopg.connect(
+                engine.url.set(drivername="postgresql", database="postgres").render_as_string(
+                    hide_password=False
+                ),
+                autocommit=True,
+            ) as admin:
+                ended = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (engine.url.database,),
+                ).fetchone()[0]
+            assert ended >= 1
+        _publish(
+            amqp_url,
+            envelope.build(
+                service="tests", routing_key="thing.later", subject="s", data={"v": "c"}
+            ),
+        )
+        assert _wait_for(lambda: _effects(reader, effects) == ["a", "b", "c"])
+    finally:
+        consumer.stop()
+        thread.join(10)
+        engine.dispose()
+        reader.dispose()

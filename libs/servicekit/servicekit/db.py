@@ -26,8 +26,12 @@ def database_url(service: str) -> str:
 CONNECT_TIMEOUT = 10  # seconds
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine tuned for several processes sharing one database."""
+def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
+    """Create an engine tuned for several processes sharing one database.
+
+    ``pre_ping`` tests each pooled connection before handing it out (one round trip),
+    so that a connection the database dropped is replaced before a request fails on it.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
         _tune_sqlite(engine)
@@ -36,7 +40,7 @@ def make_engine(url: str) -> Engine:
     # waiting for the link to heal (libpq waits forever without it).
     return create_engine(
         url,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_size=5,
         max_overflow=5,
         connect_args={"connect_timeout": CONNECT_TIMEOUT},

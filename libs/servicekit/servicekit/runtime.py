@@ -38,10 +38,15 @@ class Runtime:
 
 
 def make_runtime(
-    service: str, metadata: MetaData, url: str | None = None, amqp_url: str | None = None
+    service: str,
+    metadata: MetaData,
+    url: str | None = None,
+    amqp_url: str | None = None,
+    *,
+    pre_ping: bool = True,
 ) -> Runtime:
     """Connect a service to its database and the broker (lazily: nothing opens yet)."""
-    engine = make_engine(url or database_url(service))
+    engine = make_engine(url or database_url(service), pre_ping=pre_ping)
     sessions = sessionmaker(engine, expire_on_commit=False)
     box = Outbox(engine, metadata.tables["outbox"], Publisher(amqp_url), service)
     return Runtime(service, engine, sessions, box, metadata.tables["inbox"])
