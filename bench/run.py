@@ -3,7 +3,8 @@
 Starts every process as compose declares it, on PostgreSQL and the local RabbitMQ (a
 private vhost), measures the floors (bare HTTP, broker, database) in the same run so
 the figures can be read as ratios, then offers visits at stepped fixed rates and times
-accept (POST → 201) and end to end (POST → the partner's message). Writes
+accept (POST → 201) and end to end (POST → the partner's message), and the CPU time
+each process (PostgreSQL and RabbitMQ too) spent per visit. Writes
 bench/results/<date>.json, .md and .png.
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import pika
 import psycopg
 
+from bench import cpu
 from bench.load import closed_loop_throughput, open_loop, percentile
 from eventbus import testing
 from eventbus.connection import connect
@@ -175,15 +177,24 @@ class PartnerListener:
         conn.close()
 
 
-def load_step(system, listener: PartnerListener, rate: float, seconds: float, drain: float):
-    """Offer visits at a fixed rate; return the latencies and whether the system kept up."""
+def load_step(
+    system,
+    listener: PartnerListener,
+    rate: float,
+    seconds: float,
+    drain: float,
+    idle: dict[str, float],
+):
+    """Offer visits at a fixed rate; return latencies, whether it kept up, CPU per visit."""
     headers = system.token("city-org")
+    cpu_before = cpu.snapshot(system)
     run = open_loop(system.url("intake", "/v1/visits"), visit, headers, rate=rate, seconds=seconds)
     accepted = [s for s in run.shots if s.status == 201]
     cases = {s.body["cases"][0]["case_id"]: s for s in accepted}
     deadline = time.monotonic() + drain
     while time.monotonic() < deadline and not cases.keys() <= listener.arrived.keys():
         time.sleep(0.05)
+    cpu_ms = cpu.per_visit_ms(cpu_before, cpu.snapshot(system), idle, len(accepted))
     accept_ms = [(s.done - s.scheduled) * 1000 for s in accepted]
     e2e_ms = [
         (listener.arrived[c] - s.scheduled) * 1000
@@ -200,6 +211,8 @@ def load_step(system, listener: PartnerListener, rate: float, seconds: float, dr
         "delivered": delivered,
         "accept_ms": {p: percentile(accept_ms, q) for p, q in (("p50", 50), ("p99", 99))},
         "e2e_ms": {p: percentile(e2e_ms, q) for p, q in (("p50", 50), ("p90", 90), ("p99", 99))},
+        "cpu_ms_per_visit": cpu_ms,
+        "cpu_ms_per_visit_total": round(sum(cpu_ms.values()), 1),
     }
     p99 = step["e2e_ms"]["p99"]
     step["kept_up"] = bool(
@@ -248,8 +261,8 @@ def write_report(result: dict) -> Path:
         f"({result['intake_capacity_per_s'] / result['floors']['http_per_s']:.2f} × HTTP floor) |",
         "",
         "| offered /s | accepted | delivered | accept p50 / p99 ms | end-to-end p50 / p90 / p99 ms "
-        "| kept up |",
-        "|---|---|---|---|---|---|",
+        "| CPU ms / visit | kept up |",
+        "|---|---|---|---|---|---|---|",
     ]
     for s in result["load"]:
         a, e = s["accept_ms"], s["e2e_ms"]
@@ -260,8 +273,19 @@ def write_report(result: dict) -> Path:
         lines.append(
             f"| {s['offered_per_s']:.0f} | {s['accepted']}/{s['sent']} | {s['delivered']} "
             f"| {f(a['p50'])} / {f(a['p99'])} | {f(e['p50'])} / {f(e['p90'])} / {f(e['p99'])} "
-            f"| {'yes' if s['kept_up'] else 'no'} |"
+            f"| {s['cpu_ms_per_visit_total']:.0f} | {'yes' if s['kept_up'] else 'no'} |"
         )
+    kept = [s for s in result["load"] if s["kept_up"]]
+    if kept:
+        top = kept[-1]
+        spent = sorted(top["cpu_ms_per_visit"].items(), key=lambda kv: -kv[1])
+        lines += [
+            "",
+            f"CPU per visit at {top['offered_per_s']:.0f} visits/s "
+            f"({top['cpu_ms_per_visit_total']:.0f} ms in all; {result['machine']['cores']} cores "
+            f"give {1000 * result['machine']['cores'] / top['cpu_ms_per_visit_total']:.0f} "
+            "visits/s at most): " + ", ".join(f"{k} {v:.1f}" for k, v in spent if v >= 0.05),
+        ]
     lines += [
         "",
         "Peak RSS (MB): " + ", ".join(f"{k} {v}" for k, v in result["peak_rss_mb"].items()),
@@ -351,10 +375,11 @@ def main(argv=None) -> None:
             seconds=args.seconds,
         )
         time.sleep(args.drain)  # let the capacity burst drain before the stepped load
+        idle = cpu.idle_rates(system, 5.0)
         result["load"] = []
         for rate in rates:
             print(f"offering {rate:.0f} visits/s...", file=sys.stderr)
-            step = load_step(system, listener, rate, args.seconds, args.drain)
+            step = load_step(system, listener, rate, args.seconds, args.drain, idle)
             result["load"].append(step)
             print(json.dumps(step), file=sys.stderr)
         result["peak_rss_mb"] = peak_rss_mb(system)
