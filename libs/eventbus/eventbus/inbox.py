@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+
+
+@functools.cache
+def _claim_statement(table: Table, dialect: str):
+    # Built once: building a statement and its cache key costs more than running it;
+    # the values come as parameters.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing().returning(table.c.event_id)
 
 
 def claim(session: Session, table: Table, event_id: str, consumer: str, event_type: str) -> bool:
@@ -16,17 +25,14 @@ def claim(session: Session, table: Table, event_id: str, consumer: str, event_ty
     event waits on PostgreSQL for the other transaction: if that one commits, this is a
     no-op (False); if it rolls back, this one applies the event.
     """
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    # psycopg reports no row count here; a returned row says the insert happened.
     result = session.execute(
-        dialect.insert(table)
-        .values(
-            event_id=event_id,
-            consumer=consumer,
-            event_type=event_type,
-            received_at=dt.datetime.now(dt.UTC),
-        )
-        .on_conflict_do_nothing()
-        # psycopg reports no row count here; a returned row says the insert happened.
-        .returning(table.c.event_id)
+        _claim_statement(table, session.get_bind().dialect.name),
+        {
+            "event_id": event_id,
+            "consumer": consumer,
+            "event_type": event_type,
+            "received_at": dt.datetime.now(dt.UTC),
+        },
     )
     return result.first() is not None

@@ -11,6 +11,7 @@ state whichever arrives first, and so do a unit's notifications and its
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -361,16 +362,28 @@ def _receiving_unit(session: Session, case_id: str) -> str | None:
 
 def _insert_new(session: Session, table: Table, values: dict[str, Any]) -> int:
     """Insert a row unless its unique key exists; return how many rows were inserted."""
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
     # A returned key says the row went in: an INSERT's row count is not reported through
     # SQLAlchemy on psycopg (-1), which made the log's "recorded" negative.
-    result = session.execute(
-        dialect.insert(table)
-        .values(**values)
-        .on_conflict_do_nothing()
-        .returning(*table.primary_key.columns)
+    stmt = _insert_new_statement(table, session.get_bind().dialect.name)
+    return len(session.execute(stmt, values).all())
+
+
+# Statements built once (per table and columns): building one and its cache key cost
+# more than running it; the values come as parameters.
+@functools.cache
+def _insert_new_statement(table: Table, dialect: str):
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+
+
+@functools.cache
+def _upsert_statement(table: Table, dialect: str, columns: tuple[str, ...], key: tuple[str, ...]):
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    excluded = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=list(key),
+        set_={name: excluded[name] for name in columns if name not in key},
     )
-    return len(result.all())
 
 
 def _link_case(session: Session, case_id: str, visit_id: str) -> None:
@@ -384,13 +397,8 @@ def _link_case(session: Session, case_id: str, visit_id: str) -> None:
 
 def _upsert(session: Session, table: Table, values: dict[str, Any], *, key: list[str]) -> None:
     """Insert a row or update it in place (locking it until the transaction ends)."""
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=key,
-        set_={name: stmt.excluded[name] for name in values if name not in key},
-    )
-    session.execute(stmt)
+    dialect = session.get_bind().dialect.name
+    session.execute(_upsert_statement(table, dialect, tuple(values), tuple(key)), values)
 
 
 def _iso(value) -> str | None:

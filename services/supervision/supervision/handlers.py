@@ -10,6 +10,7 @@ consumers applying two events of one new case neither fail nor overwrite each ot
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -42,6 +43,27 @@ def _insert(session: Session):
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+# The two statements every event runs, built once per dialect: building one and its cache
+# key cost more than running it; the values come as parameters.
+@functools.cache
+def _timeline_statement(dialect: str):
+    table = models.TimelineEntry.__table__
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(table.c.event_id)
+    )
+
+
+@functools.cache
+def _bare_case_statement(dialect: str):
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(models.SupervisedCase.__table__).on_conflict_do_nothing(
+        index_elements=["case_id"]
+    )
+
+
 def record_on_timeline(
     session: Session,
     event: ReceivedEvent,
@@ -52,41 +74,34 @@ def record_on_timeline(
     summary: dict[str, Any],
 ) -> bool:
     """Add the event to its case's timeline; return False if it was there already."""
-    table = models.TimelineEntry.__table__
-    stmt = (
-        _insert(session)(table)
-        .values(
-            event_id=event.id,
-            case_id=case_id,
-            event_type=event_type,
-            # Events without a time still order: by the instant their data names.
-            occurred_at=event.time or occurred_at,
-            recorded_at=now(),
-            summary=summary,
-        )
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(table.c.event_id)
-    )
-    return session.execute(stmt).first() is not None
+    values = {
+        "event_id": event.id,
+        "case_id": case_id,
+        "event_type": event_type,
+        # Events without a time still order: by the instant their data names.
+        "occurred_at": event.time or occurred_at,
+        "recorded_at": now(),
+        "summary": summary,
+    }
+    stmt = _timeline_statement(session.get_bind().dialect.name)
+    return session.execute(stmt, values).first() is not None
 
 
 def case_for_update(
     session: Session, case_id: str, case_number: str, receiving_unit: str
 ) -> models.SupervisedCase:
     """Return the supervised case, created bare if this is its first event, locked for update."""
-    stmt = (
-        _insert(session)(models.SupervisedCase.__table__)
-        .values(
-            case_id=case_id,
-            case_number=case_number,
-            receiving_unit=receiving_unit,
-            status=models.OPEN,
-            registered=False,
-            updated_at=now(),
-        )
-        .on_conflict_do_nothing(index_elements=["case_id"])
+    session.execute(
+        _bare_case_statement(session.get_bind().dialect.name),
+        {
+            "case_id": case_id,
+            "case_number": case_number,
+            "receiving_unit": receiving_unit,
+            "status": models.OPEN,
+            "registered": False,
+            "updated_at": now(),
+        },
     )
-    session.execute(stmt)
     return session.scalars(
         select(models.SupervisedCase)
         .where(models.SupervisedCase.case_id == case_id)
