@@ -9,11 +9,12 @@ publish the same row twice; on SQLite one relay runs and the write lock serialis
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from sqlalchemy import Engine, Table, and_, func, insert, select, text, update
+from sqlalchemy import Engine, Table, and_, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from eventbus import names
@@ -71,6 +72,32 @@ def _event_of(row) -> OutgoingEvent:
     )
 
 
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
+
+
+# The statements of the hot path (publishing right after a commit), built once per table:
+# building a statement and its cache key cost about as much as running it.
+@functools.cache
+def _claim_in_hand(table: Table):
+    """Return the claim of unsent rows by event id (``ids``), in order, skipping locked ones."""
+    return (
+        select(table.c.position, table.c.event_id)
+        .where(table.c.sent_at.is_(None), table.c.event_id.in_(bindparam("ids", expanding=True)))
+        .order_by(table.c.position)
+        .with_for_update(skip_locked=True)
+    )
+
+
+@functools.cache
+def _mark_sent(table: Table):
+    """Return the mark of rows (``positions``) as sent at ``at``."""
+    return (
+        update(table)
+        .where(table.c.position.in_(bindparam("positions", expanding=True)))
+        .values(sent_at=bindparam("at"))
+    )
+
+
 class Batch(NamedTuple):
     """What one claim of outbox rows came to."""
 
@@ -106,8 +133,7 @@ class Outbox:
         # publishes within the publisher's confirm bound, batch after batch.
         for start in range(0, len(events), BATCH):
             by_id = {event.event_id: event for event in events[start : start + BATCH]}
-            condition = self.table.c.event_id.in_(list(by_id))
-            batch = self._claim_and_publish(condition, limit=len(by_id), in_hand=by_id)
+            batch = self._claim_and_publish(None, limit=len(by_id), in_hand=by_id)
             sent += batch.sent
             if batch.broker_unreachable:
                 break
@@ -151,24 +177,27 @@ class Outbox:
     ) -> Batch:
         """Claim unsent rows matching ``condition``, publish them in order, mark the sent ones.
 
-        ``in_hand`` holds events already in memory by id: their rows' contents are not read.
+        ``in_hand`` holds events already in memory by id: their rows are claimed by id
+        (``condition`` is not used) and their contents are not read.
         """
         t = self.table
-        columns = (t.c.position, t.c.event_id) if in_hand else (t,)
         sent: list[int] = []
         with Session(self.engine) as session, session.begin():
             if self.engine.dialect.name == "postgresql":
                 # Losing this mark in a crash only republishes the rows (the same event ids,
                 # which consumers recognise), so it need not wait for the disk: one flush
                 # to disk per unit of work, not two.
-                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-            rows = session.execute(
-                select(*columns)
-                .where(t.c.sent_at.is_(None), condition)
-                .order_by(t.c.position)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
+                session.execute(_ASYNC_COMMIT)
+            if in_hand:
+                rows = session.execute(_claim_in_hand(t), {"ids": list(in_hand)}).all()
+            else:
+                rows = session.execute(
+                    select(t)
+                    .where(t.c.sent_at.is_(None), condition)
+                    .order_by(t.c.position)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                ).all()
             if not rows:
                 return Batch(0, 0, 0, False)
             claimed, last, unreachable = len(rows), rows[-1].position, False
@@ -206,7 +235,7 @@ class Outbox:
                 # Marked in the claiming transaction: a crash before this commit leaves the
                 # rows unsent, to be published again (the same event ids, which consumers
                 # recognise), never sent-but-unpublished.
-                session.execute(update(t).where(t.c.position.in_(sent)).values(sent_at=now()))
+                session.execute(_mark_sent(t), {"positions": sent, "at": now()})
         return Batch(len(sent), claimed, last, unreachable)
 
     def _wake_relay(self) -> None:
