@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 from proofkit import FULL, ROOT, start_system
-from stream import SmsGateway
 
 from eventbus import testing
+from servicekit.localsystem import SmsGateway
 
 # Every process log of the proof run lands here, so the confidentiality scan reads them all.
 LOGS_KEY = pytest.StashKey[Path]()
@@ -123,7 +123,7 @@ def system(module_amqp_url, db_backend, proof_logs, request):
 
 @pytest.fixture(scope="module")
 def gateway():
-    """Yield an SMS gateway of the test's own (stream.SmsGateway), for a module's system."""
+    """Yield an SMS gateway of the test's own (localsystem.SmsGateway), for a module's system."""
     sms = SmsGateway()
     yield sms
     sms.close()

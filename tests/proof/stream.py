@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 from proofkit import start_system
 from sqlalchemy import create_engine, text
 
-from servicekit.localsystem import System
+from servicekit.localsystem import SmsGateway, System
 
 UNIT = "xc-zhishan"
 # What the visitor of a signed-over case hears by SMS under notify's default rules.
@@ -61,43 +59,6 @@ def visit(n: int) -> dict:
             }
         ],
     }
-
-
-class SmsGateway:
-    """An HTTP SMS gateway on a free port that records one message per Idempotency-Key."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.messages: set[str] = set()  # the Idempotency-Keys (notification ids) taken
-        lock = threading.Lock()
-        gateway = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-                key = self.headers.get("Idempotency-Key")
-                ok = bool(key and body.get("to") and body.get("text"))
-                with lock:
-                    gateway.requests += 1
-                    if ok:
-                        gateway.messages.add(key)
-                try:
-                    self.send_response(200 if ok else 400)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                except OSError:
-                    pass  # the delivery worker was killed mid-request
-
-            def log_message(self, *args):
-                pass  # the requests carry phone numbers: not in any log
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sms"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ is what compose runs.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import re
@@ -16,11 +17,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
@@ -110,6 +113,46 @@ def free_port() -> int:
         _GIVEN.add(port)
         return port
     raise RuntimeError("no free local port found")
+
+
+class SmsGateway:
+    """Stand in for the city's HTTP SMS gateway (notify's ``NIGHTTALK_SMS_URL``) on a free port.
+
+    Records one message per Idempotency-Key; for the proof suite and the benchmark.
+    """
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.messages: set[str] = set()  # the Idempotency-Keys (notification ids) taken
+        lock = threading.Lock()
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                key = self.headers.get("Idempotency-Key")
+                ok = bool(key and body.get("to") and body.get("text"))
+                with lock:
+                    gateway.requests += 1
+                    if ok:
+                        gateway.messages.add(key)
+                try:
+                    self.send_response(200 if ok else 400)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass  # the delivery worker was killed mid-request
+
+            def log_message(self, *args):
+                pass  # the requests carry phone numbers: not in any log
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sms"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @dataclass
