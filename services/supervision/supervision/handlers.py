@@ -193,12 +193,16 @@ def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
     case = case_for_update(
         uow.session, data["case_id"], data["case_number"], data["receiving_unit"]
     )
-    before = (case.assignment_id, case.due_at, case.status)
-    case.record_routing(data)
-    _apply_early_extensions(uow.session, case)
-    if (case.assignment_id, case.due_at, case.status) != before:
-        ladder.restart_clock(uow.session, case)
-    case.updated_at = now()
+    # The queries below read timeline entries and the ladder, never this case: its
+    # changes are written once, at the commit, not by a flush before each query (each
+    # UPDATE of a case also runs the board's trigger).
+    with uow.session.no_autoflush:
+        before = (case.assignment_id, case.due_at, case.status)
+        case.record_routing(data)
+        _apply_early_extensions(uow.session, case)
+        if (case.assignment_id, case.due_at, case.status) != before:
+            ladder.restart_clock(uow.session, case)
+        case.updated_at = now()
 
 
 def _apply_early_extensions(session: Session, case: models.SupervisedCase) -> None:
