@@ -10,8 +10,9 @@ long has its link broken (:mod:`eventbus.statement_watch`) and the event is retr
 
 Under load, the messages already prefetched when the worker is free are applied
 together: one transaction, one commit, one publish of what they caused, then their
-acks. If any of them fails, the whole batch is rolled back and each is applied on its
-own, so that one bad event is judged alone and never takes the others with it.
+acks; a batch takes no new event once it has lasted ``BATCH_SECONDS``. If any of them
+fails, the whole batch is rolled back and each is applied on its own, so that one bad
+event is judged alone and never takes the others with it.
 
 A message that cannot be decoded or validated is rejected to the service's
 dead-letter queue; a handler that fails for another reason is retried (infrastructure
@@ -69,6 +70,10 @@ def _event_key(ce_type: str) -> str | None:
 # handshake, cheap for either; a longer cap would leave events waiting that long after
 # the outage ends (a 30 s cap kept routing idle 25 s after a 20 s cut in the proof suite).
 RECONNECT_CAP = 5.0
+
+# Longest a batch's transaction takes new events: under load a batch takes milliseconds;
+# slow handlers commit after this and go on in another batch.
+BATCH_SECONDS = 1.0
 
 
 def backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
@@ -290,15 +295,24 @@ class Consumer:
                 break
             together.append((delivery, event, handler))
         else:
-            if self._apply_together(together):
+            applied = self._apply_together(together)
+            if applied == len(batch):
                 return ["ack"] * len(batch)
+            if applied:
+                # Slow handlers: what went in is committed; the rest is another batch.
+                return ["ack"] * applied + self._handle_batch(batch[applied:])
         # Something in the batch is poison, unknown or failed: each event on its own, so
         # that one bad event neither holds up nor dead-letters the others.
         return [self._handle(delivery) for delivery in batch]
 
-    def _apply_together(self, batch: list[tuple[_Delivery, ReceivedEvent, Handler]]) -> bool:
-        """Apply events in one transaction; return False (all rolled back) if any failed."""
+    def _apply_together(self, batch: list[tuple[_Delivery, ReceivedEvent, Handler]]) -> int:
+        """Apply events in one transaction; return how many (0: any failed, all rolled back).
+
+        Stops taking events once the transaction has lasted ``BATCH_SECONDS``, so that slow
+        handlers never make a long transaction holding its locks and its acks.
+        """
         timings = []
+        started = time.perf_counter()
         try:
             with self.unit_of_work() as uow:
                 for _delivery, event, handler in batch:
@@ -307,6 +321,8 @@ class Consumer:
                     if uow.claim_application(event.id, self.service, event.type):
                         handler(uow, event)
                     timings.append(time.perf_counter() - began)
+                    if time.perf_counter() - started > BATCH_SECONDS:
+                        break
                 committing = time.perf_counter()
                 uow.commit()
         except Exception as exc:  # noqa: BLE001 - retried one by one, where each is judged
@@ -315,11 +331,11 @@ class Consumer:
                 # The class only: a database error's text may quote the row's values.
                 extra={"service": self.service, "events": len(batch), "error": type(exc).__name__},
             )
-            return False
+            return 0
         finally:
             tracing.clear()
-        shared = (time.perf_counter() - committing) / len(batch)
-        for (delivery, event, _handler), spent in zip(batch, timings, strict=True):
+        shared = (time.perf_counter() - committing) / len(timings)
+        for (delivery, event, _handler), spent in zip(batch, timings, strict=False):
             metrics.EVENT_PROCESSING.labels(self.service, delivery.routing_key).observe(
                 spent + shared
             )
@@ -330,10 +346,10 @@ class Consumer:
                     "event_type": event.type,
                     "case_id": event.subject,
                     "ms": round((spent + shared) * 1000, 2),
-                    "batch": len(batch),
+                    "batch": len(timings),
                 },
             )
-        return True
+        return len(timings)
 
     def _handle(self, delivery: _Delivery) -> str:
         """Apply one delivery; return 'ack', 'dead' (reject to dead letters) or 'retry'."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
+from collections import Counter
 
 import psycopg
 import pytest
@@ -529,3 +531,50 @@ def test_a_consumer_without_pings_applies_events_after_its_connections_are_dropp
         thread.join(10)
         engine.dispose()
         reader.dispose()
+
+
+def test_slow_handlers_commit_a_batch_once_it_has_lasted_its_time(store, amqp_url, monkeypatch):
+    """A batch stops taking events after BATCH_SECONDS; the rest go on in another batch."""
+    from eventbus import consumer as consumer_module
+
+    monkeypatch.setattr(consumer_module, "BATCH_SECONDS", 0.25)
+    engine, outbox_t, inbox_t, effects = store
+    service = "svc8"
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
+    transactions: list[int] = []  # the unit of work each event was applied in, numbered
+    opened = itertools.count()
+
+    def numbered_unit_of_work():
+        uow = UnitOfWork(sessionmaker(engine), box, inbox_t)
+        uow.number = next(opened)
+        return uow
+
+    def slow(uow, event):
+        time.sleep(0.1)
+        transactions.append(uow.number)
+        uow.session.execute(insert(effects).values(event_id=event.id, value=event.data["v"]))
+
+    conn = connect(amqp_url)
+    topology.declare_service_queue(conn.channel(), service, ["thing.slow"])
+    conn.close()
+    for n in range(8):
+        _publish(
+            amqp_url,
+            envelope.build(service="tests", routing_key="thing.slow", subject="s", data={"v": n}),
+        )
+    consumer = Consumer(
+        service=service,
+        handlers={"thing.slow": slow},
+        unit_of_work=numbered_unit_of_work,
+        url=amqp_url,
+    )
+    thread = _start(consumer)
+    try:
+        assert _wait_for(lambda: len(_effects(engine, effects)) == 8)
+    finally:
+        consumer.stop()
+        thread.join(10)
+    sizes = Counter(transactions).values()
+    # 0.1 s each: the third event passes 0.25 s and its batch commits.
+    assert max(sizes) <= 3, sorted(sizes)
+    assert sum(sizes) == 8
