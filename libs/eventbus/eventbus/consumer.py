@@ -336,20 +336,24 @@ class Consumer:
             tracing.clear()
         shared = (time.perf_counter() - committing) / len(timings)
         for (delivery, event, _handler), spent in zip(batch, timings, strict=False):
-            metrics.EVENT_PROCESSING.labels(self.service, delivery.routing_key).observe(
-                spent + shared
-            )
-            log.info(
-                "event applied",
-                extra={
-                    "event_id": event.id,
-                    "event_type": event.type,
-                    "case_id": event.subject,
-                    "ms": round((spent + shared) * 1000, 2),
-                    "batch": len(timings),
-                },
-            )
+            self._record_applied(delivery, event, spent + shared, batch=len(timings))
         return len(timings)
+
+    def _record_applied(
+        self, delivery: _Delivery, event: ReceivedEvent, seconds: float, *, batch: int
+    ) -> None:
+        """Count and log an applied event (its share of a batch's commit included)."""
+        metrics.EVENT_PROCESSING.labels(self.service, delivery.routing_key).observe(seconds)
+        log.info(
+            "event applied",
+            extra={
+                "event_id": event.id,
+                "event_type": event.type,
+                "case_id": event.subject,
+                "ms": round(seconds * 1000, 2),
+                "batch": batch,
+            },
+        )
 
     def _handle(self, delivery: _Delivery) -> str:
         """Apply one delivery; return 'ack', 'dead' (reject to dead letters) or 'retry'."""
@@ -382,18 +386,7 @@ class Consumer:
                 try:
                     started = time.perf_counter()
                     self._apply(handler, event)
-                    metrics.EVENT_PROCESSING.labels(self.service, delivery.routing_key).observe(
-                        time.perf_counter() - started
-                    )
-                    log.info(
-                        "event applied",
-                        extra={
-                            "event_id": event.id,
-                            "event_type": event.type,
-                            "case_id": event.subject,
-                            "ms": round((time.perf_counter() - started) * 1000, 2),
-                        },
-                    )
+                    self._record_applied(delivery, event, time.perf_counter() - started, batch=1)
                     return "ack"
                 except PoisonMessage as exc:
                     log.error(
