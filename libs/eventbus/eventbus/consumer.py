@@ -10,9 +10,11 @@ long has its link broken (:mod:`eventbus.statement_watch`) and the event is retr
 
 Under load, the messages already prefetched when the worker is free are applied
 together: one transaction, one commit, one publish of what they caused, then their
-acks; a batch takes no new event once it has lasted ``BATCH_SECONDS``. If any of them
-fails, the whole batch is rolled back and each is applied on its own, so that one bad
-event is judged alone and never takes the others with it.
+acks; a batch takes no new event once it has lasted ``BATCH_SECONDS``. If a handler
+fails, the batch is rolled back, that event is judged at once (dead-lettered if invalid,
+requeued if a bug: one handler run per delivery, as alone) and the others are applied
+again without it; after a database error each event goes on its own. One bad event
+never takes the others with it.
 
 A message that cannot be decoded or validated is rejected to the service's
 dead-letter queue; a handler that fails for another reason is retried (infrastructure
@@ -280,8 +282,8 @@ class Consumer:
 
     def _handle_batch(self, batch: list[_Delivery]) -> list[str]:
         """Apply deliveries together if they all go through; else one by one, as ever."""
-        if len(batch) == 1:
-            return [self._handle(batch[0])]
+        if len(batch) <= 1:
+            return [self._handle(delivery) for delivery in batch]
         together = []
         for delivery in batch:
             try:
@@ -295,49 +297,72 @@ class Consumer:
                 break
             together.append((delivery, event, handler))
         else:
-            applied = self._apply_together(together)
-            if applied == len(batch):
-                return ["ack"] * len(batch)
-            if applied:
-                # Slow handlers: what went in is committed; the rest is another batch.
-                return ["ack"] * applied + self._handle_batch(batch[applied:])
-        # Something in the batch is poison, unknown or failed: each event on its own, so
-        # that one bad event neither holds up nor dead-letters the others.
+            applied, fault = self._apply_together(together)
+            if fault is None:
+                if applied == len(batch):
+                    return ["ack"] * len(batch)
+                if applied:
+                    # Slow handlers: what went in is committed; the rest is another batch.
+                    return ["ack"] * applied + self._handle_batch(batch[applied:])
+            else:
+                # One handler failed on its own (a bug, invalid data): that event is judged
+                # now, its handler not run twice for one delivery; the others go again
+                # without it.
+                index, exc = fault
+                outcome = self._judge_handler_fault(together[index][1], exc, attempt=1)
+                return [
+                    *self._handle_batch(batch[:index]),
+                    outcome,
+                    *self._handle_batch(batch[index + 1 :]),
+                ]
+        # Poison, an unknown event or a database error: each event on its own, so that one
+        # bad event neither holds up nor dead-letters the others.
         return [self._handle(delivery) for delivery in batch]
 
-    def _apply_together(self, batch: list[tuple[_Delivery, ReceivedEvent, Handler]]) -> int:
-        """Apply events in one transaction; return how many (0: any failed, all rolled back).
+    def _apply_together(
+        self, batch: list[tuple[_Delivery, ReceivedEvent, Handler]]
+    ) -> tuple[int, tuple[int, Exception] | None]:
+        """Apply events in one transaction; return how many, and a handler's fault if any.
 
-        Stops taking events once the transaction has lasted ``BATCH_SECONDS``, so that slow
-        handlers never make a long transaction holding its locks and its acks.
+        On any failure everything is rolled back (0 applied); the fault names the event
+        whose handler raised, unless the error came from the database, which no single
+        event answers for. Stops taking events once the transaction has lasted
+        ``BATCH_SECONDS``, so that slow handlers never make a long transaction holding its
+        locks and its acks.
         """
         timings = []
         started = time.perf_counter()
+        current = None
         try:
             with self.unit_of_work() as uow:
-                for _delivery, event, handler in batch:
+                for index, (_delivery, event, handler) in enumerate(batch):
                     began = time.perf_counter()
                     tracing.continue_trace(event.traceparent)
                     if uow.claim_application(event.id, self.service, event.type):
+                        current = index
                         handler(uow, event)
+                        current = None
                     timings.append(time.perf_counter() - began)
                     if time.perf_counter() - started > BATCH_SECONDS:
                         break
                 committing = time.perf_counter()
                 uow.commit()
-        except Exception as exc:  # noqa: BLE001 - retried one by one, where each is judged
+        except Exception as exc:  # noqa: BLE001 - judged below or one by one
             log.info(
-                "batch not applied; applying its events one by one",
+                "batch not applied",
                 # The class only: a database error's text may quote the row's values.
                 extra={"service": self.service, "events": len(batch), "error": type(exc).__name__},
             )
-            return 0
+            database = isinstance(exc, IntegrityError | OperationalError | InterfaceError)
+            if current is None or database:
+                return 0, None
+            return 0, (current, exc)
         finally:
             tracing.clear()
         shared = (time.perf_counter() - committing) / len(timings)
         for (delivery, event, _handler), spent in zip(batch, timings, strict=False):
             self._record_applied(delivery, event, spent + shared, batch=len(timings))
-        return len(timings)
+        return len(timings), None
 
     def _record_applied(
         self, delivery: _Delivery, event: ReceivedEvent, seconds: float, *, batch: int
@@ -389,16 +414,7 @@ class Consumer:
                     self._record_applied(delivery, event, time.perf_counter() - started, batch=1)
                     return "ack"
                 except PoisonMessage as exc:
-                    log.error(
-                        "invalid event dead-lettered",
-                        extra={
-                            "service": self.service,
-                            "event_id": event.id,
-                            "case_id": event.subject,
-                            "reason": str(exc),
-                        },
-                    )
-                    return "dead"
+                    return self._judge_handler_fault(event, exc, attempt)
                 except IntegrityError:
                     # Never the inbox's (a redelivery is told apart before the handler
                     # runs): a constraint of the handler's own. A retry may pass (a
@@ -424,15 +440,34 @@ class Consumer:
                     )
                     if self.stopping.wait(delay):
                         return "retry"
-                except Exception:  # noqa: BLE001 - a bug must not kill the consumer
-                    log.exception(
-                        "handler failed; requeued",
-                        extra={"event_id": event.id, "case_id": event.subject},
-                    )
-                    self.stopping.wait(min(2.0, backoff(attempt)))
-                    return "retry"
+                except Exception as exc:  # noqa: BLE001 - a bug must not kill the consumer
+                    return self._judge_handler_fault(event, exc, attempt)
         finally:
             tracing.clear()
+
+    def _judge_handler_fault(self, event: ReceivedEvent, exc: Exception, attempt: int) -> str:
+        """Return what becomes of an event whose handler raised: 'dead' if invalid, else 'retry'.
+
+        Not for database errors (retried in place) nor constraint errors (see ``_handle``).
+        """
+        if isinstance(exc, PoisonMessage):
+            log.error(
+                "invalid event dead-lettered",
+                extra={
+                    "service": self.service,
+                    "event_id": event.id,
+                    "case_id": event.subject,
+                    "reason": str(exc),
+                },
+            )
+            return "dead"
+        log.error(
+            "handler failed; requeued",
+            exc_info=exc,
+            extra={"event_id": event.id, "case_id": event.subject},
+        )
+        self.stopping.wait(min(2.0, backoff(attempt)))
+        return "retry"
 
     def _apply(self, handler: Handler, event: ReceivedEvent) -> None:
         with self.unit_of_work() as uow:
