@@ -177,6 +177,18 @@ class _Recorder:
         uow.session.execute(insert(self.effects).values(event_id=event.id, value=event.data["v"]))
 
 
+def _consumer(engine, outbox_t, inbox_t, url, service, handlers, **options) -> Consumer:
+    """Return a consumer of ``service`` applying ``handlers`` on the test's store and broker."""
+    box = Outbox(engine, outbox_t, Publisher(url), service)
+    return Consumer(
+        service=service,
+        handlers=handlers,
+        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
+        url=url,
+        **options,
+    )
+
+
 def _start(consumer):
     ready = threading.Event()
     consumer.on_ready = ready.set
@@ -213,14 +225,8 @@ def _wait_for(predicate, timeout=15.0):
 def test_consumer_applies_once_dead_letters_poison_and_goes_on(store, amqp_url):
     engine, outbox_t, inbox_t, effects = store
     service = "svc1"
-    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
     recorder = _Recorder(effects)
-    consumer = Consumer(
-        service=service,
-        handlers={"thing.happened": recorder},
-        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
-        url=amqp_url,
-    )
+    consumer = _consumer(engine, outbox_t, inbox_t, amqp_url, service, {"thing.happened": recorder})
     thread = _start(consumer)
     try:
         first = envelope.build(
@@ -256,19 +262,14 @@ def test_consumer_applies_once_dead_letters_poison_and_goes_on(store, amqp_url):
 def test_failing_handler_is_redelivered_until_the_delivery_limit(store, amqp_url):
     engine, outbox_t, inbox_t, effects = store
     service = "svc2"
-    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
     calls = []
 
     def broken(uow, event):
         calls.append(event.id)
         raise RuntimeError("a bug")
 
-    consumer = Consumer(
-        service=service,
-        handlers={"thing.broken": broken},
-        delivery_limit=2,
-        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
-        url=amqp_url,
+    consumer = _consumer(
+        engine, outbox_t, inbox_t, amqp_url, service, {"thing.broken": broken}, delivery_limit=2
     )
     thread = _start(consumer)
     try:
@@ -288,14 +289,9 @@ def test_long_handler_keeps_the_connection(store, amqp_url):
     """A handler longer than two heartbeats does not lose the connection or the ack."""
     engine, outbox_t, inbox_t, effects = store
     service = "svc3"
-    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
     recorder = _Recorder(effects, delay=5.0)
-    consumer = Consumer(
-        service=service,
-        handlers={"thing.slow": recorder},
-        heartbeat=2,
-        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
-        url=amqp_url,
+    consumer = _consumer(
+        engine, outbox_t, inbox_t, amqp_url, service, {"thing.slow": recorder}, heartbeat=2
     )
     thread = _start(consumer)
     try:
@@ -342,20 +338,15 @@ def test_a_connection_dropped_while_idle_is_replaced_on_the_next_publish(store, 
 
 
 def test_a_handler_constraint_error_is_not_taken_for_a_duplicate(store, amqp_url):
-    """Only the inbox's own conflict means 'already applied'; any other is retried, then dead."""
+    """A handler's own constraint error is not taken for a duplicate: retried, then dead."""
     engine, outbox_t, inbox_t, effects = store
     service = "svc4"
-    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
 
     def same_row(uow, event):
         uow.session.execute(insert(effects).values(event_id="one-row", value=event.id))
 
-    consumer = Consumer(
-        service=service,
-        handlers={"thing.clash": same_row},
-        delivery_limit=1,
-        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
-        url=amqp_url,
+    consumer = _consumer(
+        engine, outbox_t, inbox_t, amqp_url, service, {"thing.clash": same_row}, delivery_limit=1
     )
     thread = _start(consumer)
     try:
@@ -375,7 +366,6 @@ def test_dead_letters_are_listed_and_replayed_after_a_fix(store, amqp_url):
 
     engine, outbox_t, inbox_t, effects = store
     service = "svc5"
-    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
     fixed = threading.Event()
 
     def picky(uow, event):
@@ -383,12 +373,7 @@ def test_dead_letters_are_listed_and_replayed_after_a_fix(store, amqp_url):
             raise envelope.PoisonMessage("not understood yet")
         uow.session.execute(insert(effects).values(event_id=event.id, value=event.data["v"]))
 
-    consumer = Consumer(
-        service=service,
-        handlers={"thing.new": picky},
-        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
-        url=amqp_url,
-    )
+    consumer = _consumer(engine, outbox_t, inbox_t, amqp_url, service, {"thing.new": picky})
     thread = _start(consumer)
     try:
         event = envelope.build(
@@ -421,7 +406,6 @@ def test_queued_events_are_applied_in_batches_once_each_and_a_bad_one_alone(stor
     engine, outbox_t, inbox_t, effects = store
     service = "svc6"
     _bind_test_queue(amqp_url, "t.caused", "thing.caused")
-    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
 
     bad_calls = []
 
@@ -455,11 +439,8 @@ def test_queued_events_are_applied_in_batches_once_each_and_a_bad_one_alone(stor
 
     commits = []
     sa_event.listen(engine, "commit", lambda conn: commits.append(1))
-    consumer = Consumer(
-        service=service,
-        handlers={"thing.queued": record_and_announce},
-        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
-        url=amqp_url,
+    consumer = _consumer(
+        engine, outbox_t, inbox_t, amqp_url, service, {"thing.queued": record_and_announce}
     )
     thread = _start(consumer)
     try:
@@ -494,12 +475,8 @@ def test_a_consumer_without_pings_applies_events_after_its_connections_are_dropp
     engine = create_engine(store_engine.url, pool_pre_ping=False)
     reader = create_engine(store_engine.url, pool_pre_ping=True)
     service = "svc7"
-    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
-    consumer = Consumer(
-        service=service,
-        handlers={"thing.later": _Recorder(effects)},
-        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
-        url=amqp_url,
+    consumer = _consumer(
+        engine, outbox_t, inbox_t, amqp_url, service, {"thing.later": _Recorder(effects)}
     )
     thread = _start(consumer)
     try:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 
 
 def var_dir() -> Path:
@@ -45,6 +46,11 @@ def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
         max_overflow=5,
         connect_args={"connect_timeout": CONNECT_TIMEOUT},
     )
+
+
+def insert_for(dialect: str):
+    """Return the INSERT construct of a dialect by name; both know ON CONFLICT (upserts)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def _tune_sqlite(engine: Engine) -> None:

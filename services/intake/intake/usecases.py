@@ -11,11 +11,11 @@ from typing import Any
 
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from eventbus.unit_of_work import UnitOfWork
 from intake import events, models, pii, reception
 from intake.localtime import local_zone
+from servicekit.db import insert_for
 from servicekit.idempotency import IdempotencyConflict, run_once
 from servicekit.idempotency import fingerprint as request_fingerprint
 
@@ -47,9 +47,8 @@ def next_case_number(session, unit: str, day: dt.date) -> str:
     """Hand out the next case number of a unit for a day: ``<unit>-<yyyymmdd>-<seq>``."""
     table = models.CaseNumberCounter.__table__
     key = day.strftime("%Y%m%d")
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
     stmt = (
-        dialect.insert(table)
+        insert_for(session.get_bind().dialect.name)(table)
         .values(unit=unit, day=key, last=1)
         .on_conflict_do_update(index_elements=["unit", "day"], set_={"last": table.c.last + 1})
         .returning(table.c.last)

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from eventbus.consumer import Handler
@@ -35,6 +34,7 @@ from notify.payloads import (
     UnitChangedIn,
     load,
 )
+from servicekit.db import insert_for
 
 log = logging.getLogger(__name__)
 
@@ -256,8 +256,7 @@ def on_unit_changed(uow: UnitOfWork, event: ReceivedEvent) -> None:
     language = data["language"] if data["language"] in models.LANGUAGES else models.DEFAULT_LANGUAGE
     values = {**data, "language": language, "updated_at": models.now()}
     table = models.UnitContact.__table__
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(**values)
+    stmt = insert_for(session.get_bind().dialect.name)(table).values(**values)
     # An older snapshot arriving late changes nothing (the upsert also locks the row).
     stmt = stmt.on_conflict_do_update(
         index_elements=["code"],
@@ -372,13 +371,12 @@ def _insert_new(session: Session, table: Table, values: dict[str, Any]) -> int:
 # more than running it; the values come as parameters.
 @functools.cache
 def _insert_new_statement(table: Table, dialect: str):
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+    return insert_for(dialect)(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
 
 
 @functools.cache
 def _upsert_statement(table: Table, dialect: str, columns: tuple[str, ...], key: tuple[str, ...]):
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    stmt = insert_for(dialect)(table)
     excluded = stmt.excluded
     return stmt.on_conflict_do_update(
         index_elements=list(key),

@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from eventbus.envelope import ReceivedEvent
 from eventbus.unit_of_work import UnitOfWork
+from servicekit.db import insert_for
 from supervision import ladder, models, payloads
 
 Handler = Callable[[UnitOfWork, ReceivedEvent], None]
@@ -40,7 +40,7 @@ def iso(value: dt.datetime | None) -> str | None:
 
 def _insert(session: Session):
     """Return the INSERT of the session's dialect (both know ON CONFLICT DO NOTHING)."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert_for(session.get_bind().dialect.name)
 
 
 # The two statements every event runs, built once per dialect: building one and its cache
@@ -48,9 +48,8 @@ def _insert(session: Session):
 @functools.cache
 def _timeline_statement(dialect: str):
     table = models.TimelineEntry.__table__
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
-        insert(table)
+        insert_for(dialect)(table)
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(table.c.event_id)
     )
@@ -58,8 +57,7 @@ def _timeline_statement(dialect: str):
 
 @functools.cache
 def _bare_case_statement(dialect: str):
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(models.SupervisedCase.__table__).on_conflict_do_nothing(
+    return insert_for(dialect)(models.SupervisedCase.__table__).on_conflict_do_nothing(
         index_elements=["case_id"]
     )
 
