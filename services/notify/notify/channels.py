@@ -102,6 +102,9 @@ class SmsGateway:
     token: str | None = None
     timeout: float = 10.0
     dedupes: bool = False
+    # One HTTP session, so consecutive sends reuse the connection (and its TLS) to the
+    # gateway instead of opening one per message.
+    http: requests.Session = field(default_factory=requests.Session, repr=False, compare=False)
 
     @classmethod
     def from_env(cls) -> SmsGateway:
@@ -121,7 +124,7 @@ class SmsGateway:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         try:
-            response = requests.post(
+            response = self.http.post(
                 self.url,
                 json={"to": message.address, "text": message.body},
                 headers=headers,
@@ -209,6 +212,8 @@ class Webhook:
     secret: str
     timeout: float = 10.0
     dedupes: bool = True
+    # Kept open between sends: a unit's consecutive notifications reuse its connection.
+    http: requests.Session = field(default_factory=requests.Session, repr=False, compare=False)
 
     @classmethod
     def from_env(cls) -> Webhook:
@@ -241,7 +246,7 @@ class Webhook:
             "X-NightTalk-Signature": "sha256=" + signature(self.secret, timestamp, body),
         }
         try:
-            response = requests.post(
+            response = self.http.post(
                 message.address, data=body, headers=headers, timeout=self.timeout
             )
         except requests.RequestException as exc:

@@ -4,9 +4,9 @@ Three steps, three transactions, so that a crash anywhere leaves a state a resta
 can read:
 
 1. **claim** – pending rows that are due are locked (``FOR UPDATE SKIP LOCKED`` on
-   PostgreSQL, so workers never take the same row; SQLite serialises writers) and
-   moved to ``sending`` with a fresh claim token and ``sending_since``, committed
-   *before* anything is sent;
+   PostgreSQL, so workers never take the same row; SQLite serialises writers),
+   moved to ``sending`` with a fresh claim token and ``sending_since``, and rendered
+   for their recipient (in memory), committed *before* anything is sent;
 2. **send** – outside any transaction, with the notification id as idempotency key
    where the channel takes one;
 3. **record** – ``delivered``, ``pending`` again with a later ``next_attempt_at``
@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from eventbus import envelope
 from eventbus.unit_of_work import UnitOfWork
@@ -118,8 +120,13 @@ def quiet_until(
 
 @dataclass(frozen=True)
 class Claimed:
+    """A notification this worker holds, rendered when claimed or with why it could not be."""
+
     notification_id: str
     claim: str
+    message: Outgoing | None = None
+    error: str | None = None
+    temporary: bool = False
 
 
 class Worker:
@@ -255,75 +262,85 @@ class Worker:
                 row.claim = models.new_id()
                 row.attempts += 1
                 row.updated_at = now
-                claimed.append(Claimed(row.id, row.claim))
+                # Rendered in the claim's transaction: the row is in hand, so the send
+                # needs no transaction of its own to read it again.
+                claimed.append(self._rendered(uow.session, row))
             uow.commit()
         return claimed, len(rows)
 
     def deliver(self, item: Claimed) -> str:
         """Send one claimed notification and record what happened; return the new status."""
         artifact: Artifact | None = None
-        error: str | None = None
-        temporary = False
-        try:
-            message = self.prepare(item.notification_id)
-            channel = self.channels.get(message.channel)
-            if channel is None:
-                raise PermanentFailure(f"no sender for channel {message.channel}")
-            artifact = channel.send(message)
-        except TemporaryFailure as exc:
-            error, temporary = str(exc), True
-        except PermanentFailure as exc:
-            error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - a bug in one send must not stop the rest
-            log.exception(
-                "send failed unexpectedly", extra={"notification_id": item.notification_id}
-            )
-            error, temporary = f"unexpected {type(exc).__name__}", True
+        error, temporary = item.error, item.temporary
+        if item.message is not None:
+            message = item.message
+            try:
+                channel = self.channels.get(message.channel)
+                if channel is None:
+                    raise PermanentFailure(f"no sender for channel {message.channel}")
+                artifact = channel.send(message)
+            except TemporaryFailure as exc:
+                error, temporary = str(exc), True
+            except PermanentFailure as exc:
+                error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a bug in one send must not stop the rest
+                log.exception(
+                    "send failed unexpectedly", extra={"notification_id": item.notification_id}
+                )
+                error, temporary = f"unexpected {type(exc).__name__}", True
         return self.record(item, error=error, temporary=temporary, artifact=artifact)
 
-    def prepare(self, notification_id: str) -> Outgoing:
+    def _rendered(self, session: Session, row: models.Notification) -> Claimed:
+        """Return the claimed row with its message, or with why it cannot be rendered."""
+        try:
+            return Claimed(row.id, row.claim, message=self.prepare(session, row))
+        except PermanentFailure as exc:
+            return Claimed(row.id, row.claim, error=str(exc))
+        except SQLAlchemyError:
+            raise  # the database's fault, not the row's: the claim rolls back, tried again
+        except Exception as exc:  # noqa: BLE001 - a bug in one render must not stop the rest
+            log.exception("render failed unexpectedly", extra={"notification_id": row.id})
+            return Claimed(
+                row.id, row.claim, error=f"unexpected {type(exc).__name__}", temporary=True
+            )
+
+    def prepare(self, session: Session, row: models.Notification) -> Outgoing:
         """Render the notification for its recipient, with the address in clear (memory only)."""
-        with self.runtime.sessions() as session:
-            row = session.get(models.Notification, notification_id)
-            unit = session.get(models.UnitContact, (row.payload or {}).get("unit", ""))
-            if row.recipient_kind == models.VISITOR:
-                recipient = recipient_of(session, row)
-                if recipient is None:
-                    raise PermanentFailure("the visitor's contact is gone")
-                address = recipient.phone if row.channel == models.SMS else None
-                recipient_name = recipient.name
-            else:
-                contact = session.get(models.UnitContact, row.recipient_ref)
-                if contact is None:
-                    raise PermanentFailure("the unit's contact is gone")
-                address = contact.address_for(row.recipient_kind, row.channel)
-                recipient_name = (
-                    contact.leader if row.recipient_kind == models.LEADER else contact.name
-                )
-            context = {name: None for name in templates.FIELDS[row.kind]}
-            context.update(row.payload or {})
-            context["unit_name"] = (unit.name if unit and unit.name else None) or context.get(
-                "unit"
-            )
-            context["recipient_name"] = recipient_name or ""
-            source = templates.source(session, row.kind, row.channel, row.language)
-            try:
-                rendered = templates.render(source, row.channel, context)
-            except Exception as exc:  # noqa: BLE001 - a template error is the template's fault
-                raise PermanentFailure(f"template does not render: {type(exc).__name__}") from exc
-            return Outgoing(
-                notification_id=row.id,
-                case_id=row.case_id,
-                case_number=row.case_number,
-                kind=row.kind,
-                channel=row.channel,
-                recipient_kind=row.recipient_kind,
-                address=address,
-                language=row.language,
-                subject=rendered.subject,
-                body=rendered.body,
-                payload=dict(row.payload or {}),
-            )
+        unit = session.get(models.UnitContact, (row.payload or {}).get("unit", ""))
+        if row.recipient_kind == models.VISITOR:
+            recipient = recipient_of(session, row)
+            if recipient is None:
+                raise PermanentFailure("the visitor's contact is gone")
+            address = recipient.phone if row.channel == models.SMS else None
+            recipient_name = recipient.name
+        else:
+            contact = session.get(models.UnitContact, row.recipient_ref)
+            if contact is None:
+                raise PermanentFailure("the unit's contact is gone")
+            address = contact.address_for(row.recipient_kind, row.channel)
+            recipient_name = contact.leader if row.recipient_kind == models.LEADER else contact.name
+        context = {name: None for name in templates.FIELDS[row.kind]}
+        context.update(row.payload or {})
+        context["unit_name"] = (unit.name if unit and unit.name else None) or context.get("unit")
+        context["recipient_name"] = recipient_name or ""
+        source = templates.source(session, row.kind, row.channel, row.language)
+        try:
+            rendered = templates.render(source, row.channel, context)
+        except Exception as exc:  # noqa: BLE001 - a template error is the template's fault
+            raise PermanentFailure(f"template does not render: {type(exc).__name__}") from exc
+        return Outgoing(
+            notification_id=row.id,
+            case_id=row.case_id,
+            case_number=row.case_number,
+            kind=row.kind,
+            channel=row.channel,
+            recipient_kind=row.recipient_kind,
+            address=address,
+            language=row.language,
+            subject=rendered.subject,
+            body=rendered.body,
+            payload=dict(row.payload or {}),
+        )
 
     def record(
         self,
