@@ -34,6 +34,7 @@ from notify.payloads import (
     UnitChangedIn,
     load,
 )
+from notify.recipients import visitor_contact_of
 from servicekit.db import insert_for
 
 log = logging.getLogger(__name__)
@@ -302,11 +303,7 @@ def _notify(
     ignored. A repeated event meets the unique constraint and records nothing new.
     """
     session = uow.session
-    rules = session.scalars(
-        select(models.Rule).where(
-            models.Rule.event == event.routing_key, models.Rule.enabled.is_(True)
-        )
-    ).all()
+    rules = _enabled_rules(session, event.routing_key)
     case_id = data["case_id"]
     access_unit = receiving_unit or _receiving_unit(session, case_id) or data.get("unit")
     recorded = 0
@@ -343,10 +340,24 @@ def _notify(
     )
 
 
+def _enabled_rules(session: Session, event_type: str) -> list[models.Rule]:
+    """Return the event's enabled rules, read once per transaction (a consumer's batch)."""
+    # The session lives for one unit of work, so its memo never outlives the transaction.
+    memo: dict[str, list[models.Rule]] = session.info.setdefault("enabled_rules", {})
+    if event_type not in memo:
+        memo[event_type] = list(
+            session.scalars(
+                select(models.Rule).where(
+                    models.Rule.event == event_type, models.Rule.enabled.is_(True)
+                )
+            )
+        )
+    return memo[event_type]
+
+
 def _contact_of(session: Session, recipient_kind: str, ref: str, case_id: str):
     if recipient_kind == models.VISITOR:
-        link = session.get(models.ContactCase, case_id)
-        return session.get(models.VisitorContact, link.visit_id) if link else None
+        return visitor_contact_of(session, case_id)
     return session.get(models.UnitContact, ref)
 
 

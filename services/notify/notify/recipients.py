@@ -6,9 +6,11 @@ notification's visitor here in clear, in memory only, to render and send it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from notify import models, pii
@@ -42,8 +44,7 @@ def recipient_of(session: Session, notification: models.Notification) -> Recipie
     """Return the notification's recipient, or None while its contact is unknown."""
     if notification.recipient_kind != models.VISITOR:
         return None
-    link = session.get(models.ContactCase, notification.case_id)
-    contact = session.get(models.VisitorContact, link.visit_id) if link else None
+    contact = visitor_contact_of(session, notification.case_id)
     if contact is None:
         return None
     return Recipient(
@@ -53,3 +54,19 @@ def recipient_of(session: Session, notification: models.Notification) -> Recipie
         address=pii.decrypt(contact.address_enc),
         language=contact.language,
     )
+
+
+@functools.cache
+def _visitor_contact_statement():
+    # Built once: building a statement costs about as much as running it.
+    return (
+        select(models.VisitorContact)
+        .join(models.ContactCase, models.ContactCase.visit_id == models.VisitorContact.visit_id)
+        .where(models.ContactCase.case_id == bindparam("case_id"))
+        .execution_options(populate_existing=True)
+    )
+
+
+def visitor_contact_of(session: Session, case_id: str) -> models.VisitorContact | None:
+    """Return the contact of the visit the case came with (one query), or None if unknown."""
+    return session.scalars(_visitor_contact_statement(), {"case_id": case_id}).first()
