@@ -108,15 +108,18 @@ def restart_clock(session: Session, case: models.SupervisedCase) -> None:
     if case.status != models.ROUTED or case.due_at is None:
         return
     started_at = case.routed_at or case.due_at
-    for step in active_steps(session):
-        session.add(
-            models.ClockTimer(
-                case_id=case.case_id,
-                step=step.step,
-                generation=case.clock_generation,
-                fire_at=fire_at(step, started_at, case.due_at),
-            )
-        )
+    timers = [
+        {
+            "case_id": case.case_id,
+            "step": step.step,
+            "generation": case.clock_generation,
+            "fire_at": fire_at(step, started_at, case.due_at),
+        }
+        for step in active_steps(session)
+    ]
+    if timers:
+        # One INSERT of all the steps' rows, not one statement per step.
+        session.execute(insert(models.ClockTimer.__table__).values(timers))
 
 
 @dataclass
