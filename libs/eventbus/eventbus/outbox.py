@@ -78,13 +78,23 @@ _ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 # The statements of the hot path (publishing right after a commit), built once per table:
 # building a statement and its cache key cost about as much as running it.
 @functools.cache
-def _claim_in_hand(table: Table):
-    """Return the claim of unsent rows by event id (``ids``), in order, skipping locked ones."""
-    return (
-        select(table.c.position, table.c.event_id)
+def _take_in_hand(table: Table):
+    """Return the mark as sent at ``at`` of the unsent rows with the given event ids (``ids``).
+
+    One statement claims and marks: the rows stay locked until the publishing transaction
+    ends, locked rows (a relay's) are skipped, and rows whose publish fails are unmarked
+    before the commit. Returns the rows taken.
+    """
+    unsent = (
+        select(table.c.position)
         .where(table.c.sent_at.is_(None), table.c.event_id.in_(bindparam("ids", expanding=True)))
-        .order_by(table.c.position)
         .with_for_update(skip_locked=True)
+    )
+    return (
+        update(table)
+        .where(table.c.position.in_(unsent.scalar_subquery()))
+        .values(sent_at=bindparam("at"))
+        .returning(table.c.position, table.c.event_id)
     )
 
 
@@ -133,7 +143,7 @@ class Outbox:
         # publishes within the publisher's confirm bound, batch after batch.
         for start in range(0, len(events), BATCH):
             by_id = {event.event_id: event for event in events[start : start + BATCH]}
-            batch = self._claim_and_publish(None, limit=len(by_id), in_hand=by_id)
+            batch = self._publish_in_hand(by_id)
             sent += batch.sent
             if batch.broker_unreachable:
                 break
@@ -172,71 +182,86 @@ class Outbox:
             oldest = oldest.replace(tzinfo=dt.UTC)
         return count, max(0.0, (now() - oldest).total_seconds())
 
-    def _claim_and_publish(
-        self, condition, *, limit: int, in_hand: dict[str, OutgoingEvent] | None = None
-    ) -> Batch:
-        """Claim unsent rows matching ``condition``, publish them in order, mark the sent ones.
-
-        ``in_hand`` holds events already in memory by id: their rows are claimed by id
-        (``condition`` is not used) and their contents are not read.
-        """
-        t = self.table
-        sent: list[int] = []
-        with Session(self.engine) as session, session.begin():
-            if self.engine.dialect.name == "postgresql":
-                # Losing this mark in a crash only republishes the rows (the same event ids,
-                # which consumers recognise), so it need not wait for the disk: one flush
-                # to disk per unit of work, not two.
-                session.execute(_ASYNC_COMMIT)
-            if in_hand:
-                rows = session.execute(_claim_in_hand(t), {"ids": list(in_hand)}).all()
-            else:
-                rows = session.execute(
-                    select(t)
-                    .where(t.c.sent_at.is_(None), condition)
-                    .order_by(t.c.position)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                ).all()
+    def _publish_in_hand(self, by_id: dict[str, OutgoingEvent]) -> Batch:
+        """Publish events just committed, in hand by id: their rows are taken, not read."""
+        with self.engine.begin() as conn:
+            self._commit_without_waiting(conn)
+            taken = conn.execute(_take_in_hand(self.table), {"ids": list(by_id), "at": now()})
+            rows = sorted(taken.all(), key=lambda row: row.position)
             if not rows:
                 return Batch(0, 0, 0, False)
-            claimed, last, unreachable = len(rows), rows[-1].position, False
-            events = [in_hand[row.event_id] if in_hand else _event_of(row) for row in rows]
-            try:
-                failures = self.publisher.publish_batch(events)
-            except PublishError as exc:
-                # The broker is out of reach: nothing was confirmed. Say so on the first
-                # row (the one holding the others up) and leave them all to the next try.
-                rows, events, failures = rows[:1], events[:1], [exc]
-                unreachable = True
-            for row, event, failure in zip(rows, events, failures, strict=True):
-                if failure is None or (
-                    isinstance(failure, Unroutable)
-                    and event.routing_key in names.NO_REQUIRED_CONSUMER
-                ):
-                    sent.append(row.position)  # taken, or an announcement nobody listens to
-                    continue
-                # Unroutable (no queue bound yet) or nacked: this row stays unsent and the
-                # others of the batch go on; the relay tries it again.
-                session.execute(
-                    update(t)
-                    .where(t.c.position == row.position)
-                    .values(attempts=t.c.attempts + 1, last_error=str(failure)[:500])
+            sent, unreachable = self._publish(conn, rows, [by_id[r.event_id] for r in rows])
+            unsent = [row.position for row in rows if row.position not in sent]
+            if unsent:
+                conn.execute(
+                    update(self.table).where(self.table.c.position.in_(unsent)).values(sent_at=None)
                 )
-                log.warning(
-                    "outbox publish failed",
-                    extra={
-                        "event_id": event.event_id,
-                        "routing_key": event.routing_key,
-                        "error": str(failure),
-                    },
-                )
+        return Batch(len(sent), len(rows), rows[-1].position, unreachable)
+
+    def _claim_and_publish(self, condition, *, limit: int) -> Batch:
+        """Claim unsent rows matching ``condition``, publish them in order, mark the sent ones."""
+        t = self.table
+        with self.engine.begin() as conn:
+            self._commit_without_waiting(conn)
+            rows = conn.execute(
+                select(t)
+                .where(t.c.sent_at.is_(None), condition)
+                .order_by(t.c.position)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not rows:
+                return Batch(0, 0, 0, False)
+            sent, unreachable = self._publish(conn, rows, [_event_of(row) for row in rows])
             if sent:
                 # Marked in the claiming transaction: a crash before this commit leaves the
                 # rows unsent, to be published again (the same event ids, which consumers
                 # recognise), never sent-but-unpublished.
-                session.execute(_mark_sent(t), {"positions": sent, "at": now()})
-        return Batch(len(sent), claimed, last, unreachable)
+                conn.execute(_mark_sent(t), {"positions": sorted(sent), "at": now()})
+        return Batch(len(sent), len(rows), rows[-1].position, unreachable)
+
+    def _commit_without_waiting(self, conn) -> None:
+        if self.engine.dialect.name == "postgresql":
+            # Losing the sent mark in a crash only republishes the rows (the same event
+            # ids, which consumers recognise), so it need not wait for the disk: one flush
+            # to disk per unit of work, not two.
+            conn.execute(_ASYNC_COMMIT)
+
+    def _publish(self, conn, rows, events: list[OutgoingEvent]) -> tuple[set[int], bool]:
+        """Publish the claimed rows' events in order; return the positions taken by the
+        broker (or nobody's to take) and whether the broker was out of reach."""
+        t = self.table
+        unreachable = False
+        try:
+            failures = self.publisher.publish_batch(events)
+        except PublishError as exc:
+            # The broker is out of reach: nothing was confirmed. Say so on the first
+            # row (the one holding the others up) and leave them all to the next try.
+            rows, events, failures = rows[:1], events[:1], [exc]
+            unreachable = True
+        sent: set[int] = set()
+        for row, event, failure in zip(rows, events, failures, strict=True):
+            if failure is None or (
+                isinstance(failure, Unroutable) and event.routing_key in names.NO_REQUIRED_CONSUMER
+            ):
+                sent.add(row.position)  # taken, or an announcement nobody listens to
+                continue
+            # Unroutable (no queue bound yet) or nacked: this row stays unsent and the
+            # others of the batch go on; the relay tries it again.
+            conn.execute(
+                update(t)
+                .where(t.c.position == row.position)
+                .values(attempts=t.c.attempts + 1, last_error=str(failure)[:500])
+            )
+            log.warning(
+                "outbox publish failed",
+                extra={
+                    "event_id": event.event_id,
+                    "routing_key": event.routing_key,
+                    "error": str(failure),
+                },
+            )
+        return sent, unreachable
 
     def _wake_relay(self) -> None:
         if self.engine.dialect.name != "postgresql":

@@ -145,6 +145,50 @@ def test_an_announcement_nobody_listens_to_is_not_retried_forever(store, amqp_ur
     assert _unsent(engine, outbox_t) == 1  # only the event someone must hear waits
 
 
+def test_a_batch_the_broker_never_took_is_left_unsent_and_blamed_on_its_first_row(store, amqp_url):
+    engine, outbox_t, inbox_t, _ = store
+    dead = Outbox(engine, outbox_t, Publisher("amqp://guest:guest@127.0.0.1:1/%2F"), "tests")
+    with UnitOfWork(sessionmaker(engine), dead, inbox_t) as uow:
+        for n in range(3):
+            uow.emit(
+                envelope.build(service="tests", routing_key="thing.three", subject=str(n), data={})
+            )
+        uow.commit()
+    with engine.connect() as c:
+        rows = c.execute(select(outbox_t).order_by(outbox_t.c.position)).all()
+    assert [row.sent_at for row in rows] == [None, None, None]
+    assert [row.attempts for row in rows] == [1, 0, 0]
+    assert "broker unreachable" in rows[0].last_error
+
+
+def test_rows_a_relay_holds_are_skipped_by_the_publish_after_commit(store, amqp_url):
+    engine, outbox_t, _, _ = store
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite locks the whole file: no row for a relay to hold")
+    _bind_test_queue(amqp_url, "t.held", "thing.held")
+    events = [
+        envelope.build(service="tests", routing_key="thing.held", subject=str(n), data={})
+        for n in range(3)
+    ]
+    with sessionmaker(engine)() as session:
+        outbox.add_all(session, outbox_t, events)
+        session.commit()
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), "tests")
+    with engine.connect() as relay:  # a relay's sweep holding the first row
+        relay.execute(
+            select(outbox_t.c.position)
+            .where(outbox_t.c.event_id == events[0].event_id)
+            .with_for_update()
+        ).all()
+        assert box.publish_committed(events) == 2  # without waiting for the relay
+        relay.rollback()
+    assert _unsent(engine, outbox_t) == 1
+    assert box.publish_committed(events) == 1  # the held row, once free; the others not again
+    assert _unsent(engine, outbox_t) == 0
+    got = testing.get_messages(amqp_url, "t.held", count=4, timeout=3)
+    assert sorted(props.headers["ce-subject"] for _, props, _ in got) == ["0", "1", "2"]
+
+
 def test_broker_unreachable_leaves_rows_for_the_relay(store, amqp_url):
     engine, outbox_t, inbox_t, _ = store
     dead = Outbox(engine, outbox_t, Publisher("amqp://guest:guest@127.0.0.1:1/%2F"), "tests")
