@@ -25,7 +25,7 @@ blp = Blueprint(
 @blp.route("")
 class Cases(MethodView):
     @require()
-    @blp.arguments(CaseQuery, location="query", unknown="raise")
+    @blp.arguments(CaseQuery(), location="query", unknown="raise")
     @blp.response(200, CasePageOut)
     @blp.alt_response(401, schema=ErrorOut, description="No valid bearer token.")
     def get(self, query):

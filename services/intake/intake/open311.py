@@ -421,7 +421,7 @@ def _unit_names(session, cases: list[models.Case]) -> dict[str, str]:
 
 @blp.route("/requests.<fmt>")
 class Requests(MethodView):
-    @blp.arguments(RequestIn, location="form", error_status_code=400)
+    @blp.arguments(RequestIn(), location="form", error_status_code=400)
     @blp.response(200, RequestCreatedOut(many=True))
     @_errors(400, 403, 404)
     @blp.alt_response(413, schema=Open311Error(many=True), description="Body over the size limit.")
@@ -483,7 +483,7 @@ class Requests(MethodView):
         ]
         return render(fmt, "service_requests", "request", rows)
 
-    @blp.arguments(RequestsQuery, location="query", unknown="raise", error_status_code=400)
+    @blp.arguments(RequestsQuery(), location="query", unknown="raise", error_status_code=400)
     @blp.response(200, ServiceRequestOut(many=True))
     @_errors(400, 403, 404)
     @blp.doc(security=[])
@@ -526,7 +526,7 @@ class Requests(MethodView):
 
 @blp.route("/requests/<ref>.<fmt>")
 class RequestById(MethodView):
-    @blp.arguments(ApiKeyQuery, location="query", unknown="raise", error_status_code=400)
+    @blp.arguments(ApiKeyQuery(), location="query", unknown="raise", error_status_code=400)
     @blp.response(200, ServiceRequestOut(many=True))
     @_errors(400, 403, 404)
     @blp.doc(security=[])

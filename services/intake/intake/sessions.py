@@ -39,8 +39,8 @@ DEFAULT_SPAN = dt.timedelta(days=93)
 @blp.route("")
 class Sessions(MethodView):
     @require("reception")
-    @blp.arguments(IdempotencyHeader, location="headers")
-    @blp.arguments(SessionIn)
+    @blp.arguments(IdempotencyHeader(), location="headers")
+    @blp.arguments(SessionIn())
     @blp.response(201, SessionOut)
     @blp.alt_response(400, schema=ErrorOut, description="Malformed JSON.")
     @blp.alt_response(401, schema=ErrorOut, description="No valid bearer token.")
@@ -74,7 +74,7 @@ class Sessions(MethodView):
         return body
 
     @require()
-    @blp.arguments(SessionQuery, location="query", unknown="raise")
+    @blp.arguments(SessionQuery(), location="query", unknown="raise")
     @blp.response(200, SessionListOut)
     @blp.alt_response(401, schema=ErrorOut, description="No valid bearer token.")
     @blp.alt_response(404, schema=ErrorOut, description="No such unit in your jurisdiction.")

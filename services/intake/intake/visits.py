@@ -25,8 +25,8 @@ blp = Blueprint(
 @blp.route("")
 class Visits(MethodView):
     @require("reception")
-    @blp.arguments(IdempotencyHeader, location="headers")
-    @blp.arguments(VisitIn)
+    @blp.arguments(IdempotencyHeader(), location="headers")
+    @blp.arguments(VisitIn())
     @blp.response(201, VisitCreatedOut)
     @blp.alt_response(401, schema=ErrorOut, description="No valid bearer token.")
     @blp.alt_response(403, schema=ErrorOut, description="The token lacks the reception role.")

@@ -64,7 +64,7 @@ def _load(session: Session, delivery_id: str) -> models.Notification:
 @blp.route("")
 class Deliveries(MethodView):
     @require(*READERS)
-    @blp.arguments(DeliveriesQuery, location="query", unknown=RAISE)
+    @blp.arguments(DeliveriesQuery(), location="query", unknown=RAISE)
     @blp.response(200, DeliveryOut(many=True))
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(403, description="Not reception, supervisor or admin.")

@@ -29,7 +29,7 @@ blp = Blueprint(
 @blp.route("")
 class Notifications(MethodView):
     @require(*READERS)
-    @blp.arguments(NotificationsQuery, location="query", unknown=RAISE)
+    @blp.arguments(NotificationsQuery(), location="query", unknown=RAISE)
     @blp.response(200, NotificationOut(many=True))
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(

@@ -96,7 +96,7 @@ class RulesQuery(Schema):
 @blp.route("")
 class Rules(MethodView):
     @require("admin", "supervisor")
-    @blp.arguments(RulesQuery, location="query", unknown=RAISE)
+    @blp.arguments(RulesQuery(), location="query", unknown=RAISE)
     @blp.response(200, RuleOut(many=True))
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(403, description="Not an admin or supervisor.")
@@ -111,7 +111,7 @@ class Rules(MethodView):
             return session.scalars(query).all()
 
     @require("admin")
-    @blp.arguments(RuleIn)
+    @blp.arguments(RuleIn())
     @blp.response(200, RuleOut)
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(403, description="Only an admin changes rules.")

@@ -85,7 +85,7 @@ def _view(session, kind: str, channel: str, language: str) -> dict:
 @blp.route("")
 class Templates(MethodView):
     @require("admin")
-    @blp.arguments(TemplatesQuery, location="query", unknown=RAISE)
+    @blp.arguments(TemplatesQuery(), location="query", unknown=RAISE)
     @blp.response(200, TemplateOut(many=True))
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(403, description="Only an admin reads templates.")
@@ -121,7 +121,7 @@ class TemplateByKey(MethodView):
             return _view(session, kind, channel, language)
 
     @require("admin")
-    @blp.arguments(TemplateIn)
+    @blp.arguments(TemplateIn())
     @blp.response(200, TemplateOut)
     @blp.alt_response(404, description="No such kind, channel or language.")
     @blp.alt_response(422, description="Does not parse, or uses a field the kind lacks.")

@@ -42,7 +42,7 @@ READERS = ("partner", "supervisor", "admin")
 @blp.route("")
 class Assignments(MethodView):
     @require(*READERS)
-    @blp.arguments(AssignmentQuery, location="query", unknown=RAISE)
+    @blp.arguments(AssignmentQuery(), location="query", unknown=RAISE)
     @blp.response(200, AssignmentPage)
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(403, description="The token lacks a partner, supervisor or admin role.")
@@ -133,7 +133,7 @@ class Accept(MethodView):
 @blp.route("/<assignment_id>/return")
 class Return(MethodView):
     @require("partner")
-    @blp.arguments(ReturnIn)
+    @blp.arguments(ReturnIn())
     @blp.response(200, AssignmentOut)
     @_documented
     def post(self, data, assignment_id: str):
@@ -149,7 +149,7 @@ class Return(MethodView):
 @blp.route("/<assignment_id>/transfer")
 class Transfer(MethodView):
     @require("partner")
-    @blp.arguments(TransferIn)
+    @blp.arguments(TransferIn())
     @blp.response(200, AssignmentOut)
     @blp.alt_response(422, description="to_unit is unknown, inactive, or your own.")
     @_documented
@@ -167,7 +167,7 @@ class Transfer(MethodView):
 @blp.route("/<assignment_id>/progress")
 class Progress(MethodView):
     @require("partner")
-    @blp.arguments(ProgressIn)
+    @blp.arguments(ProgressIn())
     @blp.response(200, AssignmentOut)
     @_documented
     def post(self, data, assignment_id: str):
@@ -178,7 +178,7 @@ class Progress(MethodView):
 @blp.route("/<assignment_id>/resolve")
 class Resolve(MethodView):
     @require("partner")
-    @blp.arguments(ResolveIn)
+    @blp.arguments(ResolveIn())
     @blp.response(200, AssignmentOut)
     @_documented
     def post(self, data, assignment_id: str):
@@ -189,7 +189,7 @@ class Resolve(MethodView):
 @blp.route("/<assignment_id>/extension")
 class Extension(MethodView):
     @require("partner")
-    @blp.arguments(ExtensionIn)
+    @blp.arguments(ExtensionIn())
     @blp.response(200, ExtensionOut)
     @_documented
     def post(self, data, assignment_id: str):
@@ -209,7 +209,7 @@ class Extension(MethodView):
 @blp.route("/<assignment_id>/extension/decision")
 class ExtensionDecision(MethodView):
     @require("supervisor", "admin")
-    @blp.arguments(ExtensionDecisionIn)
+    @blp.arguments(ExtensionDecisionIn())
     @blp.response(200, AssignmentOut)
     @_documented
     def post(self, data, assignment_id: str):
@@ -226,7 +226,7 @@ class ExtensionDecision(MethodView):
 @blp.route("/<assignment_id>/arbitration")
 class Arbitration(MethodView):
     @require("supervisor", "admin")
-    @blp.arguments(ArbitrationIn)
+    @blp.arguments(ArbitrationIn())
     @blp.response(200, AssignmentOut)
     @blp.alt_response(422, description="unit is unknown or inactive.")
     @_documented
@@ -242,7 +242,7 @@ class Arbitration(MethodView):
 @blp.route("/<assignment_id>/co-handlers")
 class CoHandlers(MethodView):
     @require("partner")
-    @blp.arguments(CoHandlerIn)
+    @blp.arguments(CoHandlerIn())
     @blp.response(201, AssignmentOut)
     @blp.alt_response(422, description="unit is unknown, inactive, or the lead unit itself.")
     @_documented

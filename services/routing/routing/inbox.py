@@ -47,7 +47,7 @@ def _decode(cursor: str) -> tuple[dt.datetime, str]:
 @blp.route("")
 class Inbox(MethodView):
     @require("partner")
-    @blp.arguments(InboxQuery, location="query", unknown=RAISE)
+    @blp.arguments(InboxQuery(), location="query", unknown=RAISE)
     @blp.response(200, InboxOut)
     @blp.alt_response(403, description="Not a partner.")
     def get(self, args):

@@ -39,7 +39,7 @@ def _check_id(rule_id: str) -> None:
 @blp.route("")
 class Rules(MethodView):
     @require("admin", "supervisor")
-    @blp.arguments(RuleQuery, location="query", unknown=RAISE)
+    @blp.arguments(RuleQuery(), location="query", unknown=RAISE)
     @blp.response(200, RulePage)
     def get(self, args):
         """List rules, optionally of one category, area or unit."""
@@ -51,8 +51,8 @@ class Rules(MethodView):
             return paginate(session, query, page=args["page"], page_size=args["page_size"])
 
     @require("admin")
-    @blp.arguments(IdempotencyHeader, location="headers")
-    @blp.arguments(RuleIn)
+    @blp.arguments(IdempotencyHeader(), location="headers")
+    @blp.arguments(RuleIn())
     @blp.response(201, RuleOut)
     @blp.alt_response(409, description="A rule for this (category, area) exists.")
     @blp.alt_response(422, description="Bad fields; an unknown or inactive unit; an unknown area.")
@@ -97,7 +97,7 @@ class RuleById(MethodView):
             return rule
 
     @require("admin")
-    @blp.arguments(RulePatch)
+    @blp.arguments(RulePatch())
     @blp.response(200, RuleOut)
     @blp.alt_response(404, description="No such rule.")
     @blp.alt_response(422, description="Bad fields; an unknown or inactive unit.")

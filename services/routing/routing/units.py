@@ -65,7 +65,7 @@ def declare_queue(code: str) -> None:
 @blp.route("")
 class Units(MethodView):
     @require()
-    @blp.arguments(UnitQuery, location="query", unknown=RAISE)
+    @blp.arguments(UnitQuery(), location="query", unknown=RAISE)
     @blp.response(200, UnitPage)
     @blp.alt_response(401, description="No valid bearer token.")
     def get(self, args):
@@ -78,8 +78,8 @@ class Units(MethodView):
             return paginate(session, query, page=args["page"], page_size=args["page_size"])
 
     @require("admin")
-    @blp.arguments(IdempotencyHeader, location="headers")
-    @blp.arguments(UnitIn)
+    @blp.arguments(IdempotencyHeader(), location="headers")
+    @blp.arguments(UnitIn())
     @blp.response(201, UnitOut)
     @blp.alt_response(403, description="Not an admin.")
     @blp.alt_response(409, description="The code is taken.")
@@ -128,7 +128,7 @@ class UnitByCode(MethodView):
             return unit
 
     @require("admin")
-    @blp.arguments(UnitPatch)
+    @blp.arguments(UnitPatch())
     @blp.response(200, UnitOut)
     @blp.alt_response(403, description="Not an admin.")
     @blp.alt_response(404, description="No such unit.")
@@ -160,7 +160,7 @@ def _ensure_own_or_admin(code: str) -> None:
 @blp.route("/<code>/webhook")
 class UnitWebhook(MethodView):
     @require("admin", "partner")
-    @blp.arguments(WebhookIn)
+    @blp.arguments(WebhookIn())
     @blp.response(200, WebhookRegisteredOut)
     @blp.alt_response(403, description="Neither an admin nor the unit's partner.")
     @blp.alt_response(404, description="No such active unit.")

@@ -29,7 +29,7 @@ blp = Blueprint(
 @blp.route("")
 class Board(MethodView):
     @require("supervisor", "admin")
-    @blp.arguments(BoardQuery, location="query", unknown=RAISE)
+    @blp.arguments(BoardQuery(), location="query", unknown=RAISE)
     @blp.response(200, BoardOut)
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(403, description="Only supervisors and admins read the board.")

@@ -30,7 +30,7 @@ blp = Blueprint(
 @blp.route("")
 class CadreFeed(MethodView):
     @require("supervisor", "admin")
-    @blp.arguments(CadreQuery, location="query", unknown=RAISE)
+    @blp.arguments(CadreQuery(), location="query", unknown=RAISE)
     @blp.response(200, CadreOut)
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(403, description="Only the organisation department reads this feed.")

@@ -66,7 +66,7 @@ def _conflict_on_key() -> None:
 @blp.route("/<ref>")
 class CaseByRef(MethodView):
     @require()
-    @blp.arguments(NoQuery, location="query", unknown=RAISE)
+    @blp.arguments(NoQuery(), location="query", unknown=RAISE)
     @blp.response(200, CaseOut)
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(404, description="No such case, or not one of your unit's.")
@@ -79,7 +79,7 @@ class CaseByRef(MethodView):
 @blp.route("/<ref>/timeline")
 class CaseTimeline(MethodView):
     @require()
-    @blp.arguments(NoQuery, location="query", unknown=RAISE)
+    @blp.arguments(NoQuery(), location="query", unknown=RAISE)
     @blp.response(200, TimelineOut)
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(404, description="No such case, or not one of your unit's.")
@@ -105,9 +105,9 @@ class CaseTimeline(MethodView):
 @blp.route("/<ref>/feedback")
 class CaseFeedback(MethodView):
     @require("reception", "supervisor", "admin")
-    @blp.arguments(NoQuery, location="query", unknown=RAISE)
-    @blp.arguments(IdempotencyHeader, location="headers")
-    @blp.arguments(FeedbackIn)
+    @blp.arguments(NoQuery(), location="query", unknown=RAISE)
+    @blp.arguments(IdempotencyHeader(), location="headers")
+    @blp.arguments(FeedbackIn())
     @blp.response(200, FeedbackOut)
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(403, description="Partners do not record their own visitors' feedback.")
@@ -157,8 +157,8 @@ def _feedback(data: dict) -> dict:
 @blp.route("/<ref>/supervisor")
 class CaseSupervisor(MethodView):
     @require("supervisor", "admin")
-    @blp.arguments(NoQuery, location="query", unknown=RAISE)
-    @blp.arguments(SupervisorIn)
+    @blp.arguments(NoQuery(), location="query", unknown=RAISE)
+    @blp.arguments(SupervisorIn())
     @blp.response(200, SupervisorOut)
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(403, description="Only supervisors name a major case's supervisor.")

@@ -60,7 +60,7 @@ MONTH_PARAMETER = {
 @blp.route("/<month>/agenda", parameters=[MONTH_PARAMETER])
 class Agenda(MethodView):
     @require("supervisor", "admin")
-    @blp.arguments(NoQuery, location="query", unknown=RAISE)
+    @blp.arguments(NoQuery(), location="query", unknown=RAISE)
     @blp.response(200, AgendaOut)
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(403, description="Only supervisors and admins read the agenda.")
@@ -159,9 +159,9 @@ class Agenda(MethodView):
 @blp.route("/<month>/decisions", parameters=[MONTH_PARAMETER])
 class Decisions(MethodView):
     @require("supervisor", "admin")
-    @blp.arguments(NoQuery, location="query", unknown=RAISE)
-    @blp.arguments(IdempotencyHeader, location="headers")
-    @blp.arguments(DecisionIn)
+    @blp.arguments(NoQuery(), location="query", unknown=RAISE)
+    @blp.arguments(IdempotencyHeader(), location="headers")
+    @blp.arguments(DecisionIn())
     @blp.response(201, DecisionOut)
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(403, description="Only supervisors and admins record decisions.")

@@ -263,7 +263,7 @@ def _cell(value) -> str:
 @blp.route("")
 class Stats(MethodView):
     @require()
-    @blp.arguments(StatsQuery, location="query", unknown=RAISE)
+    @blp.arguments(StatsQuery(), location="query", unknown=RAISE)
     @blp.alt_response(200, description="The figures, as JSON or (Accept: text/csv) CSV.")
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(403, description="Another unit's statistics.")

@@ -26,7 +26,7 @@ blp = Blueprint(
 @blp.route("")
 class Ladder(MethodView):
     @require("supervisor", "admin")
-    @blp.arguments(NoQuery, location="query", unknown=RAISE)
+    @blp.arguments(NoQuery(), location="query", unknown=RAISE)
     @blp.response(200, LadderOut)
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(403, description="Only supervisors and admins read the ladder.")
@@ -42,8 +42,8 @@ class Ladder(MethodView):
 @blp.route("/<step>")
 class LadderStep(MethodView):
     @require("admin")
-    @blp.arguments(NoQuery, location="query", unknown=RAISE)
-    @blp.arguments(LadderStepIn)
+    @blp.arguments(NoQuery(), location="query", unknown=RAISE)
+    @blp.arguments(LadderStepIn())
     @blp.response(200, LadderStepOut)
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(403, description="Only admins change the ladder.")
