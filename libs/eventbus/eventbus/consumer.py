@@ -269,15 +269,25 @@ class Consumer:
 
     @staticmethod
     def _settle(channel, batch: list[_Delivery], outcomes: list[str]) -> None:
-        """Ack, reject or requeue on the connection's thread, if the channel still stands."""
+        """Ack, reject or requeue on the connection's thread, if the channel still stands.
+
+        A run of acks is one ``multiple`` ack up to its last tag: the deliveries before
+        it on this channel are settled already (they came earlier, in order, and were
+        settled in order), so it acks only this run.
+        """
         if not channel.is_open:
             return
-        for delivery, outcome in zip(batch, outcomes, strict=True):
+        run: list[_Delivery] = []
+        for delivery, outcome in [*zip(batch, outcomes, strict=True), (None, None)]:
             if outcome == "ack":
-                channel.basic_ack(delivery.tag)
-            elif outcome == "dead":
+                run.append(delivery)
+                continue
+            if run:
+                channel.basic_ack(run[-1].tag, multiple=len(run) > 1)
+                run = []
+            if outcome == "dead":
                 channel.basic_reject(delivery.tag, requeue=False)
-            else:
+            elif outcome is not None:
                 channel.basic_nack(delivery.tag, requeue=True)
 
     def _handle_batch(self, batch: list[_Delivery]) -> list[str]:
