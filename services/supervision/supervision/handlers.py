@@ -14,7 +14,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from eventbus.envelope import ReceivedEvent
@@ -62,6 +62,32 @@ def _bare_case_statement(dialect: str):
     )
 
 
+@functools.cache
+def _case_for_update_statement():
+    return (
+        select(models.SupervisedCase)
+        .where(models.SupervisedCase.case_id == bindparam("case_id"))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+@functools.cache
+def _early_extensions_statement():
+    entry = models.TimelineEntry
+    return select(entry).where(
+        entry.case_id == bindparam("case_id"),
+        entry.event_type == "assignment.extension_granted",
+    )
+
+
+@functools.cache
+def _visit_record_statement(dialect: str):
+    return insert_for(dialect)(models.VisitRecord.__table__).on_conflict_do_nothing(
+        index_elements=["visit_id"]
+    )
+
+
 def record_on_timeline(
     session: Session,
     event: ReceivedEvent,
@@ -100,12 +126,7 @@ def case_for_update(
             "updated_at": now(),
         },
     )
-    return session.scalars(
-        select(models.SupervisedCase)
-        .where(models.SupervisedCase.case_id == case_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+    return session.scalars(_case_for_update_statement(), {"case_id": case_id}).one()
 
 
 # -- the handlers ------------------------------------------------------------------------
@@ -205,12 +226,7 @@ def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
 
 def _apply_early_extensions(session: Session, case: models.SupervisedCase) -> None:
     """Apply extensions of the case's assignment that arrived before its case.routed."""
-    entry = models.TimelineEntry
-    granted = session.scalars(
-        select(entry).where(
-            entry.case_id == case.case_id, entry.event_type == "assignment.extension_granted"
-        )
-    ).all()
+    granted = session.scalars(_early_extensions_statement(), {"case_id": case.case_id}).all()
     for item in granted:
         if item.summary.get("assignment_id") == case.assignment_id and item.summary.get("due_at"):
             case.record_extension(
@@ -247,18 +263,17 @@ def on_visit_registered(uow: UnitOfWork, event: ReceivedEvent) -> None:
     data = payloads.load(payloads.VisitRegistered, event, "visit_id")
     # A visit is registered once and never changes: the first copy stands.
     uow.session.execute(
-        _insert(uow.session)(models.VisitRecord.__table__)
-        .values(
-            visit_id=data["visit_id"],
-            unit=data["unit"],
-            channel=data["channel"],
-            received_at=data["received_at"],
-            headcount=data["headcount"],
-            issues=len(data["case_ids"]),
-            follow_ups=len(data["follow_ups"]),
-            recorded_at=now(),
-        )
-        .on_conflict_do_nothing(index_elements=["visit_id"])
+        _visit_record_statement(uow.session.get_bind().dialect.name),
+        {
+            "visit_id": data["visit_id"],
+            "unit": data["unit"],
+            "channel": data["channel"],
+            "received_at": data["received_at"],
+            "headcount": data["headcount"],
+            "issues": len(data["case_ids"]),
+            "follow_ups": len(data["follow_ups"]),
+            "recorded_at": now(),
+        },
     )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,19 +85,33 @@ def fire_at(step: models.LadderStep, started_at: dt.datetime, due_at: dt.datetim
 
 
 def active_steps(session: Session) -> list[models.LadderStep]:
-    """Return the ladder's active steps in order."""
-    return list(
-        session.scalars(
-            select(models.LadderStep)
-            .where(models.LadderStep.active.is_(True))
-            .order_by(models.LadderStep.position)
+    """Return the ladder's active steps in order, read once per transaction.
+
+    Only event handlers start clocks, in a session that lives for one unit of work (a
+    consumer's batch), which never changes the ladder: the memo cannot go stale.
+    """
+    memo = session.info.get("active_steps")
+    if memo is None:
+        memo = session.info["active_steps"] = list(
+            session.scalars(
+                select(models.LadderStep)
+                .where(models.LadderStep.active.is_(True))
+                .order_by(models.LadderStep.position)
+            )
         )
-    )
+    return memo
+
+
+@functools.cache
+def _stop_clock_statement():
+    # Timers are only ever rows (never loaded as objects), so a Core DELETE, built once.
+    table = models.ClockTimer.__table__
+    return delete(table).where(table.c.case_id == bindparam("case_id"))
 
 
 def stop_clock(session: Session, case: models.SupervisedCase) -> None:
     """Stop the case's clock: the steps still to come never fire."""
-    session.execute(delete(models.ClockTimer).where(models.ClockTimer.case_id == case.case_id))
+    session.execute(_stop_clock_statement(), {"case_id": case.case_id})
 
 
 def restart_clock(session: Session, case: models.SupervisedCase) -> None:
@@ -118,8 +133,9 @@ def restart_clock(session: Session, case: models.SupervisedCase) -> None:
         for step in active_steps(session)
     ]
     if timers:
-        # One INSERT of all the steps' rows, not one statement per step.
-        session.execute(insert(models.ClockTimer.__table__).values(timers))
+        # The steps' rows in one round trip (executemany), by a statement compiled once: a
+        # multi-VALUES INSERT would be compiled anew for every case.
+        session.execute(insert(models.ClockTimer.__table__), timers)
 
 
 @dataclass
