@@ -24,6 +24,7 @@ operator to check and retry by hand, rather than risk a second message.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import threading
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -116,6 +117,39 @@ def quiet_until(
     if wake <= local:
         wake += dt.timedelta(days=1)
     return wake.astimezone(dt.UTC)
+
+
+# The worker's statements, built once: building one costs about as much as running it.
+@functools.cache
+def _due_statement():
+    """Return the claim of rows due (``now``) or lost by their worker (``stale``), oldest first."""
+    n = models.Notification
+    return (
+        select(n)
+        .where(
+            or_(
+                and_(
+                    n.status == models.PENDING,
+                    or_(n.next_attempt_at.is_(None), n.next_attempt_at <= bindparam("now")),
+                ),
+                and_(n.status == models.SENDING, n.sending_since < bindparam("stale")),
+            )
+        )
+        .order_by(n.created_at, n.id)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+    )
+
+
+@functools.cache
+def _claimed_statement():
+    """Return the row still sending under the given ``claim``, locked."""
+    n = models.Notification
+    return (
+        select(n)
+        .where(n.id == bindparam("id"), n.claim == bindparam("claim"), n.status == models.SENDING)
+        .with_for_update()
+    )
 
 
 @dataclass(frozen=True)
@@ -224,25 +258,11 @@ class Worker:
     def _claim(self, limit: int) -> tuple[list[Claimed], int]:
         now = self.clock()
         stale = now - dt.timedelta(seconds=self.settings.sending_timeout)
-        n = models.Notification
-        query = (
-            select(n)
-            .where(
-                or_(
-                    and_(
-                        n.status == models.PENDING,
-                        or_(n.next_attempt_at.is_(None), n.next_attempt_at <= now),
-                    ),
-                    and_(n.status == models.SENDING, n.sending_since < stale),
-                )
-            )
-            .order_by(n.created_at, n.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
         claimed: list[Claimed] = []
         with self.runtime.unit_of_work() as uow:
-            rows = uow.session.scalars(query).all()
+            rows = uow.session.scalars(
+                _due_statement(), {"now": now, "stale": stale, "limit": limit}
+            ).all()
             for row in rows:
                 channel = self.channels.get(row.channel)
                 if row.status == models.SENDING and (channel is None or not channel.dedupes):
@@ -352,14 +372,9 @@ class Worker:
     ) -> str:
         """Record a send's outcome, if this worker still holds the claim."""
         now = self.clock()
-        n = models.Notification
         with self.runtime.unit_of_work() as uow:
             row = uow.session.scalars(
-                select(n)
-                .where(
-                    n.id == item.notification_id, n.claim == item.claim, n.status == models.SENDING
-                )
-                .with_for_update()
+                _claimed_statement(), {"id": item.notification_id, "claim": item.claim}
             ).first()
             if row is None:
                 log.warning(

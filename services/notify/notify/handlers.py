@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from eventbus.consumer import Handler
@@ -122,15 +122,7 @@ def on_contact_recorded(uow: UnitOfWork, event: ReceivedEvent) -> None:
     for case in data["cases"]:
         _link_case(session, case["case_id"], visit_id)
     contact = session.get(models.VisitorContact, visit_id, populate_existing=True)
-    waiting = session.scalars(
-        select(models.Notification)
-        .join(models.ContactCase, models.ContactCase.case_id == models.Notification.case_id)
-        .where(
-            models.ContactCase.visit_id == visit_id,
-            models.Notification.recipient_kind == models.VISITOR,
-            models.Notification.status.in_(models.WAITING_FOR_ADDRESS),
-        )
-    ).all()
+    waiting = session.scalars(_waiting_for_visitor_statement(), {"visit_id": visit_id}).all()
     for notification in waiting:
         notification.address_to(contact)
     log.info(
@@ -141,6 +133,21 @@ def on_contact_recorded(uow: UnitOfWork, event: ReceivedEvent) -> None:
             "cases": len(data["cases"]),
             "notifications_addressed": len(waiting),
         },
+    )
+
+
+@functools.cache
+def _waiting_for_visitor_statement():
+    """Return the visit's (``visit_id``) notifications to the visitor still without address."""
+    n = models.Notification
+    return (
+        select(n)
+        .join(models.ContactCase, models.ContactCase.case_id == n.case_id)
+        .where(
+            models.ContactCase.visit_id == bindparam("visit_id"),
+            n.recipient_kind == models.VISITOR,
+            n.status.in_(models.WAITING_FOR_ADDRESS),
+        )
     )
 
 
