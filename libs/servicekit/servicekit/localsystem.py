@@ -128,6 +128,9 @@ class SmsGateway:
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keeps the connection open between messages, as a provider's gateway does.
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self):  # noqa: N802 - http.server's name
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
                 key = self.headers.get("Idempotency-Key")
@@ -147,6 +150,8 @@ class SmsGateway:
                 pass  # the requests carry phone numbers: not in any log
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # Closing must not wait for a client's idle kept-alive connection to end.
+        self.server.block_on_close = False
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sms"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
