@@ -374,6 +374,10 @@ def main(argv=None) -> None:
                     # limit.
                     "NIGHTTALK_RATE_LIMIT": "off",
                     "NIGHTTALK_SMS_URL": sms.url,
+                    # No quiet hours: whatever the hour of the run, every SMS of a visit goes
+                    # out (the receipt and the routing notice), so runs compare.
+                    "NIGHTTALK_NOTIFY_QUIET_START": "00:00",
+                    "NIGHTTALK_NOTIFY_QUIET_END": "00:00",
                 },
             )
         )
