@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DisconnectionError
 
 
 def var_dir() -> Path:
@@ -25,13 +27,17 @@ def database_url(service: str) -> str:
 
 
 CONNECT_TIMEOUT = 10  # seconds
+# A pooled connection idle for this long is tested before it is handed out; one back
+# from its last use a moment ago is not (under load, that is nearly every checkout).
+PING_AFTER_IDLE = 1.0  # seconds
 
 
 def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
     """Create an engine tuned for several processes sharing one database.
 
-    ``pre_ping`` tests each pooled connection before handing it out (one round trip),
-    so that a connection the database dropped is replaced before a request fails on it.
+    ``pre_ping`` tests a pooled connection that sat idle for ``PING_AFTER_IDLE`` or
+    longer before handing it out (one round trip), so that a connection the database
+    dropped meanwhile (a restart, an idle timeout) is replaced before a request fails on it.
     """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
@@ -39,13 +45,37 @@ def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
         return engine
     # A connection attempt into a dead link fails after 10 s and is retried, instead of
     # waiting for the link to heal (libpq waits forever without it).
-    return create_engine(
+    engine = create_engine(
         url,
-        pool_pre_ping=pre_ping,
         pool_size=5,
         max_overflow=5,
         connect_args={"connect_timeout": CONNECT_TIMEOUT},
     )
+    if pre_ping:
+        _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    # SQLAlchemy's pool_pre_ping tests every checkout: a round trip per transaction, most
+    # of them on a connection returned milliseconds before. This is the pessimistic
+    # recipe of SQLAlchemy's pooling docs, skipped for connections used a moment ago.
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record):
+        if record is not None:
+            record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy):
+        # A new connection has no check-in yet (its info is cleared when it is replaced).
+        checked_in = record.info.get("checked_in")
+        if checked_in is None or time.monotonic() - checked_in < PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - any failure means the connection is gone
+            # The pool drops this connection and checks out (or opens) another.
+            raise DisconnectionError() from exc
 
 
 def insert_for(dialect: str):
