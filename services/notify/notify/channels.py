@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import smtplib
+import threading
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -90,6 +91,23 @@ def _http_outcome(response: requests.Response, what: str) -> None:
     raise PermanentFailure(summary)
 
 
+class _HttpSessions:
+    """One HTTP session per sending thread, kept between sends.
+
+    Consecutive messages reuse the connection (and its TLS) to a gateway or a partner's
+    webhook instead of opening one per message; a session is not shared between threads.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def get(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+
 @dataclass
 class SmsGateway:
     """POST ``{"to", "text"}`` to an HTTP SMS gateway (``NIGHTTALK_SMS_URL``, ``_TOKEN``).
@@ -102,9 +120,7 @@ class SmsGateway:
     token: str | None = None
     timeout: float = 10.0
     dedupes: bool = False
-    # One HTTP session, so consecutive sends reuse the connection (and its TLS) to the
-    # gateway instead of opening one per message.
-    http: requests.Session = field(default_factory=requests.Session, repr=False, compare=False)
+    http: _HttpSessions = field(default_factory=_HttpSessions, repr=False, compare=False)
 
     @classmethod
     def from_env(cls) -> SmsGateway:
@@ -124,7 +140,7 @@ class SmsGateway:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         try:
-            response = self.http.post(
+            response = self.http.get().post(
                 self.url,
                 json={"to": message.address, "text": message.body},
                 headers=headers,
@@ -212,8 +228,7 @@ class Webhook:
     secret: str
     timeout: float = 10.0
     dedupes: bool = True
-    # Kept open between sends: a unit's consecutive notifications reuse its connection.
-    http: requests.Session = field(default_factory=requests.Session, repr=False, compare=False)
+    http: _HttpSessions = field(default_factory=_HttpSessions, repr=False, compare=False)
 
     @classmethod
     def from_env(cls) -> Webhook:
@@ -246,7 +261,7 @@ class Webhook:
             "X-NightTalk-Signature": "sha256=" + signature(self.secret, timestamp, body),
         }
         try:
-            response = self.http.post(
+            response = self.http.get().post(
                 message.address, data=body, headers=headers, timeout=self.timeout
             )
         except requests.RequestException as exc:

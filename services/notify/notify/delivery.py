@@ -64,6 +64,9 @@ class Settings:
     backoff_max: float = 3600.0
     sending_timeout: float = 300.0  # a 'sending' row older than this lost its worker
     batch: int = 20
+    # Senders working side by side, each claiming one notification at a time: a send
+    # waits on the gateway and the database, so one sender leaves the CPU idle.
+    senders: int = 4
     quiet_start: dt.time = dt.time(22, 0)
     quiet_end: dt.time = dt.time(8, 0)
     timezone: str = "Asia/Shanghai"
@@ -79,6 +82,7 @@ class Settings:
             "backoff_max": float(env("NIGHTTALK_NOTIFY_BACKOFF_MAX", cls.backoff_max)),
             "sending_timeout": float(env("NIGHTTALK_NOTIFY_SENDING_TIMEOUT", cls.sending_timeout)),
             "batch": int(env("NIGHTTALK_NOTIFY_BATCH", cls.batch)),
+            "senders": max(1, int(env("NIGHTTALK_NOTIFY_SENDERS", cls.senders))),
             "quiet_start": _time(env("NIGHTTALK_NOTIFY_QUIET_START", "22:00")),
             "quiet_end": _time(env("NIGHTTALK_NOTIFY_QUIET_END", "08:00")),
             "timezone": env("NIGHTTALK_NOTIFY_TIMEZONE", cls.timezone),
@@ -179,7 +183,21 @@ class Worker:
         self.clock = clock
 
     def run(self, stop: threading.Event, interval: float = 2.0) -> None:
-        """Deliver until stopped, resting ``interval`` seconds whenever nothing is due."""
+        """Deliver with ``settings.senders`` threads until stopped; each rests ``interval``
+        seconds whenever nothing is due, and finishes its send before stopping."""
+        others = [
+            threading.Thread(target=self._send_until, args=(stop, interval), name=f"sender-{n}")
+            for n in range(1, self.settings.senders)
+        ]
+        for thread in others:
+            thread.start()
+        try:
+            self._send_until(stop, interval)
+        finally:
+            for thread in others:
+                thread.join()
+
+    def _send_until(self, stop: threading.Event, interval: float) -> None:
         while not stop.is_set():
             try:
                 done = self.run_once()
@@ -192,8 +210,8 @@ class Worker:
     def run_once(self) -> int:
         """Deliver up to one batch, claiming one row at a time; return how many were claimed.
 
-        One at a time, so a worker killed mid-send leaves at most one row whose
-        outcome is unknown, never a batch of rows it had not even tried.
+        One at a time, so a worker killed mid-send leaves at most one row per sender
+        whose outcome is unknown, never a batch of rows it had not even tried.
         """
         self.readdress()
         claimed_total = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -352,5 +353,32 @@ def test_two_workers_never_send_the_same_notification(deliver, runtime, make_wor
     assert errors == []
     assert len(gateway.requests) == 30
     assert len(gateway.accepted) == 30
+    statuses = Counter(r.status for v in visits for r in rows(runtime, v.case_ids[0]))
+    assert statuses == {models.DELIVERED: 30}
+
+
+def test_a_worker_with_several_senders_sends_each_notification_once(
+    deliver, runtime, make_worker, gateway
+):
+    visits = [Visit() for _ in range(30)]
+    for visit in visits:
+        deliver(visit.case_registered())
+        deliver(visit.contact_recorded())
+    worker = make_worker(senders=3, batch=5)
+    stop = threading.Event()
+    running = threading.Thread(target=worker.run, args=(stop, 0.05))
+    running.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(gateway.accepted) < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        senders = {t.name for t in threading.enumerate() if t.name.startswith("sender-")}
+    finally:
+        stop.set()
+        running.join(30)
+
+    assert senders == {"sender-1", "sender-2"}  # beside the worker's own thread
+    assert not running.is_alive()
+    assert len(gateway.requests) == 30
     statuses = Counter(r.status for v in visits for r in rows(runtime, v.case_ids[0]))
     assert statuses == {models.DELIVERED: 30}
