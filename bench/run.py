@@ -3,8 +3,10 @@
 Starts every process as compose declares it, on PostgreSQL and the local RabbitMQ (a
 private vhost), measures the floors (bare HTTP, broker, database) in the same run so
 the figures can be read as ratios, then offers visits at stepped fixed rates and times
-accept (POST → 201) and end to end (POST → the partner's message), and the CPU time
-each process (PostgreSQL and RabbitMQ too) spent per visit. Writes
+accept (POST → 201) and end to end (POST → the partner's message), the visitors' SMS
+still waiting when a step ends, and the CPU time each process (PostgreSQL and RabbitMQ
+too) spent per visit. A step keeps up if every case reached the partner, p99 stayed
+under 1 s and the SMS waiting at its end were less than a second's worth. Writes
 bench/results/<date>.json, .md and .png.
 """
 
@@ -177,9 +179,29 @@ class PartnerListener:
         conn.close()
 
 
+class SmsQueue:
+    """Read notify's store: the visitors' SMS recorded so far, and those not yet sent."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def counts(self) -> tuple[int, int]:
+        """Return (SMS to visitors recorded, of which still waiting to go out)."""
+        with psycopg.connect(self.dsn) as conn:
+            total, waiting = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE status IN "
+                "('awaiting_contact', 'pending', 'sending')) "
+                "FROM notifications WHERE channel = 'sms' AND recipient_kind = 'visitor'"
+            ).fetchone()
+        return total, waiting
+
+
 def load_step(
     system,
     listener: PartnerListener,
+    sms: SmsQueue,
     rate: float,
     seconds: float,
     drain: float,
@@ -188,12 +210,19 @@ def load_step(
     """Offer visits at a fixed rate; return latencies, whether it kept up, CPU per visit."""
     headers = system.token("city-org")
     cpu_before = cpu.snapshot(system)
+    recorded_before, _ = sms.counts()
     run = open_loop(system.url("intake", "/v1/visits"), visit, headers, rate=rate, seconds=seconds)
+    # The visitors' SMS are a queue of their own (notify's delivery worker): what still
+    # waits when the offering ends, in seconds of the step's own SMS, says if it keeps up.
+    recorded_after, waiting_at_end = sms.counts()
+    sms_per_s = max(recorded_after - recorded_before, 1) / seconds
     accepted = [s for s in run.shots if s.status == 201]
     cases = {s.body["cases"][0]["case_id"]: s for s in accepted}
     deadline = time.monotonic() + drain
     while time.monotonic() < deadline and not cases.keys() <= listener.arrived.keys():
         time.sleep(0.05)
+    while time.monotonic() < deadline and sms.counts()[1]:
+        time.sleep(0.2)
     cpu_ms = cpu.per_visit_ms(cpu_before, cpu.snapshot(system), idle, len(accepted))
     accept_ms = [(s.done - s.scheduled) * 1000 for s in accepted]
     e2e_ms = [
@@ -213,10 +242,18 @@ def load_step(
         "e2e_ms": {p: percentile(e2e_ms, q) for p, q in (("p50", 50), ("p90", 90), ("p99", 99))},
         "cpu_ms_per_visit": cpu_ms,
         "cpu_ms_per_visit_total": round(sum(cpu_ms.values()), 1),
+        "sms_waiting_at_end": waiting_at_end,
+        "sms_waiting_s": round(waiting_at_end / sms_per_s, 2),
+        "sms_waiting_after_drain": sms.counts()[1],
     }
     p99 = step["e2e_ms"]["p99"]
     step["kept_up"] = bool(
-        accepted and delivered == len(accepted) == len(run.shots) and p99 is not None and p99 < 1000
+        accepted
+        and delivered == len(accepted) == len(run.shots)
+        and p99 is not None
+        and p99 < 1000
+        and step["sms_waiting_s"] < 1.0
+        and step["sms_waiting_after_drain"] == 0
     )
     return step
 
@@ -261,8 +298,8 @@ def write_report(result: dict) -> Path:
         f"({result['intake_capacity_per_s'] / result['floors']['http_per_s']:.2f} × HTTP floor) |",
         "",
         "| offered /s | accepted | delivered | accept p50 / p99 ms | end-to-end p50 / p90 / p99 ms "
-        "| CPU ms / visit | kept up |",
-        "|---|---|---|---|---|---|---|",
+        "| SMS waiting at the end | CPU ms / visit | kept up |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for s in result["load"]:
         a, e = s["accept_ms"], s["e2e_ms"]
@@ -273,6 +310,7 @@ def write_report(result: dict) -> Path:
         lines.append(
             f"| {s['offered_per_s']:.0f} | {s['accepted']}/{s['sent']} | {s['delivered']} "
             f"| {f(a['p50'])} / {f(a['p99'])} | {f(e['p50'])} / {f(e['p90'])} / {f(e['p99'])} "
+            f"| {s['sms_waiting_at_end']} ({s['sms_waiting_s']:.1f} s) "
             f"| {s['cpu_ms_per_visit_total']:.0f} | {'yes' if s['kept_up'] else 'no'} |"
         )
     kept = [s for s in result["load"] if s["kept_up"]]
@@ -382,6 +420,7 @@ def main(argv=None) -> None:
             )
         )
         listener = stack.enter_context(PartnerListener(amqp_url))
+        sms_queue = SmsQueue(urls["notify"])
         result["intake_capacity_per_s"] = closed_loop_throughput(
             system.url("intake", "/v1/visits"),
             visit,
@@ -393,7 +432,7 @@ def main(argv=None) -> None:
         result["load"] = []
         for rate in rates:
             print(f"offering {rate:.0f} visits/s...", file=sys.stderr)
-            step = load_step(system, listener, rate, args.seconds, args.drain, idle)
+            step = load_step(system, listener, sms_queue, rate, args.seconds, args.drain, idle)
             result["load"].append(step)
             print(json.dumps(step), file=sys.stderr)
         result["peak_rss_mb"] = peak_rss_mb(system)
