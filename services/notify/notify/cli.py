@@ -26,7 +26,7 @@ group = service_group("notify", package="notify", port=8104, metadata=_metadata,
     type=float,
     default=2.0,
     show_default=True,
-    help="Seconds to rest when nothing is due.",
+    help="Seconds to rest when nothing is due (on PostgreSQL a new row wakes the worker).",
 )
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 def deliver(interval: float, once: bool) -> None:

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+import psycopg
 from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -156,6 +157,29 @@ def _claimed_statement():
     )
 
 
+# The channel the notifications table's trigger (migration a3f1c0d9e2b4) notifies on
+# PostgreSQL when a row becomes pending.
+DUE_CHANNEL = "nighttalk_notify_due"
+
+
+class _DueSignal:
+    """Wake the waiting senders: a notification may have become due."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.generation = 0
+
+    def notify(self) -> None:
+        with self._changed:
+            self.generation += 1
+            self._changed.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> None:
+        """Return once notified after ``seen`` was read, or after ``timeout`` seconds."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.generation != seen, timeout)
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A notification this worker holds, rendered when claimed or with why it could not be."""
@@ -181,15 +205,23 @@ class Worker:
         self.channels = channels
         self.settings = settings or Settings()
         self.clock = clock
+        self._due = _DueSignal()
 
     def run(self, stop: threading.Event, interval: float = 2.0) -> None:
-        """Deliver with ``settings.senders`` threads until stopped; each rests ``interval``
-        seconds whenever nothing is due, and finishes its send before stopping."""
+        """Deliver with ``settings.senders`` threads until stopped.
+
+        A sender with nothing to do waits until a notification becomes due (PostgreSQL
+        tells at once, by NOTIFY) or ``interval`` seconds pass (a retry's time comes; on
+        SQLite, anything new), and finishes its send before stopping.
+        """
         others = [
             threading.Thread(target=self._send_until, args=(stop, interval), name=f"sender-{n}")
             for n in range(1, self.settings.senders)
         ]
-        for thread in others:
+        helpers = [threading.Thread(target=self._wake_on_stop, args=(stop,), daemon=True)]
+        if self.runtime.engine.dialect.name == "postgresql":
+            helpers.append(threading.Thread(target=self._listen_for_due, args=(stop,), daemon=True))
+        for thread in [*helpers, *others]:
             thread.start()
         try:
             self._send_until(stop, interval)
@@ -199,13 +231,35 @@ class Worker:
 
     def _send_until(self, stop: threading.Event, interval: float) -> None:
         while not stop.is_set():
+            seen = self._due.generation
             try:
                 done = self.run_once()
             except Exception:  # noqa: BLE001 - a database blip must not end the worker
                 log.exception("delivery round failed; trying again")
                 done = 0
             if not done:
-                stop.wait(interval)
+                self._due.wait(seen, interval)
+
+    def _wake_on_stop(self, stop: threading.Event) -> None:
+        stop.wait()
+        self._due.notify()
+
+    def _listen_for_due(self, stop: threading.Event) -> None:
+        """Pass PostgreSQL's notices of due notifications to the senders until stopped."""
+        url = self.runtime.engine.url.set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        while not stop.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(f"LISTEN {DUE_CHANNEL}")
+                    self._due.notify()  # what became due while nobody listened
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self._due.notify()
+            except psycopg.Error:
+                # Meanwhile the senders look every interval, as without NOTIFY.
+                log.warning("delivery worker lost its LISTEN connection; reconnecting")
+                stop.wait(1.0)
 
     def run_once(self) -> int:
         """Deliver up to one batch, claiming one row at a time; return how many were claimed.

@@ -382,3 +382,33 @@ def test_a_worker_with_several_senders_sends_each_notification_once(
     assert len(gateway.requests) == 30
     statuses = Counter(r.status for v in visits for r in rows(runtime, v.case_ids[0]))
     assert statuses == {models.DELIVERED: 30}
+
+
+def test_an_idle_worker_is_woken_by_a_notification_becoming_due(
+    deliver, runtime, make_worker, gateway, db_backend
+):
+    """On PostgreSQL the worker does not wait out its interval: the row's commit wakes it."""
+    if db_backend == "sqlite":
+        pytest.skip("SQLite has no NOTIFY: the worker looks every interval")
+    worker = make_worker()
+    stop = threading.Event()
+    running = threading.Thread(target=worker.run, args=(stop, 60.0))  # a long look interval
+    running.start()
+    try:
+        deadline = time.monotonic() + 10
+        while worker._due.generation == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the worker listens (it says so once, on connecting)
+        assert worker._due.generation > 0
+        time.sleep(0.5)  # and has gone idle: nothing was due
+        visit = Visit()
+        deliver(visit.case_registered())
+        deliver(visit.contact_recorded())
+        deadline = time.monotonic() + 20
+        while not gateway.accepted and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        running.join(30)
+
+    assert len(gateway.accepted) == 1  # sent long before the 60 s look
+    assert not running.is_alive()
