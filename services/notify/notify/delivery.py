@@ -28,6 +28,7 @@ import functools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -169,10 +170,14 @@ class _DueSignal:
         self._changed = threading.Condition()
         self.generation = 0
 
-    def notify(self) -> None:
+    def notify(self, everyone: bool = False) -> None:
+        """Wake one waiting sender (each that finds work wakes the next), or all of them."""
         with self._changed:
             self.generation += 1
-            self._changed.notify_all()
+            if everyone:
+                self._changed.notify_all()
+            else:
+                self._changed.notify()
 
     def wait(self, seen: int, timeout: float) -> None:
         """Return once notified after ``seen`` was read, or after ``timeout`` seconds."""
@@ -206,6 +211,8 @@ class Worker:
         self.settings = settings or Settings()
         self.clock = clock
         self._due = _DueSignal()
+        self._readdress_lock = threading.Lock()
+        self._readdress_at = 0.0
 
     def run(self, stop: threading.Event, interval: float = 2.0) -> None:
         """Deliver with ``settings.senders`` threads until stopped.
@@ -233,16 +240,29 @@ class Worker:
         while not stop.is_set():
             seen = self._due.generation
             try:
-                done = self.run_once()
+                self._readdress_if_due(interval)
+                _claimed, more = self._deliver_due(readdress=False)
             except Exception:  # noqa: BLE001 - a database blip must not end the worker
                 log.exception("delivery round failed; trying again")
-                done = 0
-            if not done:
+                more = False
+            if not more:
+                # Until a notice comes after ``seen`` (one during this round returns at
+                # once), or the interval passes: then what fell due by the clock.
                 self._due.wait(seen, interval)
+
+    def _readdress_if_due(self, interval: float) -> None:
+        # A sweep for a rare race (see readdress): once per interval for the whole worker,
+        # not once per round of every sender.
+        with self._readdress_lock:
+            now = time.monotonic()
+            if now < self._readdress_at:
+                return
+            self._readdress_at = now + interval
+        self.readdress()
 
     def _wake_on_stop(self, stop: threading.Event) -> None:
         stop.wait()
-        self._due.notify()
+        self._due.notify(everyone=True)
 
     def _listen_for_due(self, stop: threading.Event) -> None:
         """Pass PostgreSQL's notices of due notifications to the senders until stopped."""
@@ -261,22 +281,31 @@ class Worker:
                 log.warning("delivery worker lost its LISTEN connection; reconnecting")
                 stop.wait(1.0)
 
-    def run_once(self) -> int:
+    def run_once(self, readdress: bool = True) -> int:
         """Deliver up to one batch, claiming one row at a time; return how many were claimed.
 
         One at a time, so a worker killed mid-send leaves at most one row per sender
         whose outcome is unknown, never a batch of rows it had not even tried.
         """
-        self.readdress()
-        claimed_total = 0
+        return self._deliver_due(readdress)[0]
+
+    def _deliver_due(self, readdress: bool) -> tuple[int, bool]:
+        """Deliver up to one batch; return how many were claimed and whether more are due."""
+        if readdress:
+            self.readdress()
+        claimed_total, more = 0, False
         for _ in range(self.settings.batch):
-            claimed, touched = self._claim(limit=1)
+            claimed, handled, more = self._claim(limit=1)
+            if more:
+                # A backlog: wake a waiting sender to share it. Without one, no sender is
+                # woken to find nothing (each empty look is a transaction).
+                self._due.notify()
             for item in claimed:
                 self.deliver(item)
             claimed_total += len(claimed)
-            if not touched:
+            if not (handled and more):
                 break
-        return claimed_total
+        return claimed_total, more
 
     def drain(self, limit: int = 1000) -> int:
         """Deliver until nothing is due now (for ``--once`` and tests); return how many."""
@@ -327,14 +356,18 @@ class Worker:
         """Move due rows to 'sending' and commit that before any send."""
         return self._claim(limit or self.settings.batch)[0]
 
-    def _claim(self, limit: int) -> tuple[list[Claimed], int]:
+    def _claim(self, limit: int) -> tuple[list[Claimed], int, bool]:
+        """Claim up to ``limit`` due rows; return them, how many rows were handled, and
+        whether more were due (one row past the limit is read, and left, to know)."""
         now = self.clock()
         stale = now - dt.timedelta(seconds=self.settings.sending_timeout)
         claimed: list[Claimed] = []
         with self.runtime.unit_of_work() as uow:
             rows = uow.session.scalars(
-                _due_statement(), {"now": now, "stale": stale, "limit": limit}
+                _due_statement(), {"now": now, "stale": stale, "limit": limit + 1}
             ).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
             for row in rows:
                 channel = self.channels.get(row.channel)
                 if row.status == models.SENDING and (channel is None or not channel.dedupes):
@@ -358,7 +391,7 @@ class Worker:
                 # needs no transaction of its own to read it again.
                 claimed.append(self._rendered(uow.session, row))
             uow.commit()
-        return claimed, len(rows)
+        return claimed, len(rows), more
 
     def deliver(self, item: Claimed) -> str:
         """Send one claimed notification and record what happened; return the new status."""
