@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pika
 import psycopg
+from sqlalchemy.engine import make_url
 
 from bench import cpu
 from bench.load import closed_loop_throughput, open_loop, percentile
@@ -127,12 +128,14 @@ def broker_floor(url: str, count: int) -> dict:
     return {"publish_confirmed_per_s": published, "consume_per_s": consumed}
 
 
+def libpq_dsn(url: str) -> str:
+    """Return a SQLAlchemy PostgreSQL URL as psycopg connects to it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def database_floor(url: str, count: int) -> float:
     """Return single-row INSERT + COMMIT per second on PostgreSQL."""
-    from sqlalchemy.engine import make_url
-
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn) as conn:
+    with psycopg.connect(libpq_dsn(url)) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS bench_floor (id bigserial PRIMARY KEY, body text)")
         conn.commit()
         started = time.perf_counter()
@@ -183,9 +186,7 @@ class SmsQueue:
     """Read notify's store: the visitors' SMS recorded so far, and those not yet sent."""
 
     def __init__(self, url: str) -> None:
-        from sqlalchemy.engine import make_url
-
-        self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.dsn = libpq_dsn(url)
 
     def counts(self) -> tuple[int, int]:
         """Return (SMS to visitors recorded, of which still waiting to go out)."""

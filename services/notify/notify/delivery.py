@@ -281,13 +281,13 @@ class Worker:
                 log.warning("delivery worker lost its LISTEN connection; reconnecting")
                 stop.wait(1.0)
 
-    def run_once(self, readdress: bool = True) -> int:
+    def run_once(self) -> int:
         """Deliver up to one batch, claiming one row at a time; return how many were claimed.
 
         One at a time, so a worker killed mid-send leaves at most one row per sender
         whose outcome is unknown, never a batch of rows it had not even tried.
         """
-        return self._deliver_due(readdress)[0]
+        return self._deliver_due(readdress=True)[0]
 
     def _deliver_due(self, readdress: bool) -> tuple[int, bool]:
         """Deliver up to one batch; return how many were claimed and whether more are due."""
