@@ -1,16 +1,24 @@
 """The transactional outbox: write events with the state, publish them right after commit.
 
 A row is marked sent only after the broker confirmed it. What a crash or a broker
-outage leaves unsent, the relay publishes later. On PostgreSQL, rows are claimed
-with ``FOR UPDATE SKIP LOCKED`` so a web worker and any number of relays never
-publish the same row twice; on SQLite one relay runs and the write lock serialises.
+outage leaves unsent, the relay publishes later. The publish right after a commit
+leaves the marks to :class:`SentMarks`, which writes them together a moment later
+(on PostgreSQL, off the publishing thread), so a commit costs one transaction, not
+two. Relays claim rows with ``FOR UPDATE SKIP LOCKED`` so that any number of them
+never publish the same row twice, and only take rows older than a grace period, by
+which time the publisher's marks are written; on SQLite one relay runs and the write
+lock serialises.
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import functools
 import logging
+import os
+import threading
+import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -75,26 +83,15 @@ def _event_of(row) -> OutgoingEvent:
 _ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
-# The statements of the hot path (publishing right after a commit), built once per table:
-# building a statement and its cache key cost about as much as running it.
+# Statements built once per table: building a statement and its cache key cost about as
+# much as running it.
 @functools.cache
-def _take_in_hand(table: Table):
-    """Return the mark as sent at ``at`` of the unsent rows with the given event ids (``ids``).
-
-    One statement claims and marks: the rows stay locked until the publishing transaction
-    ends, locked rows (a relay's) are skipped, and rows whose publish fails are unmarked
-    before the commit. Returns the rows taken.
-    """
-    unsent = (
-        select(table.c.position)
-        .where(table.c.sent_at.is_(None), table.c.event_id.in_(bindparam("ids", expanding=True)))
-        .with_for_update(skip_locked=True)
-    )
+def _mark_published(table: Table):
+    """Return the mark as sent at ``at`` of the unsent rows with the given event ids (``ids``)."""
     return (
         update(table)
-        .where(table.c.position.in_(unsent.scalar_subquery()))
+        .where(table.c.event_id.in_(bindparam("ids", expanding=True)), table.c.sent_at.is_(None))
         .values(sent_at=bindparam("at"))
-        .returning(table.c.position, table.c.event_id)
     )
 
 
@@ -106,6 +103,105 @@ def _mark_sent(table: Table):
         .where(table.c.position.in_(bindparam("positions", expanding=True)))
         .values(sent_at=bindparam("at"))
     )
+
+
+def _commit_without_waiting(conn) -> None:
+    if conn.dialect.name == "postgresql":
+        # Losing a sent mark in a crash only republishes the row (the same event id,
+        # which consumers recognise), so it need not wait for the disk.
+        conn.execute(_ASYNC_COMMIT)
+
+
+# How long the marker gathers published rows before marking them with one statement: well
+# within the relay's grace (2 s), so the relay does not take them meanwhile.
+MARK_LINGER = 0.25
+# A marking thread with nothing to mark for this long ends (the next publish starts one).
+MARKER_IDLE = 30.0
+# Marks kept for another try while the database is away; past it the relay's own
+# publish (after its grace) marks the rows instead.
+MARKS_KEPT = 10_000
+
+
+class SentMarks:
+    """Mark the rows of published events as sent: many at a time, off the publishing thread.
+
+    The publish right after a commit hands its event ids here instead of opening a
+    second transaction. On PostgreSQL a thread of this process gathers them for
+    ``linger`` seconds and marks them with one statement; a mark lost with the process
+    (kill -9 in that moment) or a database outage only lets the relay publish the row
+    again after its grace: the same event id twice, which consumers recognise, never an
+    event lost. SQLite (one writer: development and tests) marks at once.
+    """
+
+    def __init__(self, engine: Engine, table: Table, *, linger: float = MARK_LINGER) -> None:
+        self.engine = engine
+        self.table = table
+        self.linger = linger
+        self.background = engine.dialect.name == "postgresql"
+        self._pending: list[str] = []
+        self._changed = threading.Condition()
+        self._owner: int | None = None  # the process whose thread marks (none after a fork)
+        self._exit_hook = False
+        self._writing = threading.Lock()  # held from taking marks until they are written
+
+    def add(self, event_ids: Sequence[str]) -> None:
+        """Mark these published events' rows as sent, now or a moment later."""
+        if not event_ids:
+            return
+        if not self.background:
+            self._write(list(event_ids))
+            return
+        with self._changed:
+            self._pending.extend(event_ids)
+            if self._owner != os.getpid():
+                self._owner = os.getpid()
+                threading.Thread(target=self._run, name="outbox-marks", daemon=True).start()
+                if not self._exit_hook:
+                    self._exit_hook = True
+                    atexit.register(self.flush)
+            self._changed.notify()
+
+    def flush(self) -> None:
+        """Write every mark gathered so far, or wait for the thread writing them (at exit,
+        and for tests)."""
+        with self._writing:
+            with self._changed:
+                ids, self._pending = self._pending, []
+            if ids:
+                self._write_or_keep(ids)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                if not self._changed.wait_for(lambda: self._pending, MARKER_IDLE):
+                    self._owner = None
+                    return
+            # Off the publishing path: what the next moment publishes joins this write.
+            time.sleep(self.linger)
+            with self._writing:
+                with self._changed:
+                    ids, self._pending = self._pending, []
+                written = not ids or self._write_or_keep(ids)
+            if not written:
+                time.sleep(1.0)  # the database is away: try again in a while
+
+    def _write_or_keep(self, ids: list[str]) -> bool:
+        try:
+            self._write(ids)
+            return True
+        except Exception:  # noqa: BLE001 - the marks are kept; the relay covers them anyway
+            log.warning("outbox sent marks not written; trying again", exc_info=True)
+            with self._changed:
+                if len(self._pending) + len(ids) <= MARKS_KEPT:
+                    self._pending[:0] = ids
+            return False
+
+    def _write(self, ids: list[str]) -> None:
+        with self.engine.begin() as conn:
+            _commit_without_waiting(conn)
+            at, mark = now(), _mark_published(self.table)
+            for start in range(0, len(ids), BATCH):
+                conn.execute(mark, {"ids": ids[start : start + BATCH], "at": at})
 
 
 class Batch(NamedTuple):
@@ -125,13 +221,16 @@ class Outbox:
         self.table = table
         self.publisher = publisher
         self.service = service
+        self.marks = SentMarks(engine, table)
 
     def publish_committed(self, events: Sequence[OutgoingEvent]) -> int:
         """Publish the rows a transaction just committed; leave them to the relay on failure.
 
         Called on the hot path right after a commit, so it never waits for a broker that
         is known to be away: the rows stay unsent and the relay is woken instead. The
-        events are in hand already, so only the rows' locks are read back.
+        events are in hand already: nothing is read back, and the rows are marked by
+        :class:`SentMarks` (no transaction of its own here). The relay takes only rows
+        older than its grace, so it does not publish these again meanwhile.
         """
         if not events:
             return 0
@@ -142,10 +241,13 @@ class Outbox:
         # In batches, so that a large commit (a supervision sweep's hundreds of firings)
         # publishes within the publisher's confirm bound, batch after batch.
         for start in range(0, len(events), BATCH):
-            by_id = {event.event_id: event for event in events[start : start + BATCH]}
-            batch = self._publish_in_hand(by_id)
-            sent += batch.sent
-            if batch.broker_unreachable:
+            taken, failed, unreachable = self._publish(events[start : start + BATCH])
+            self.marks.add([event.event_id for event in taken])
+            sent += len(taken)
+            if failed:
+                with self.engine.begin() as conn:
+                    self._record_failures(conn, failed)
+            if unreachable:
                 break
         if sent < len(events):
             self._wake_relay()
@@ -182,27 +284,11 @@ class Outbox:
             oldest = oldest.replace(tzinfo=dt.UTC)
         return count, max(0.0, (now() - oldest).total_seconds())
 
-    def _publish_in_hand(self, by_id: dict[str, OutgoingEvent]) -> Batch:
-        """Publish events just committed, in hand by id: their rows are taken, not read."""
-        with self.engine.begin() as conn:
-            self._commit_without_waiting(conn)
-            taken = conn.execute(_take_in_hand(self.table), {"ids": list(by_id), "at": now()})
-            rows = sorted(taken.all(), key=lambda row: row.position)
-            if not rows:
-                return Batch(0, 0, 0, False)
-            sent, unreachable = self._publish(conn, rows, [by_id[r.event_id] for r in rows])
-            unsent = [row.position for row in rows if row.position not in sent]
-            if unsent:
-                conn.execute(
-                    update(self.table).where(self.table.c.position.in_(unsent)).values(sent_at=None)
-                )
-        return Batch(len(sent), len(rows), rows[-1].position, unreachable)
-
     def _claim_and_publish(self, condition, *, limit: int) -> Batch:
         """Claim unsent rows matching ``condition``, publish them in order, mark the sent ones."""
         t = self.table
         with self.engine.begin() as conn:
-            self._commit_without_waiting(conn)
+            _commit_without_waiting(conn)
             rows = conn.execute(
                 select(t)
                 .where(t.c.sent_at.is_(None), condition)
@@ -212,47 +298,40 @@ class Outbox:
             ).all()
             if not rows:
                 return Batch(0, 0, 0, False)
-            sent, unreachable = self._publish(conn, rows, [_event_of(row) for row in rows])
-            if sent:
+            position = {row.event_id: row.position for row in rows}
+            taken, failed, unreachable = self._publish([_event_of(row) for row in rows])
+            self._record_failures(conn, failed)
+            if taken:
                 # Marked in the claiming transaction: a crash before this commit leaves the
                 # rows unsent, to be published again (the same event ids, which consumers
                 # recognise), never sent-but-unpublished.
-                conn.execute(_mark_sent(t), {"positions": sorted(sent), "at": now()})
-        return Batch(len(sent), len(rows), rows[-1].position, unreachable)
+                conn.execute(
+                    _mark_sent(t),
+                    {"positions": sorted(position[e.event_id] for e in taken), "at": now()},
+                )
+        return Batch(len(taken), len(rows), rows[-1].position, unreachable)
 
-    def _commit_without_waiting(self, conn) -> None:
-        if self.engine.dialect.name == "postgresql":
-            # Losing the sent mark in a crash only republishes the rows (the same event
-            # ids, which consumers recognise), so it need not wait for the disk: one flush
-            # to disk per unit of work, not two.
-            conn.execute(_ASYNC_COMMIT)
-
-    def _publish(self, conn, rows, events: list[OutgoingEvent]) -> tuple[set[int], bool]:
-        """Publish the claimed rows' events in order; return the positions taken by the
-        broker (or nobody's to take) and whether the broker was out of reach."""
-        t = self.table
-        unreachable = False
+    def _publish(
+        self, events: list[OutgoingEvent]
+    ) -> tuple[list[OutgoingEvent], list[tuple[OutgoingEvent, Exception]], bool]:
+        """Publish events in order; return those taken by the broker (or nobody's to take),
+        those it refused with why, and whether the broker was out of reach."""
         try:
             failures = self.publisher.publish_batch(events)
         except PublishError as exc:
             # The broker is out of reach: nothing was confirmed. Say so on the first
-            # row (the one holding the others up) and leave them all to the next try.
-            rows, events, failures = rows[:1], events[:1], [exc]
-            unreachable = True
-        sent: set[int] = set()
-        for row, event, failure in zip(rows, events, failures, strict=True):
+            # event (the one holding the others up) and leave them all to the next try.
+            return [], [(events[0], exc)], True
+        taken, failed = [], []
+        for event, failure in zip(events, failures, strict=True):
             if failure is None or (
                 isinstance(failure, Unroutable) and event.routing_key in names.NO_REQUIRED_CONSUMER
             ):
-                sent.add(row.position)  # taken, or an announcement nobody listens to
+                taken.append(event)  # taken, or an announcement nobody listens to
                 continue
             # Unroutable (no queue bound yet) or nacked: this row stays unsent and the
             # others of the batch go on; the relay tries it again.
-            conn.execute(
-                update(t)
-                .where(t.c.position == row.position)
-                .values(attempts=t.c.attempts + 1, last_error=str(failure)[:500])
-            )
+            failed.append((event, failure))
             log.warning(
                 "outbox publish failed",
                 extra={
@@ -261,7 +340,16 @@ class Outbox:
                     "error": str(failure),
                 },
             )
-        return sent, unreachable
+        return taken, failed, False
+
+    def _record_failures(self, conn, failed: list[tuple[OutgoingEvent, Exception]]) -> None:
+        t = self.table
+        for event, failure in failed:
+            conn.execute(
+                update(t)
+                .where(t.c.event_id == event.event_id)
+                .values(attempts=t.c.attempts + 1, last_error=str(failure)[:500])
+            )
 
     def _wake_relay(self) -> None:
         if self.engine.dialect.name != "postgresql":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import threading
 import time
@@ -62,7 +63,8 @@ def test_commit_publishes_at_once_and_marks_sent(store, amqp_url):
             envelope.build(service="tests", routing_key="thing.done", subject="s", data={"n": 1})
         )
         uow.commit()
-    assert _unsent(engine, outbox_t) == 0
+    # On PostgreSQL by the marking thread, a moment later; on SQLite at once.
+    assert _wait_for(lambda: _unsent(engine, outbox_t) == 0, timeout=5)
     got = testing.get_messages(amqp_url, "t.outbox", count=1, timeout=5)
     assert len(got) == 1
     assert got[0][1].headers["ce-type"] == "nighttalk.thing.done.v1"
@@ -108,6 +110,7 @@ def test_a_commit_larger_than_a_batch_is_published_batch_after_batch(store, amqp
                 envelope.build(service="tests", routing_key="thing.many", subject=str(n), data={})
             )
         uow.commit()
+    box.marks.flush()
     assert _unsent(engine, outbox_t) == 0
     assert len(testing.get_messages(amqp_url, "t.many", count=count, timeout=10)) == count
 
@@ -142,6 +145,7 @@ def test_an_announcement_nobody_listens_to_is_not_retried_forever(store, amqp_ur
             uow.emit(envelope.build(service="tests", routing_key=key, subject="s", data={}))
         uow.emit(envelope.build(service="tests", routing_key="nobody.else", subject="s", data={}))
         uow.commit()
+    box.marks.flush()
     assert _unsent(engine, outbox_t) == 1  # only the event someone must hear waits
 
 
@@ -161,32 +165,52 @@ def test_a_batch_the_broker_never_took_is_left_unsent_and_blamed_on_its_first_ro
     assert "broker unreachable" in rows[0].last_error
 
 
-def test_rows_a_relay_holds_are_skipped_by_the_publish_after_commit(store, amqp_url):
-    engine, outbox_t, _, _ = store
+def test_the_publish_after_commit_leaves_its_marks_to_one_later_write(store, amqp_url):
+    """The hot path opens no second transaction; the marks are written together, once."""
+    from sqlalchemy import event as sa_event
+
+    engine, outbox_t, inbox_t, _ = store
     if engine.dialect.name == "sqlite":
-        pytest.skip("SQLite locks the whole file: no row for a relay to hold")
-    _bind_test_queue(amqp_url, "t.held", "thing.held")
-    events = [
-        envelope.build(service="tests", routing_key="thing.held", subject=str(n), data={})
-        for n in range(3)
-    ]
-    with sessionmaker(engine)() as session:
-        outbox.add_all(session, outbox_t, events)
-        session.commit()
+        pytest.skip("SQLite marks at once, in the publishing thread")
+    _bind_test_queue(amqp_url, "t.marked", "thing.marked")
     box = Outbox(engine, outbox_t, Publisher(amqp_url), "tests")
-    with engine.connect() as relay:  # a relay's sweep holding the first row
-        relay.execute(
-            select(outbox_t.c.position)
-            .where(outbox_t.c.event_id == events[0].event_id)
-            .with_for_update()
-        ).all()
-        assert box.publish_committed(events) == 2  # without waiting for the relay
-        relay.rollback()
-    assert _unsent(engine, outbox_t) == 1
-    assert box.publish_committed(events) == 1  # the held row, once free; the others not again
+    box.marks.linger = 60.0  # the marking thread holds what it gathers until flushed
+    begun = []
+    sa_event.listen(engine, "begin", lambda conn: begun.append(conn))
+    for n in range(3):
+        with UnitOfWork(sessionmaker(engine), box, inbox_t) as uow:
+            uow.emit(
+                envelope.build(service="tests", routing_key="thing.marked", subject=str(n), data={})
+            )
+            uow.commit()
+    assert len(begun) == 3  # one transaction per commit: none for the publish
+    assert len(testing.get_messages(amqp_url, "t.marked", count=3, timeout=5)) == 3
+    assert _unsent(engine, outbox_t) == 3
+    # Meanwhile a relay leaves them alone: they are younger than its grace.
+    assert box.sweep(older_than=dt.timedelta(seconds=2)) == 0
+    before = len(begun)
+    box.marks.flush()
+    assert len(begun) == before + 1  # one write for the three marks
     assert _unsent(engine, outbox_t) == 0
-    got = testing.get_messages(amqp_url, "t.held", count=4, timeout=3)
-    assert sorted(props.headers["ce-subject"] for _, props, _ in got) == ["0", "1", "2"]
+    assert testing.queue_depth(amqp_url, "t.marked") == 0  # nothing published twice
+
+
+def test_the_marking_thread_writes_what_it_gathers(store, amqp_url):
+    engine, outbox_t, inbox_t, _ = store
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite marks at once, in the publishing thread")
+    _bind_test_queue(amqp_url, "t.gathered", "thing.gathered")
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), "tests")
+    with UnitOfWork(sessionmaker(engine), box, inbox_t) as uow:
+        for n in range(5):
+            uow.emit(
+                envelope.build(
+                    service="tests", routing_key="thing.gathered", subject=str(n), data={}
+                )
+            )
+        uow.commit()
+    assert _wait_for(lambda: _unsent(engine, outbox_t) == 0, timeout=5)
+    assert box.marks._pending == []
 
 
 def test_broker_unreachable_leaves_rows_for_the_relay(store, amqp_url):
@@ -498,7 +522,7 @@ def test_queued_events_are_applied_in_batches_once_each_and_a_bad_one_alone(stor
         consumer.stop()
         thread.join(10)
     assert _effects(engine, effects) == [f"{n:02}" for n in range(30)]
-    assert _unsent(engine, outbox_t) == 0
+    assert _wait_for(lambda: _unsent(engine, outbox_t) == 0, timeout=5)
     # One by one, the 32 deliveries take 31 commits of their effects and 30 of their
     # outbox marks; in batches, a few.
     assert len(commits) < 32, len(commits)

@@ -32,7 +32,9 @@ class Runtime:
         return UnitOfWork(self.sessions, self.outbox, self.inbox_table)
 
     def close(self) -> None:
-        """Close the broker connection of this thread and the engine's pool."""
+        """Write the outbox's pending sent marks, close this thread's broker connection and
+        the engine's pool."""
+        self.outbox.marks.flush()
         self.outbox.publisher.close()
         self.engine.dispose()
 
