@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import psycopg
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -155,6 +155,28 @@ def _claimed_statement():
         select(n)
         .where(n.id == bindparam("id"), n.claim == bindparam("claim"), n.status == models.SENDING)
         .with_for_update()
+    )
+
+
+@functools.cache
+def _delivered_statement():
+    """Return the mark as delivered (at ``at``) of the row still sending under ``held``."""
+    n = models.Notification.__table__
+    at = bindparam("at", type_=n.c.updated_at.type)
+    return (
+        update(n)
+        .where(n.c.id == bindparam("row_id"), n.c.claim == bindparam("held"))
+        .where(n.c.status == models.SENDING)
+        .values(
+            status=models.DELIVERED,
+            claim=None,
+            sending_since=None,
+            next_attempt_at=None,
+            updated_at=at,
+            delivered_at=at,
+            last_error=None,
+        )
+        .returning(n.c.id, n.c.case_id, n.c.case_number, n.c.kind, n.c.channel, n.c.recipient_kind)
     )
 
 
@@ -477,6 +499,8 @@ class Worker:
     ) -> str:
         """Record a send's outcome, if this worker still holds the claim."""
         now = self.clock()
+        if error is None and artifact is None:
+            return self._record_delivered(item, now)
         with self.runtime.unit_of_work() as uow:
             row = uow.session.scalars(
                 _claimed_statement(), {"id": item.notification_id, "claim": item.claim}
@@ -514,6 +538,27 @@ class Worker:
         )
         return status
 
+    def _record_delivered(self, item: Claimed, now: dt.datetime) -> str:
+        """Record a plain delivery (most sends): one statement marks the row and reads what
+        its event tells, instead of reading, locking and writing it back."""
+        with self.runtime.unit_of_work() as uow:
+            row = uow.session.execute(
+                _delivered_statement(),
+                {"row_id": item.notification_id, "held": item.claim, "at": now},
+            ).first()
+            if row is None:
+                log.warning(
+                    "claim lost before recording", extra={"notification_id": item.notification_id}
+                )
+                return "lost"
+            uow.emit(_outcome_event(row, models.DELIVERED, now, None))
+            uow.commit()
+        log.info(
+            "delivery recorded",
+            extra={"notification_id": item.notification_id, "status": models.DELIVERED},
+        )
+        return models.DELIVERED
+
     def _finish(
         self,
         uow: UnitOfWork,
@@ -532,22 +577,22 @@ class Worker:
             row.last_error = None
         else:
             row.last_error = (error or "")[:500]
-        data = {
-            "notification_id": row.id,
-            "case_id": row.case_id,
-            "case_number": row.case_number,
-            "kind": row.kind,
-            "channel": row.channel,
-            "recipient_kind": row.recipient_kind,
-            "occurred_at": now.isoformat(),
-        }
-        if status == models.FAILED:
-            data["error"] = row.last_error
-        uow.emit(
-            envelope.build(
-                service="notify",
-                routing_key=f"notification.{status}",
-                subject=row.case_id,
-                data=data,
-            )
-        )
+        uow.emit(_outcome_event(row, status, now, row.last_error))
+
+
+def _outcome_event(row, status: str, now: dt.datetime, error: str | None) -> envelope.OutgoingEvent:
+    """Return ``notification.delivered`` or ``notification.failed`` for a notification."""
+    data = {
+        "notification_id": row.id,
+        "case_id": row.case_id,
+        "case_number": row.case_number,
+        "kind": row.kind,
+        "channel": row.channel,
+        "recipient_kind": row.recipient_kind,
+        "occurred_at": now.isoformat(),
+    }
+    if status == models.FAILED:
+        data["error"] = error
+    return envelope.build(
+        service="notify", routing_key=f"notification.{status}", subject=row.case_id, data=data
+    )
