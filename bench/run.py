@@ -4,9 +4,11 @@ Starts every process as compose declares it, on PostgreSQL and the local RabbitM
 private vhost), measures the floors (bare HTTP, broker, database) in the same run so
 the figures can be read as ratios, then offers visits at stepped fixed rates and times
 accept (POST → 201) and end to end (POST → the partner's message), the visitors' SMS
-still waiting when a step ends, and the CPU time each process (PostgreSQL and RabbitMQ
-too) spent per visit. A step keeps up if every case reached the partner, p99 stayed
-under 1 s and the SMS waiting at its end were less than a second's worth. Writes
+still waiting when a step ends, the CPU time each process (PostgreSQL and RabbitMQ
+too) spent per visit, and the transactions each service's database committed per visit
+(a count that the machine's noise does not move, as it does CPU time). A step keeps up
+if every case reached the partner, p99 stayed under 1 s and the SMS waiting at its end
+were less than a second's worth. Writes
 bench/results/<date>.json, .md and .png.
 """
 
@@ -28,7 +30,7 @@ import pika
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bench import cpu
+from bench import cpu, transactions
 from bench.load import closed_loop_throughput, open_loop, percentile
 from eventbus import testing
 from eventbus.connection import connect
@@ -207,10 +209,12 @@ def load_step(
     seconds: float,
     drain: float,
     idle: dict[str, float],
+    idle_transactions: dict[str, float],
 ):
     """Offer visits at a fixed rate; return latencies, whether it kept up, CPU per visit."""
     headers = system.token("city-org")
     cpu_before = cpu.snapshot(system)
+    transactions_before = transactions.snapshot(system.database_urls)
     recorded_before, _ = sms.counts()
     run = open_loop(system.url("intake", "/v1/visits"), visit, headers, rate=rate, seconds=seconds)
     # The visitors' SMS are a queue of their own (notify's delivery worker): what still
@@ -225,6 +229,13 @@ def load_step(
     while time.monotonic() < deadline and sms.counts()[1]:
         time.sleep(0.2)
     cpu_ms = cpu.per_visit_ms(cpu_before, cpu.snapshot(system), idle, len(accepted))
+    time.sleep(transactions.SETTLE_SECONDS)
+    committed = transactions.per_visit(
+        transactions_before,
+        transactions.snapshot(system.database_urls),
+        idle_transactions,
+        len(accepted),
+    )
     accept_ms = [(s.done - s.scheduled) * 1000 for s in accepted]
     e2e_ms = [
         (listener.arrived[c] - s.scheduled) * 1000
@@ -243,6 +254,8 @@ def load_step(
         "e2e_ms": {p: percentile(e2e_ms, q) for p, q in (("p50", 50), ("p90", 90), ("p99", 99))},
         "cpu_ms_per_visit": cpu_ms,
         "cpu_ms_per_visit_total": round(sum(cpu_ms.values()), 1),
+        "transactions_per_visit": committed,
+        "transactions_per_visit_total": round(sum(committed.values()), 1),
         "sms_waiting_at_end": waiting_at_end,
         "sms_waiting_s": round(waiting_at_end / sms_per_s, 2),
         "sms_waiting_after_drain": sms.counts()[1],
@@ -299,8 +312,8 @@ def write_report(result: dict) -> Path:
         f"({result['intake_capacity_per_s'] / result['floors']['http_per_s']:.2f} × HTTP floor) |",
         "",
         "| offered /s | accepted | delivered | accept p50 / p99 ms | end-to-end p50 / p90 / p99 ms "
-        "| SMS waiting at the end | CPU ms / visit | kept up |",
-        "|---|---|---|---|---|---|---|---|",
+        "| SMS waiting at the end | CPU ms / visit | transactions / visit | kept up |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in result["load"]:
         a, e = s["accept_ms"], s["e2e_ms"]
@@ -312,7 +325,8 @@ def write_report(result: dict) -> Path:
             f"| {s['offered_per_s']:.0f} | {s['accepted']}/{s['sent']} | {s['delivered']} "
             f"| {f(a['p50'])} / {f(a['p99'])} | {f(e['p50'])} / {f(e['p90'])} / {f(e['p99'])} "
             f"| {s['sms_waiting_at_end']} ({s['sms_waiting_s']:.1f} s) "
-            f"| {s['cpu_ms_per_visit_total']:.0f} | {'yes' if s['kept_up'] else 'no'} |"
+            f"| {s['cpu_ms_per_visit_total']:.0f} | {s['transactions_per_visit_total']:.1f} "
+            f"| {'yes' if s['kept_up'] else 'no'} |"
         )
     kept = [s for s in result["load"] if s["kept_up"]]
     if kept:
@@ -324,6 +338,10 @@ def write_report(result: dict) -> Path:
             f"({top['cpu_ms_per_visit_total']:.0f} ms in all; {result['machine']['cores']} cores "
             f"give {1000 * result['machine']['cores'] / top['cpu_ms_per_visit_total']:.0f} "
             "visits/s at most): " + ", ".join(f"{k} {v:.1f}" for k, v in spent if v >= 0.05),
+            "",
+            f"Transactions per visit at {top['offered_per_s']:.0f} visits/s "
+            f"({top['transactions_per_visit_total']:.1f} in all): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in top["transactions_per_visit"].items()),
         ]
     lines += [
         "",
@@ -430,10 +448,20 @@ def main(argv=None) -> None:
         )
         time.sleep(args.drain)  # let the capacity burst drain before the stepped load
         idle = cpu.idle_rates(system, 5.0)
+        idle_transactions = transactions.idle_rates(system.database_urls, 5.0)
         result["load"] = []
         for rate in rates:
             print(f"offering {rate:.0f} visits/s...", file=sys.stderr)
-            step = load_step(system, listener, sms_queue, rate, args.seconds, args.drain, idle)
+            step = load_step(
+                system,
+                listener,
+                sms_queue,
+                rate,
+                args.seconds,
+                args.drain,
+                idle,
+                idle_transactions,
+            )
             result["load"].append(step)
             print(json.dumps(step), file=sys.stderr)
         result["peak_rss_mb"] = peak_rss_mb(system)
