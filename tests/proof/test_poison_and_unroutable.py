@@ -199,7 +199,8 @@ def test_an_unroutable_event_is_never_marked_sent(proof, store, module_amqp_url)
         uow.commit()
     after_commit = _row(engine, outbox_t, lost.event_id)
 
-    # The relay process's loop, sweeping with no grace, for a few rounds.
+    # The relay process's loop, asked for no grace, for a few rounds: it still leaves rows
+    # younger than MARKS_SETTLE alone, which may be published and waiting for their mark.
     stop = threading.Event()
     sweeping = threading.Thread(
         target=relay.run, args=(box, stop), kwargs={"interval": 0.5, "grace": 0}, daemon=True

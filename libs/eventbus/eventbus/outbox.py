@@ -5,7 +5,7 @@ outage leaves unsent, the relay publishes later. The publish right after a commi
 leaves the marks to :class:`SentMarks`, which writes them together a moment later
 (on PostgreSQL, off the publishing thread), so a commit costs one transaction, not
 two. Relays claim rows with ``FOR UPDATE SKIP LOCKED`` so that any number of them
-never publish the same row twice, and only take rows older than a grace period, by
+never publish the same row twice, and only take rows older than ``MARKS_SETTLE``, by
 which time the publisher's marks are written; on SQLite one relay runs and the write
 lock serialises.
 """
@@ -112,14 +112,18 @@ def _commit_without_waiting(conn) -> None:
         conn.execute(_ASYNC_COMMIT)
 
 
-# How long the marker gathers published rows before marking them with one statement: well
-# within the relay's grace (2 s), so the relay does not take them meanwhile.
+# How long the marker gathers published rows before marking them with one statement.
 MARK_LINGER = 0.25
+# Rows younger than this may be published and waiting for their mark: relays leave them
+# alone, whatever their grace and even when woken, so as not to publish them twice.
+MARKS_SETTLE = 1.0
 # A marking thread with nothing to mark for this long ends (the next publish starts one).
 MARKER_IDLE = 30.0
-# Marks kept for another try while the database is away; past it the relay's own
-# publish (after its grace) marks the rows instead.
+# Marks kept for another try while the database is away, and how many tries (one a
+# second); past either the relay's own publish marks the rows instead (a second copy of
+# each event, which consumers recognise).
 MARKS_KEPT = 10_000
+MARK_TRIES = 30
 
 
 class SentMarks:
@@ -143,6 +147,7 @@ class SentMarks:
         self._owner: int | None = None  # the process whose thread marks (none after a fork)
         self._exit_hook = False
         self._writing = threading.Lock()  # held from taking marks until they are written
+        self._failures = 0  # writes failed in a row
 
     def add(self, event_ids: Sequence[str]) -> None:
         """Mark these published events' rows as sent, now or a moment later."""
@@ -188,13 +193,25 @@ class SentMarks:
     def _write_or_keep(self, ids: list[str]) -> bool:
         try:
             self._write(ids)
-            return True
-        except Exception:  # noqa: BLE001 - the marks are kept; the relay covers them anyway
-            log.warning("outbox sent marks not written; trying again", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - the marks are kept; the relay covers them anyway
+            self._failures += 1
+            # The class only: a database error's text may quote the statement's values.
+            error = type(exc).__name__
             with self._changed:
-                if len(self._pending) + len(ids) <= MARKS_KEPT:
+                keep = self._failures < MARK_TRIES and len(self._pending) + len(ids) <= MARKS_KEPT
+                if keep:
                     self._pending[:0] = ids
+            if keep:
+                log.warning("outbox sent marks not written; trying again", extra={"error": error})
+            else:
+                log.warning(
+                    "outbox sent marks given up; the relay publishes those rows again",
+                    extra={"error": error, "rows": len(ids)},
+                )
+                self._failures = 0
             return False
+        self._failures = 0
+        return True
 
     def _write(self, ids: list[str]) -> None:
         with self.engine.begin() as conn:
@@ -229,8 +246,8 @@ class Outbox:
         Called on the hot path right after a commit, so it never waits for a broker that
         is known to be away: the rows stay unsent and the relay is woken instead. The
         events are in hand already: nothing is read back, and the rows are marked by
-        :class:`SentMarks` (no transaction of its own here). The relay takes only rows
-        older than its grace, so it does not publish these again meanwhile.
+        :class:`SentMarks` (no transaction of its own here). Relays take only rows older
+        than ``MARKS_SETTLE``, so they do not publish these again meanwhile.
         """
         if not events:
             return 0

@@ -15,7 +15,7 @@ import threading
 import psycopg
 from sqlalchemy import Engine
 
-from eventbus.outbox import Outbox, notify_channel
+from eventbus.outbox import MARKS_SETTLE, Outbox, notify_channel
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +36,21 @@ def run(
     interval: float = 5.0,
     grace: float = 2.0,
 ) -> None:
-    """Sweep the outbox every ``interval`` seconds (and when woken) until ``stop`` is set."""
+    """Sweep the outbox every ``interval`` seconds (and when woken) until ``stop`` is set.
+
+    A sweep takes rows older than ``grace`` seconds, or when woken (a publisher could not
+    publish) older than ``MARKS_SETTLE``, and then sweeps again ``MARKS_SETTLE`` later for
+    those it left: younger rows may be published already and waiting for their mark.
+    """
     listener = None
-    woken = False
+    woken = follow_up = False
+    grace = max(grace, MARKS_SETTLE)
     log.info("relay started", extra={"service": box.service})
     while not stop.is_set():
         try:
             if listener is None or listener.closed:
                 listener = _listen(box.engine, box.service)
-            older_than = dt.timedelta(0) if woken else dt.timedelta(seconds=grace)
+            older_than = dt.timedelta(seconds=MARKS_SETTLE if woken or follow_up else grace)
             sent = box.sweep(older_than)
             if sent:
                 log.info("relay published leftovers", extra={"service": box.service, "count": sent})
@@ -53,12 +59,13 @@ def run(
             if listener is not None:
                 listener.close()
                 listener = None
-        woken = False
+        # After a woken sweep, once more when the rows it left are old enough.
+        follow_up, wait, woken = woken, (MARKS_SETTLE if woken else interval), False
         if listener is None:
-            stop.wait(interval)
+            stop.wait(wait)
             continue
         try:
-            for _ in listener.notifies(timeout=interval, stop_after=1):
+            for _ in listener.notifies(timeout=wait, stop_after=1):
                 woken = True
         except psycopg.Error:
             log.exception("relay lost its LISTEN connection", extra={"service": box.service})

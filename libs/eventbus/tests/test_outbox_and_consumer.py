@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Column, MetaData, String, Table, create_engine, func, insert, select
 from sqlalchemy.orm import sessionmaker
 
-from eventbus import envelope, names, outbox, testing, topology
+from eventbus import envelope, names, outbox, relay, testing, topology
 from eventbus.connection import connect
 from eventbus.consumer import Consumer
 from eventbus.outbox import Outbox
@@ -211,6 +211,68 @@ def test_the_marking_thread_writes_what_it_gathers(store, amqp_url):
         uow.commit()
     assert _wait_for(lambda: _unsent(engine, outbox_t) == 0, timeout=5)
     assert box.marks._pending == []
+
+
+def test_a_woken_relay_leaves_rows_awaiting_their_mark_and_takes_the_rest_soon(store, amqp_url):
+    """Woken by a failed publish, a relay publishes what was left, not what is on its way."""
+    engine, outbox_t, inbox_t, _ = store
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has no NOTIFY to wake the relay, and marks at once")
+    _bind_test_queue(amqp_url, "t.woken", "thing.woken")
+    # A relay as its own process would run it: its own outbox and publisher, no grace asked
+    # for, and an interval far longer than the test.
+    stop = threading.Event()
+    sweeping = threading.Thread(
+        target=relay.run,
+        args=(Outbox(engine, outbox_t, Publisher(amqp_url), "tests"), stop),
+        kwargs={"interval": 60.0, "grace": 0},
+        daemon=True,
+    )
+    sweeping.start()
+    time.sleep(0.5)  # listening
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), "tests")
+    with UnitOfWork(sessionmaker(engine), box, inbox_t) as uow:
+        for n in range(2):
+            uow.emit(
+                envelope.build(service="tests", routing_key="thing.woken", subject=str(n), data={})
+            )
+        uow.commit()  # published; the sent marks follow a moment later
+    with sessionmaker(engine)() as session:  # a row a failed publish left behind
+        outbox.add(
+            session,
+            outbox_t,
+            envelope.build(service="tests", routing_key="thing.woken", subject="left", data={}),
+        )
+        session.commit()
+    box._wake_relay()  # noqa: SLF001 - as publish_committed does after a failure
+    try:
+        got = testing.get_messages(amqp_url, "t.woken", count=4, timeout=4)
+    finally:
+        stop.set()
+        sweeping.join(10)
+    assert sorted(props.headers["ce-subject"] for _, props, _ in got) == ["0", "1", "left"]
+    assert _unsent(engine, outbox_t) == 0
+
+
+def test_marks_the_database_refuses_are_kept_for_a_while_then_left_to_the_relay(
+    store, monkeypatch, caplog
+):
+    engine, outbox_t, _, _ = store
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite marks at once, in the publishing thread")
+    gone = create_engine(engine.url.set(database="nt_no_such_database"))
+    marks = outbox.SentMarks(gone, outbox_t)
+    monkeypatch.setattr(outbox, "MARK_TRIES", 2)
+    marks._pending = ["a", "b"]
+    marks.flush()
+    assert marks._pending == ["a", "b"]  # kept for the next try
+    marks.flush()
+    assert marks._pending == []  # given up: the relay publishes those rows again
+    assert [r.getMessage() for r in caplog.records if r.name == "eventbus.outbox"] == [
+        "outbox sent marks not written; trying again",
+        "outbox sent marks given up; the relay publishes those rows again",
+    ]
+    gone.dispose()
 
 
 def test_broker_unreachable_leaves_rows_for_the_relay(store, amqp_url):

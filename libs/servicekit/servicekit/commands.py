@@ -97,7 +97,8 @@ def service_group(
         type=float,
         default=2.0,
         show_default=True,
-        help="Leave rows younger than this to the process that wrote them.",
+        help="Leave rows younger than this to the process that wrote them "
+        "(at least 1 s: a row published a moment ago waits for its sent mark).",
     )
     def relay(interval: float, grace: float) -> None:
         """Publish outbox rows that a crash or a broker outage left unsent."""
