@@ -2,14 +2,15 @@
 
 Starts every process as compose declares it, on PostgreSQL and the local RabbitMQ (a
 private vhost), measures the floors (bare HTTP, broker, database) in the same run so
-the figures can be read as ratios, then offers visits at stepped fixed rates and times
-accept (POST → 201) and end to end (POST → the partner's message), the visitors' SMS
-still waiting when a step ends, the CPU time each process (PostgreSQL and RabbitMQ
-too) spent per visit, and the transactions each service's database committed per visit
-(a count that the machine's noise does not move, as it does CPU time). A step keeps up
-if every case reached the partner, p99 stayed under 1 s and the SMS waiting at its end
-were less than a second's worth. Writes
-bench/results/<date>.json, .md and .png.
+the figures can be read as ratios, and intake's capacity in a closed loop twice: with
+only intake's own processes running (the figure to set beside the HTTP floor, measured
+alone too) and with the whole system running. Then it offers visits at stepped fixed
+rates and times accept (POST → 201) and end to end (POST → the partner's message), the
+visitors' SMS still waiting when a step ends, the CPU time each process (PostgreSQL and
+RabbitMQ too) spent per visit, and the transactions each service's database committed
+per visit (a count that the machine's noise does not move, as it does CPU time). A step
+keeps up if every case reached the partner, p99 stayed under 1 s and the SMS waiting at
+its end were less than a second's worth. Writes bench/results/<date>.json, .md and .png.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 from bench import cpu, transactions
 from bench.load import closed_loop_throughput, open_loop, percentile
-from eventbus import testing
+from eventbus import names, testing
 from eventbus.connection import connect
 from servicekit.localsystem import SERVICES, SmsGateway, free_port, running_system
 
@@ -272,6 +273,45 @@ def load_step(
     return step
 
 
+def intake_alone_throughput(system, seconds: float) -> tuple[float, dict[str, float]]:
+    """Return intake's accepted visits/s with only intake's own processes running, and
+    the CPU milliseconds each process spent per visit meanwhile.
+
+    The HTTP floor is measured alone on the machine; this is the figure to set beside it:
+    the desk's API, relay and consumer with their database and the broker, the other
+    services stopped so they take no CPU. Their queues are purged after (nobody applies
+    those visits; the stepped load counts only its own) and they are started again.
+    """
+    others = [n for n in system.long_running() if not n.startswith("intake-")]
+    for name in others:
+        system.stop(name)
+    try:
+        before = cpu.snapshot(system)
+        rate = closed_loop_throughput(
+            system.url("intake", "/v1/visits"), visit, system.token("city-org"), seconds=seconds
+        )
+        after = cpu.snapshot(system)
+        spent = cpu.per_visit_ms(before, after, {}, round(rate * (after[0] - before[0])))
+        return rate, {name: ms for name, ms in spent.items() if ms >= 0.05}
+    finally:
+        conn = connect(system.amqp_url)
+        try:
+            channel = conn.channel()
+            for service in SERVICES:
+                if service != "intake":
+                    channel.queue_purge(names.service_queue(service))
+        finally:
+            conn.close()
+        for name in others:
+            system.mark_log(name)
+            system.start(name)
+        for service in SERVICES:
+            system.wait_ready(service)
+        for name in others:
+            if name.endswith("-consumer"):
+                system.wait_consuming(name)
+
+
 def peak_rss_mb(system) -> dict[str, float]:
     """Return each process's peak resident memory (largest of its own and its workers')."""
     peaks = {}
@@ -308,7 +348,11 @@ def write_report(result: dict) -> Path:
         f"| {result['floors']['broker']['publish_confirmed_per_s']:.0f} msg/s |",
         f"| broker consume | {result['floors']['broker']['consume_per_s']:.0f} msg/s |",
         f"| PostgreSQL single-row insert + commit | {result['floors']['database_per_s']:.0f} /s |",
-        f"| intake accepted visits (closed loop) | {result['intake_capacity_per_s']:.0f} /s "
+        f"| intake accepted visits, intake alone (closed loop) "
+        f"| {result['intake_alone_per_s']:.0f} /s "
+        f"({result['intake_alone_per_s'] / result['floors']['http_per_s']:.2f} × HTTP floor) |",
+        f"| intake accepted visits, whole system running (closed loop) "
+        f"| {result['intake_capacity_per_s']:.0f} /s "
         f"({result['intake_capacity_per_s'] / result['floors']['http_per_s']:.2f} × HTTP floor) |",
         "",
         "| offered /s | accepted | delivered | accept p50 / p99 ms | end-to-end p50 / p90 / p99 ms "
@@ -343,7 +387,12 @@ def write_report(result: dict) -> Path:
             f"({top['transactions_per_visit_total']:.1f} in all): "
             + ", ".join(f"{k} {v:.1f}" for k, v in top["transactions_per_visit"].items()),
         ]
+    alone = sorted(result["intake_alone_cpu_ms_per_visit"].items(), key=lambda kv: -kv[1])
     lines += [
+        "",
+        "CPU per visit with intake alone (closed loop, "
+        f"{sum(v for _, v in alone):.1f} ms in all): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in alone),
         "",
         f"SMS taken by the gateway: {result['sms_sent']}",
         "",
@@ -440,6 +489,11 @@ def main(argv=None) -> None:
         )
         listener = stack.enter_context(PartnerListener(amqp_url))
         sms_queue = SmsQueue(urls["notify"])
+        print("intake alone...", file=sys.stderr)
+        result["intake_alone_per_s"], result["intake_alone_cpu_ms_per_visit"] = (
+            intake_alone_throughput(system, args.seconds)
+        )
+        print("intake with the whole system...", file=sys.stderr)
         result["intake_capacity_per_s"] = closed_loop_throughput(
             system.url("intake", "/v1/visits"),
             visit,
