@@ -7,10 +7,12 @@ idempotency record and the outgoing events — commits in one transaction.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.orm import Session
 
 from eventbus.unit_of_work import UnitOfWork
 from intake import events, models, pii, reception
@@ -43,33 +45,83 @@ class UnknownUnits(Exception):
         self.errors = errors
 
 
-def next_case_number(session, unit: str, day: dt.date) -> str:
-    """Hand out the next case number of a unit for a day: ``<unit>-<yyyymmdd>-<seq>``."""
-    table = models.CaseNumberCounter.__table__
+# Numbers are committed on their own without waiting for the disk: the registration's
+# commit, which does wait, comes later in the write-ahead log, so no case carrying a
+# number is ever durable before the counter that handed it out.
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
+
+
+def hand_out_case_numbers(session: Session, unit: str, day: dt.date, count: int) -> list[str]:
+    """Hand out the next ``count`` case numbers of a unit for a day: ``<unit>-<yyyymmdd>-<seq>``.
+
+    On PostgreSQL the numbers are committed at once, in a transaction of their own (the
+    session has only read so far), so the counter's row lock lasts one statement rather
+    than the whole registration and the desks of one unit do not queue behind each
+    other. A registration that fails after this leaves its numbers unused, as a torn-off
+    ticket would: numbers are unique and increase, with a gap where a registration
+    failed. On SQLite, which writes one transaction at a time anyway, they are taken in
+    the registration's own transaction, with no gaps.
+    """
+    if not count:
+        return []
     key = day.strftime("%Y%m%d")
-    stmt = (
-        insert_for(session.get_bind().dialect.name)(table)
-        .values(unit=unit, day=key, last=1)
-        .on_conflict_do_update(index_elements=["unit", "day"], set_={"last": table.c.last + 1})
+    dialect = session.get_bind().dialect.name
+    own_transaction = dialect == "postgresql"
+    if own_transaction:
+        if session.new or session.dirty or session.deleted:
+            raise RuntimeError("case numbers are handed out before the registration writes")
+        session.execute(_ASYNC_COMMIT)
+    last = session.execute(
+        _take_numbers_statement(dialect), {"unit": unit, "day": key, "count": count}
+    ).scalar_one()
+    if own_transaction:
+        session.commit()
+    return [f"{unit}-{key}-{seq:04d}" for seq in range(last - count + 1, last + 1)]
+
+
+@functools.cache
+def _take_numbers_statement(dialect: str):
+    # Built once: the unit, day and count come as parameters.
+    table = models.CaseNumberCounter.__table__
+    return (
+        insert_for(dialect)(table)
+        .values(unit=bindparam("unit"), day=bindparam("day"), last=bindparam("count"))
+        .on_conflict_do_update(
+            index_elements=["unit", "day"], set_={"last": table.c.last + bindparam("count")}
+        )
         .returning(table.c.last)
     )
-    seq = session.execute(stmt).scalar_one()
-    return f"{unit}-{key}-{seq:04d}"
 
 
 def _open_case_of(session, visitor_key: str | None, category: str) -> models.Case | None:
     if not visitor_key:
         return None
     return session.scalars(
+        _open_case_statement(), {"visitor_key": visitor_key, "category": category}
+    ).first()
+
+
+# Statements built once, their values bound per call: building a statement and its
+# cache key costs about as much as running it.
+@functools.cache
+def _open_case_statement():
+    return (
         select(models.Case)
         .where(
-            models.Case.visitor_key == visitor_key,
-            models.Case.category == category,
+            models.Case.visitor_key == bindparam("visitor_key"),
+            models.Case.category == bindparam("category"),
             models.Case.status.in_(models.UNANSWERED),
         )
         .order_by(models.Case.received_at.desc())
         .limit(1)
-    ).first()
+    )
+
+
+@functools.cache
+def _known_units_statement():
+    return select(models.Unit.code).where(
+        models.Unit.code.in_(bindparam("codes", expanding=True)), models.Unit.active
+    )
 
 
 def register_visit(
@@ -117,11 +169,7 @@ def _check_units(session, issues: list[dict[str, Any]]) -> None:
     }
     if not named:
         return
-    known = set(
-        session.scalars(
-            select(models.Unit.code).where(models.Unit.code.in_(named), models.Unit.active)
-        )
-    )
+    known = set(session.scalars(_known_units_statement(), {"codes": sorted(named)}))
     # The usual case costs one query; only a miss asks whether the copy is still empty.
     if known == named or session.scalar(select(models.Unit.code).limit(1)) is None:
         return
@@ -165,6 +213,10 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
             raise UnknownCases(missing)
         followed = [found[n] for n in follow_up_numbers]
 
+    # Last of the reads that may refuse the visit: a refused visit takes no numbers.
+    day = received_at.astimezone(local_zone()).date()
+    numbers = iter(hand_out_case_numbers(session, unit, day, len(data.get("issues") or [])))
+
     key = pii.visitor_key(visitor.get("id_number"), visitor.get("phone"))
     id_number = visitor.get("id_number")
     visit = models.Visit(
@@ -187,7 +239,6 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
     )
     session.add(visit)
 
-    day = received_at.astimezone(local_zone()).date()
     cases: list[models.Case] = []
     for position, issue in enumerate(data.get("issues") or []):
         disposition = issue["disposition"]
@@ -195,7 +246,7 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
         earlier = None if resolved else _open_case_of(session, key, issue["category"])
         accused = issue.get("accused") or {}
         case = models.Case(
-            case_number=next_case_number(session, unit, day),
+            case_number=next(numbers),
             visit=visit,
             position=position,
             unit=unit,

@@ -7,12 +7,14 @@ import datetime as dt
 import json
 import logging
 import re
+import threading
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from eventbus import testing, topology
 from eventbus.connection import connect
+from intake import usecases
 
 PHONE, ID_NUMBER, NAME = "13905961234", "350602195001011234", "林河清"
 
@@ -60,6 +62,69 @@ def test_case_numbers_follow_the_local_day_and_unit(client, bearer, visit_body):
     assert first["cases"][0]["case_number"] == "city-org-20261115-0001"
     assert second["cases"][0]["case_number"] == "city-org-20261115-0002"
     assert other["cases"][0]["case_number"] == "lw-org-20261115-0001"
+
+
+def _one_daily_issue(visit_body):
+    body = copy.deepcopy(visit_body)
+    body["channel"] = "daily"
+    body["issues"] = body["issues"][1:2]
+    return body
+
+
+def test_a_units_registration_does_not_wait_for_another_still_in_its_transaction(
+    app, runtime, bearer, visit_body, db_backend
+):
+    """Two desks of one unit: the second is not held up by the first's open transaction."""
+    if db_backend == "sqlite":
+        pytest.skip("SQLite writes one transaction at a time: every writer waits its turn")
+    body = _one_daily_issue(visit_body)
+    first_inside, release = threading.Event(), threading.Event()
+
+    def hold_the_first(_conn, _cursor, statement, *_args):
+        # The first registration stops inside its transaction, its number taken.
+        if threading.current_thread().name == "first" and statement.startswith("INSERT INTO cases"):
+            first_inside.set()
+            release.wait(30)
+
+    answers = {}
+
+    def register(name):
+        answers[name] = app.test_client().post("/v1/visits", json=body, headers=bearer())
+
+    event.listen(runtime.engine, "before_cursor_execute", hold_the_first)
+    try:
+        first = threading.Thread(target=register, args=("first",), name="first")
+        first.start()
+        assert first_inside.wait(30), "the first registration never reached its cases"
+        second = threading.Thread(target=register, args=("second",), name="second")
+        second.start()
+        second.join(20)
+        finished_while_first_open = not second.is_alive()
+    finally:
+        release.set()
+        first.join(30)
+        second.join(30)
+        event.remove(runtime.engine, "before_cursor_execute", hold_the_first)
+    assert finished_while_first_open, "the second registration waited for the first's commit"
+    assert answers["first"].status_code == answers["second"].status_code == 201
+    assert answers["first"].get_json()["cases"][0]["case_number"].endswith("-0001")
+    assert answers["second"].get_json()["cases"][0]["case_number"].endswith("-0002")
+
+
+def test_numbers_taken_by_a_failed_registration_stay_unused_on_postgresql(
+    client, runtime, bearer, visit_body, db_backend
+):
+    """PostgreSQL commits numbers on their own (a gap where a registration failed);
+    SQLite takes them in the registration's transaction (no gap)."""
+    day = dt.date(2026, 11, 15)
+    with runtime.sessions() as failed:
+        taken = usecases.hand_out_case_numbers(failed, "city-org", day, 2)
+        assert taken == ["city-org-20261115-0001", "city-org-20261115-0002"]
+        failed.rollback()  # the registration fails after taking them
+    body = _one_daily_issue(visit_body)
+    number = client.post("/v1/visits", json=body, headers=bearer()).get_json()["cases"][0]
+    expected = "0003" if db_backend == "postgresql" else "0001"
+    assert number["case_number"] == f"city-org-20261115-{expected}"
 
 
 def test_a_retry_with_the_same_key_returns_the_first_answer(
