@@ -21,6 +21,7 @@ import os
 
 from flask import Flask, jsonify, request
 from flask_limiter import Limiter, RateLimitExceeded
+from limits import parse_many
 
 from servicekit import auth
 
@@ -30,8 +31,26 @@ UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 def configured_limit() -> str | None:
     """Return the limit from ``NIGHTTALK_RATE_LIMIT``, or None when it is switched off."""
-    value = os.environ.get("NIGHTTALK_RATE_LIMIT", DEFAULT_LIMIT).strip()
-    return None if value.lower() in ("", "off", "0") else value
+    return _limit_or_off(os.environ.get("NIGHTTALK_RATE_LIMIT", DEFAULT_LIMIT))
+
+
+def _limit_or_off(value: str | None) -> str | None:
+    """Return a limit as written, None when switched off; refuse one ``limits`` cannot read.
+
+    Refused at start, naming the setting: Flask-Limiter would otherwise fail every
+    request with a 500.
+    """
+    value = (value or "").strip()
+    if value.lower() in ("", "off", "0"):
+        return None
+    try:
+        parse_many(value)
+    except ValueError as exc:
+        raise ValueError(
+            f"NIGHTTALK_RATE_LIMIT={value!r} is not a rate limit: write one like "
+            "1200/minute (several separated by ;), or off"
+        ) from exc
+    return value
 
 
 def caller_key() -> str:
@@ -60,7 +79,8 @@ def init_app(app: Flask) -> Limiter | None:
     The limit is the app's ``RATE_LIMIT`` setting (None: off), which defaults to the
     environment's.
     """
-    limit = app.config.setdefault("RATE_LIMIT", configured_limit())
+    limit = _limit_or_off(app.config.setdefault("RATE_LIMIT", configured_limit()))
+    app.config["RATE_LIMIT"] = limit
     if limit is None:
         return None
     limiter = Limiter(

@@ -84,6 +84,30 @@ def test_off_disables_the_limit(monkeypatch):
     assert ratelimit.configured_limit() == ratelimit.DEFAULT_LIMIT
 
 
+def test_off_in_the_apps_setting_disables_the_limit_too():
+    app = Flask("unlimited")
+    app.config["RATE_LIMIT"] = "off"
+
+    @app.get("/v1/things")
+    def things():
+        return jsonify([])
+
+    assert ratelimit.init_app(app) is None
+    client = app.test_client()
+    assert all(client.get("/v1/things").status_code == 200 for _ in range(5))
+
+
+@pytest.mark.parametrize("where", ["environment", "app setting"])
+def test_a_limit_that_cannot_be_read_stops_the_start_naming_the_setting(where, monkeypatch):
+    app = Flask("misconfigured")
+    if where == "environment":
+        monkeypatch.setenv("NIGHTTALK_RATE_LIMIT", "1200 a minute")
+    else:
+        app.config["RATE_LIMIT"] = "1200 a minute"
+    with pytest.raises(ValueError, match="NIGHTTALK_RATE_LIMIT='1200 a minute' is not a rate"):
+        ratelimit.init_app(app)
+
+
 def test_the_token_is_verified_once_per_request(app, monkeypatch):
     # The limiter and require() both need the caller: one signature check serves both.
     calls = []
