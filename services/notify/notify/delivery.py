@@ -506,10 +506,7 @@ class Worker:
                 _claimed_statement(), {"id": item.notification_id, "claim": item.claim}
             ).first()
             if row is None:
-                log.warning(
-                    "claim lost before recording", extra={"notification_id": item.notification_id}
-                )
-                return "lost"
+                return _recorded(item, "lost")
             if error is None:
                 if artifact is not None:
                     uow.session.merge(
@@ -532,11 +529,7 @@ class Worker:
                 self._finish(uow, row, now, models.FAILED, error)
             status = row.status
             uow.commit()
-        log.info(
-            "delivery recorded",
-            extra={"notification_id": item.notification_id, "status": status},
-        )
-        return status
+        return _recorded(item, status)
 
     def _record_delivered(self, item: Claimed, now: dt.datetime) -> str:
         """Record a plain delivery (most sends): one statement marks the row and reads what
@@ -547,17 +540,10 @@ class Worker:
                 {"row_id": item.notification_id, "held": item.claim, "at": now},
             ).first()
             if row is None:
-                log.warning(
-                    "claim lost before recording", extra={"notification_id": item.notification_id}
-                )
-                return "lost"
+                return _recorded(item, "lost")
             uow.emit(_outcome_event(row, models.DELIVERED, now, None))
             uow.commit()
-        log.info(
-            "delivery recorded",
-            extra={"notification_id": item.notification_id, "status": models.DELIVERED},
-        )
-        return models.DELIVERED
+        return _recorded(item, models.DELIVERED)
 
     def _finish(
         self,
@@ -578,6 +564,18 @@ class Worker:
         else:
             row.last_error = (error or "")[:500]
         uow.emit(_outcome_event(row, status, now, row.last_error))
+
+
+def _recorded(item: Claimed, status: str) -> str:
+    """Log a send's recorded outcome (or the claim lost meanwhile) and return its status."""
+    if status == "lost":
+        log.warning("claim lost before recording", extra={"notification_id": item.notification_id})
+    else:
+        log.info(
+            "delivery recorded",
+            extra={"notification_id": item.notification_id, "status": status},
+        )
+    return status
 
 
 def _outcome_event(row, status: str, now: dt.datetime, error: str | None) -> envelope.OutgoingEvent:
