@@ -1,7 +1,8 @@
 """Register a visit: the use case behind ``POST /v1/visits``.
 
-Everything a registration produces — the visit, its cases, their numbers, the
-idempotency record and the outgoing events — commits in one transaction.
+Everything a registration produces — the visit, its cases, the idempotency record and
+the outgoing events — commits in one transaction. The case numbers come just before: on
+PostgreSQL in a short transaction of their own (see ``hand_out_case_numbers``).
 """
 
 from __future__ import annotations
