@@ -95,5 +95,5 @@ def test_open_loop_sends_every_scheduled_request_and_times_it(server):
 
 def test_closed_loop_counts_the_answered_requests(server):
     rate = closed_loop_throughput(server.url, lambda n: {"n": n}, {}, seconds=0.5, clients=2)
-    assert rate > 0
-    assert len(server.bodies) == pytest.approx(rate * 0.5, rel=0.5)
+    # The rate divides what was answered by the time taken, at least the half second.
+    assert 0 < rate * 0.5 <= len(server.bodies)
