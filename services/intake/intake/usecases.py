@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections import Counter
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
@@ -241,6 +242,8 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
     session.add(visit)
 
     cases: list[models.Case] = []
+    # Later visits about earlier cases: repeats found below and declared follow-ups.
+    later_visits: Counter[models.Case] = Counter(followed)
     for position, issue in enumerate(data.get("issues") or []):
         disposition = issue["disposition"]
         resolved = disposition["action"] == "resolved_on_spot"
@@ -274,9 +277,13 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
             media_url=issue.get("media_url"),
         )
         if earlier is not None:
-            earlier.repeat_count = (earlier.repeat_count or 0) + 1
+            later_visits[earlier] += 1
         session.add(case)
         cases.append(case)
+    for earlier, count in later_visits.items():
+        # Counted by the database (repeat_count + n), not written back from the value read
+        # here: two desks registering repeats of one case at once must both count.
+        earlier.repeat_count = models.Case.repeat_count + count
     session.flush()
 
     for case in cases:
@@ -284,7 +291,6 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
         if case.status == models.RESOLVED_ON_SPOT:
             visit.record(models.CaseResolvedOnSpot(case))
     for case in followed:
-        case.repeat_count = (case.repeat_count or 0) + 1
         visit.record(models.VisitFollowedUp(visit, case))
     visit.record(models.VisitRegistered(visit))
     if cases and (visitor.get("phone") or visitor.get("address")):

@@ -127,6 +127,57 @@ def test_numbers_taken_by_a_failed_registration_stay_unused_on_postgresql(
     assert number["case_number"] == f"city-org-20261115-{expected}"
 
 
+def test_two_desks_registering_repeats_of_one_case_at_once_both_count(
+    client, app, runtime, bearer, visit_body, db_backend
+):
+    """The second desk read the case's count before the first committed its own repeat."""
+    if db_backend == "sqlite":
+        pytest.skip("SQLite: a registration's first write (its numbers) waits for the other")
+    body = _one_daily_issue(visit_body)
+    original = client.post("/v1/visits", json=body, headers=bearer()).get_json()["cases"][0]
+    first_inside, release = threading.Event(), threading.Event()
+    second_has_read, first_committed = threading.Event(), threading.Event()
+
+    def interleave(_conn, _cursor, statement, *_args):
+        name = threading.current_thread().name
+        if name == "first" and statement.startswith("INSERT INTO cases"):
+            first_inside.set()
+            release.wait(30)
+        if name == "second" and statement.startswith("UPDATE cases"):
+            # Found the same earlier case, about to count its repeat.
+            second_has_read.set()
+            first_committed.wait(30)
+
+    answers = {}
+
+    def register(name):
+        answers[name] = app.test_client().post("/v1/visits", json=body, headers=bearer())
+
+    event.listen(runtime.engine, "before_cursor_execute", interleave)
+    first = threading.Thread(target=register, args=("first",), name="first")
+    second = threading.Thread(target=register, args=("second",), name="second")
+    try:
+        first.start()
+        assert first_inside.wait(30), "the first registration never reached its cases"
+        second.start()
+        assert second_has_read.wait(30), "the second registration never counted a repeat"
+        release.set()
+        first.join(30)
+        first_committed.set()
+        second.join(30)
+    finally:
+        release.set()
+        first_committed.set()
+        first.join(30)
+        second.join(30)
+        event.remove(runtime.engine, "before_cursor_execute", interleave)
+    assert answers["first"].status_code == answers["second"].status_code == 201
+    for answer in answers.values():
+        assert answer.get_json()["cases"][0]["repeat_of"] == original["case_id"]
+    shown = client.get(f"/v1/cases/{original['case_number']}", headers=bearer()).get_json()
+    assert shown["repeat_count"] == 2
+
+
 def test_a_retry_with_the_same_key_returns_the_first_answer(
     client, bearer, visit_body, database_url
 ):
