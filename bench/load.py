@@ -55,7 +55,12 @@ class JsonPoster:
 
 def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
     # An idle connection with something to read has only the peer's close (EOF) on it.
-    return conn.sock is None or bool(select.select([conn.sock], [], [], 0)[0])
+    # poll, not select: select cannot watch a descriptor numbered above 1023.
+    if conn.sock is None:
+        return True
+    idle = select.poll()
+    idle.register(conn.sock, select.POLLIN)
+    return bool(idle.poll(0))
 
 
 @dataclass
