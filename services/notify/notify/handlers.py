@@ -352,14 +352,16 @@ def _enabled_rules(session: Session, event_type: str) -> list[models.Rule]:
     # The session lives for one unit of work, so its memo never outlives the transaction.
     memo: dict[str, list[models.Rule]] = session.info.setdefault("enabled_rules", {})
     if event_type not in memo:
-        memo[event_type] = list(
-            session.scalars(
-                select(models.Rule).where(
-                    models.Rule.event == event_type, models.Rule.enabled.is_(True)
-                )
-            )
-        )
+        memo[event_type] = list(session.scalars(_enabled_rules_statement(), {"event": event_type}))
     return memo[event_type]
+
+
+@functools.cache
+def _enabled_rules_statement():
+    """Return the enabled rules of an ``event`` type."""
+    return select(models.Rule).where(
+        models.Rule.event == bindparam("event"), models.Rule.enabled.is_(True)
+    )
 
 
 def _contact_of(session: Session, recipient_kind: str, ref: str, case_id: str):
@@ -370,11 +372,16 @@ def _contact_of(session: Session, recipient_kind: str, ref: str, case_id: str):
 
 def _receiving_unit(session: Session, case_id: str) -> str | None:
     """Return the unit that received the case, as an earlier notification of it says."""
-    return session.scalars(
-        select(models.Notification.unit)
-        .where(models.Notification.case_id == case_id, models.Notification.kind == models.RECEIPT)
-        .limit(1)
-    ).first()
+    return session.scalars(_receiving_unit_statement(), {"case_id": case_id}).first()
+
+
+@functools.cache
+def _receiving_unit_statement():
+    """Return the unit of a case's (``case_id``) receipt."""
+    n = models.Notification
+    return (
+        select(n.unit).where(n.case_id == bindparam("case_id"), n.kind == models.RECEIPT).limit(1)
+    )
 
 
 def _insert_new(session: Session, table: Table, values: dict[str, Any]) -> int:
