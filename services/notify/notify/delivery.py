@@ -184,6 +184,22 @@ def _delivered_statement():
 # PostgreSQL when a row becomes pending.
 DUE_CHANNEL = "nighttalk_notify_due"
 
+# The listening connection sits idle between notices. With the system's TCP keepalive
+# (first probe after two hours) a link that died without a word would go unnoticed and
+# the senders would fall back to their interval for good; probed after 10 s idle, a dead
+# link fails the wait within about 25 s and the worker connects again.
+LISTEN_KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
+def listening_connection(dsn: str) -> psycopg.Connection:
+    """Open the connection that LISTENs for due notifications, its dead link soon noticed."""
+    return psycopg.connect(dsn, autocommit=True, connect_timeout=10, **LISTEN_KEEPALIVE)
+
 
 class _DueSignal:
     """Wake the waiting senders: a notification may have become due."""
@@ -292,7 +308,7 @@ class Worker:
         dsn = url.render_as_string(hide_password=False)
         while not stop.is_set():
             try:
-                with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+                with listening_connection(dsn) as conn:
                     conn.execute(f"LISTEN {DUE_CHANNEL}")
                     self._due.notify()  # what became due while nobody listened
                     while not stop.is_set():

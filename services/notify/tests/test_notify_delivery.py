@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import socket
 import threading
 import time
 from collections import Counter
@@ -22,7 +24,7 @@ from notify_test_servers import PARTNER
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from notify import models
+from notify import delivery, models
 from notify.channels import SmsGateway, Webhook
 from notify.delivery import UNKNOWN_OUTCOME, Settings, Worker
 
@@ -412,3 +414,19 @@ def test_an_idle_worker_is_woken_by_a_notification_becoming_due(
 
     assert len(gateway.accepted) == 1  # sent long before the 60 s look
     assert not running.is_alive()
+
+
+def test_the_listening_connection_probes_an_idle_link(runtime, db_backend):
+    """A LISTEN link that died silently is found by TCP keepalive in seconds, not hours."""
+    if db_backend == "sqlite":
+        pytest.skip("SQLite has no NOTIFY: the worker listens on no connection")
+    url = runtime.engine.url.set(drivername="postgresql")
+    with delivery.listening_connection(url.render_as_string(hide_password=False)) as conn:
+        link = socket.socket(fileno=os.dup(conn.pgconn.socket))
+        try:
+            assert link.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert link.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
+            assert link.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 5
+            assert link.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+        finally:
+            link.close()
