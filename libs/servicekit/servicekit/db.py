@@ -35,12 +35,15 @@ PING_AFTER_IDLE = 1.0  # seconds
 def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
     """Create an engine tuned for several processes sharing one database.
 
+    A statement's values never appear in an error's text (``hide_parameters``): a
+    logged traceback would otherwise quote a visitor's data.
+
     ``pre_ping`` tests a pooled connection that sat idle for ``PING_AFTER_IDLE`` or
     longer before handing it out (one round trip), so that a connection the database
     dropped meanwhile (a restart, an idle timeout) is replaced before a request fails on it.
     """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         _tune_sqlite(engine)
         return engine
     # A connection attempt into a dead link fails after 10 s and is retried, instead of
@@ -50,6 +53,7 @@ def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
         pool_size=5,
         max_overflow=5,
         connect_args={"connect_timeout": CONNECT_TIMEOUT},
+        hide_parameters=True,
     )
     if pre_ping:
         _ping_when_idle(engine)
