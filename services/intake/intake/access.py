@@ -1,8 +1,8 @@
 """Who may read what in intake: a unit its own, a supervisor its jurisdiction, an admin all.
 
-A supervisor's jurisdiction is its unit and every unit below it in routing's
-directory (a city department the whole city, a county's departments that county),
-read from intake's copy of that directory (``unit.changed`` events).
+A supervisor's jurisdiction is the area its unit governs (``servicekit.jurisdiction``: a
+city department the whole city, a county's departments that county, a township itself),
+read from intake's copy of routing's directory (``unit.changed`` events).
 """
 
 from __future__ import annotations
@@ -13,25 +13,7 @@ from sqlalchemy.orm import Session
 
 from intake import models
 from servicekit.auth import Principal
-
-# Deeper than any real hierarchy (city → county → township → department); stops a
-# corrupted directory with a cycle from looping.
-MAX_DEPTH = 12
-
-
-def subtree(session: Session, root: str) -> set[str]:
-    """Return a unit and all the units below it in the local directory copy."""
-    children: dict[str, list[str]] = {}
-    for code, parent in session.execute(select(models.Unit.code, models.Unit.parent)):
-        if parent:
-            children.setdefault(parent, []).append(code)
-    found, frontier = {root}, [root]
-    for _ in range(MAX_DEPTH):
-        frontier = [c for p in frontier for c in children.get(p, []) if c not in found]
-        if not frontier:
-            break
-        found.update(frontier)
-    return found
+from servicekit.jurisdiction import governed_units
 
 
 def visible_units(session: Session, principal: Principal) -> set[str] | None:
@@ -39,7 +21,13 @@ def visible_units(session: Session, principal: Principal) -> set[str] | None:
     if principal.has("admin"):
         return None
     if principal.has("supervisor"):
-        return subtree(session, principal.unit)
+        directory = {
+            code: (parent, level)
+            for code, parent, level in session.execute(
+                select(models.Unit.code, models.Unit.parent, models.Unit.level)
+            )
+        }
+        return governed_units(directory, principal.unit)
     return {principal.unit}
 
 

@@ -108,6 +108,26 @@ def test_a_supervisor_sees_its_jurisdiction_from_the_directory_copy(
     assert numbers(client.get("/v1/cases", headers=bearer("lw"))) == []
 
 
+def test_a_departments_supervisor_governs_its_county_or_the_city(client, bearer, register, runtime):
+    """DESIGN: a city department the whole city, a county's departments that county;
+    a township itself."""
+    consume(runtime, *directory_events())
+    lw_cases = register("lw-buwen")["cases"] + register("lw-guokeng")["cases"]
+    xc_cases = register("xc-org")["cases"]
+    county_department = numbers(client.get("/v1/cases", headers=bearer("lw-org", "supervisor")))
+    assert sorted(county_department) == sorted(c["case_number"] for c in lw_cases)
+    city_department = numbers(client.get("/v1/cases", headers=bearer("city-org", "supervisor")))
+    assert sorted(city_department) == sorted(c["case_number"] for c in lw_cases + xc_cases)
+    township = numbers(client.get("/v1/cases", headers=bearer("lw-buwen", "supervisor")))
+    assert sorted(township) == sorted(c["case_number"] for c in lw_cases[:3])
+    assert (
+        client.get(
+            f"/v1/cases/{xc_cases[0]['case_number']}", headers=bearer("lw-org", "supervisor")
+        ).status_code
+        == 404
+    )
+
+
 def test_a_supervisor_reads_visits_of_its_jurisdiction_only(client, bearer, register, runtime):
     consume(runtime, *directory_events())
     lw_visit = register("lw-buwen")["visit_id"]
