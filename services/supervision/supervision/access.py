@@ -1,8 +1,9 @@
 """Who may read which supervised case: a unit its own cases, a supervisor its jurisdiction.
 
-A supervisor's jurisdiction is its unit's subtree in supervision's copy of routing's unit
-directory (the unit and every unit below it); an admin sees every case. Reception desks
-follow the cases they received, partners those they must resolve.
+A supervisor's jurisdiction is the area its unit governs (``servicekit.jurisdiction``: a
+city department the whole city, a county's departments that county, a township itself),
+read from supervision's copy of routing's unit directory; an admin sees every case.
+Reception desks follow the cases they received, partners those they must resolve.
 """
 
 from __future__ import annotations
@@ -11,35 +12,30 @@ from flask_smorest import abort
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from servicekit import jurisdiction as areas
 from servicekit.auth import Principal
 from supervision import models
 
 # The organisation department (组织部): the only unit whose supervisors read the cadre feed.
 ORGANISATION_DEPARTMENT = "city-org"
-# A directory deeper than this is a loop in the data, not a real hierarchy.
-MAX_DEPTH = 10
+
+
+def directory(session: Session) -> dict[str, tuple[str | None, str | None]]:
+    """Return the directory copy as unit code → (parent, level)."""
+    rows = session.execute(select(models.Unit.code, models.Unit.parent, models.Unit.level))
+    return {code: (parent, level) for code, parent, level in rows}
 
 
 def subtree(session: Session, unit: str) -> set[str]:
     """Return the unit and every unit below it in the directory."""
-    found = {unit}
-    frontier = {unit}
-    for _ in range(MAX_DEPTH):
-        children = set(
-            session.scalars(select(models.Unit.code).where(models.Unit.parent.in_(frontier)))
-        )
-        frontier = children - found
-        if not frontier:
-            break
-        found |= frontier
-    return found
+    return areas.subtree(directory(session), unit)
 
 
 def jurisdiction(session: Session, principal: Principal) -> set[str] | None:
-    """Return the units whose cases the caller supervises; None means every unit (admin)."""
+    """Return the units whose cases the caller supervises; None means every unit."""
     if principal.has("admin"):
         return None
-    return subtree(session, principal.unit)
+    return areas.governed_units(directory(session), principal.unit)
 
 
 def in_units(units: set[str]):
@@ -59,8 +55,8 @@ def can_read(session: Session, principal: Principal, case: models.SupervisedCase
     if principal.unit in (case.receiving_unit, case.responsible_unit):
         return True
     if principal.has("supervisor"):
-        units = jurisdiction(session, principal) or set()
-        return (case.responsible_unit or case.receiving_unit) in units
+        units = jurisdiction(session, principal)
+        return units is None or (case.responsible_unit or case.receiving_unit) in units
     return False
 
 

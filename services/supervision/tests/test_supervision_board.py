@@ -17,6 +17,7 @@ from supervision_samples import (
     case_routed,
     consume,
     new_case,
+    unit_changed,
 )
 from test_supervision_ladder import DUE, ONE_MONTH, ROUTED, THREE_MONTHS, WARNING_AT
 
@@ -91,6 +92,29 @@ def test_the_board_lists_a_jurisdiction_furthest_step_first_then_oldest(client, 
     assert client.get("/v1/board", headers=ADMIN).json["total"] == 5
     township = client.get("/v1/board", headers=bearer("lw-chaoyang", "supervisor")).json
     assert [c["case_number"] for c in township["items"]] == [overdue_new]
+
+
+def test_a_departments_supervisor_governs_its_county_or_the_city(client, rt, directory):
+    """DESIGN: a city department the whole city, a county's departments that county."""
+    consume(rt, unit_changed("city-org", parent="city", leader="部长", level="city"))
+    consume(rt, unit_changed("lw-org", parent="lw", leader="部长", level="county"))
+    _, in_lw, _ = route(rt, "lw-buwen")
+    _, in_xc, _ = route(rt, "xc")
+
+    def board(unit: str) -> set[str]:
+        response = client.get("/v1/board", headers=bearer(unit, "supervisor"))
+        assert response.status_code == 200, response.json
+        return {c["case_number"] for c in response.json["items"]}
+
+    assert board("lw-org") == {in_lw}
+    assert board("city-org") == {in_lw, in_xc}
+    # A case of another county is as unknown to the county's department as any other.
+    case = client.get(f"/v1/cases/{in_xc}", headers=bearer("lw-org", "supervisor"))
+    assert case.status_code == 404
+    assert (
+        client.get(f"/v1/cases/{in_xc}", headers=bearer("city-org", "supervisor")).status_code
+        == 200
+    )
 
 
 def test_the_board_filters_by_unit_category_and_step_and_pages(client, rt, directory):
