@@ -80,7 +80,7 @@ class Deliveries(MethodView):
             query = query.where(n.case_number == args["case"])
         query = query.offset(args["offset"]).limit(args["limit"])
         with current_app.extensions["runtime"].sessions() as session:
-            found = session.scalars(visible(query, current_principal())).all()
+            found = session.scalars(visible(session, query, current_principal())).all()
             return [delivery_view(session, row) for row in found]
 
 

@@ -49,7 +49,7 @@ class Notifications(MethodView):
                 .order_by(models.Notification.created_at, models.Notification.id)
             )
             # One case has one notification per kind, recipient and channel: few rows.
-            found = session.scalars(visible(query, principal)).all()
+            found = session.scalars(visible(session, query, principal)).all()
             return [notification_view(session, n) for n in found]
 
 
