@@ -1,38 +1,35 @@
 """Who may read which assignments: a partner its own unit's, a supervisor its jurisdiction.
 
-A supervisor's jurisdiction is the area its unit governs: a city-level unit the whole
-city, a county's government or departments that county's units. Admins see all. A
-token naming a unit routing does not know governs nothing.
+A supervisor's jurisdiction is the area its unit governs (``servicekit.jurisdiction``, as
+in the other services): a city-level unit the whole city, a county's government or
+departments that county's units, a township itself and the units below it. Admins see
+all. A token naming a unit routing does not know governs its own unit only.
 """
 
 from __future__ import annotations
 
 from flask_smorest import abort
-from sqlalchemy import Select, or_, select
-from sqlalchemy.orm import object_session
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, object_session
 
 from routing import models
-from routing.models import CITY_AREA
+from servicekit.jurisdiction import governed_units
 
 
-def _supervisor_area(principal):
-    return select(models.Unit.area).where(models.Unit.code == principal.unit).scalar_subquery()
+def _governed(session: Session, principal) -> set[str] | None:
+    """Return the units the supervisor governs (None: the whole city)."""
+    unit = models.Unit
+    rows = session.execute(select(unit.code, unit.parent, unit.level))
+    return governed_units({code: (parent, level) for code, parent, level in rows}, principal.unit)
 
 
-def visible_assignments(principal, query: Select) -> Select:
+def visible_assignments(session: Session, principal, query: Select) -> Select:
     """Narrow an assignment query to what the caller may see."""
     if principal.has("admin"):
         return query
     if principal.has("supervisor"):
-        area = _supervisor_area(principal)
-        in_area = select(models.Unit.code).where(models.Unit.area == area)
-        return query.where(
-            or_(
-                area == CITY_AREA,
-                models.Assignment.unit.in_(in_area),
-                models.Assignment.unit == principal.unit,
-            )
-        )
+        units = _governed(session, principal)
+        return query if units is None else query.where(models.Assignment.unit.in_(sorted(units)))
     return query.where(models.Assignment.unit == principal.unit)
 
 
@@ -40,11 +37,9 @@ def ensure_can_read(principal, assignment: models.Assignment) -> None:
     """Refuse with 404 what the caller may not see (so ids of other units leak nothing)."""
     if principal.has("admin") or assignment.unit == principal.unit:
         return
-    if principal.has("supervisor"):
-        session = object_session(assignment)
-        query = visible_assignments(
-            principal, select(models.Assignment.id).where(models.Assignment.id == assignment.id)
-        )
-        if session.scalar(query) is not None:
+    session = object_session(assignment)
+    if principal.has("supervisor") and session is not None:
+        units = _governed(session, principal)
+        if units is None or assignment.unit in units:
             return
     abort(404, message="no such assignment for your unit")

@@ -48,13 +48,14 @@ class Assignments(MethodView):
     @blp.alt_response(403, description="The token lacks a partner, supervisor or admin role.")
     def get(self, args):
         """List assignments, newest first: a partner sees its own unit's."""
-        query = visible_assignments(current_principal(), select(models.Assignment))
+        query = select(models.Assignment)
         if "status" in args:
             query = query.where(models.Assignment.status == args["status"])
         if "case_number" in args:
             query = query.where(models.Assignment.case_number == args["case_number"])
         query = query.order_by(models.Assignment.routed_at.desc(), models.Assignment.id)
         with current_app.extensions["runtime"].sessions() as session:
+            query = visible_assignments(session, current_principal(), query)
             return paginate(session, query, page=args["page"], page_size=args["page_size"])
 
 

@@ -535,7 +535,9 @@ def _ensure_in_jurisdiction(session, principal: Principal, assignment: models.As
     if principal.has("admin"):
         return
     query = access.visible_assignments(
-        principal, select(models.Assignment.id).where(models.Assignment.id == assignment.id)
+        session,
+        principal,
+        select(models.Assignment.id).where(models.Assignment.id == assignment.id),
     )
     if session.scalar(query) is None:
         raise NotFound("no such assignment for your unit")

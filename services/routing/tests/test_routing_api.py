@@ -268,3 +268,9 @@ def test_a_county_supervisor_sees_only_its_countys_assignments(client, routed):
     inside = next(i for i in city["items"] if i["unit"] == "lw-guokeng")
     path = f"/v1/assignments/{inside['assignment_id']}"
     assert client.get(path, headers=bearer("lw-org", "supervisor")).status_code == 200
+    # A township governs itself, not the county's other townships.
+    township = client.get("/v1/assignments", headers=bearer("lw-guokeng", "supervisor"))
+    assert township.get_json()["total"] == 2
+    other = client.get("/v1/assignments", headers=bearer("lw-buwen", "supervisor"))
+    assert other.get_json()["total"] == 0
+    assert client.get(path, headers=bearer("lw-buwen", "supervisor")).status_code == 404
