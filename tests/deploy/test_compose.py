@@ -600,3 +600,55 @@ def test_env_example_documents_every_variable(compose):
         *(f"{a.upper()}_DATABASE_URL" for a in APP_SERVICES),
     ):
         assert re.search(rf"^#? ?{name}=", text, re.M), f".env.example does not document {name}"
+
+
+def documented_settings() -> dict[str, str]:
+    """Return each variable of docs/configuration.md with the heading of its section."""
+    found, section = {}, ""
+    for line in (REPO_ROOT / "docs" / "configuration.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            section = line[3:]
+        match = re.match(r"\| `([A-Z][A-Z0-9_]*)` \|", line)
+        if match:
+            found[match.group(1)] = section
+    return found
+
+
+# Documented settings compose does not pass on, and why.
+NOT_FOR_COMPOSE = {
+    "NIGHTTALK_VAR_DIR": "local SQLite files and metrics folders of `make run`",
+    "METRICS_PORT": "a port per worker process: an override file names them where scraped",
+    "METRICS_ADDR": "goes with METRICS_PORT",
+}
+
+
+def test_every_documented_setting_reaches_the_processes_that_read_it(services):
+    """An operator configures a compose deployment through deploy/.env alone."""
+    processes: dict[str, list[dict[str, str]]] = {}
+    for svc in services.values():
+        app = app_of(svc)
+        if app is not None:
+            processes.setdefault(app, []).append(resolved_env(svc))
+            processes.setdefault(f"{app} {verb_of(svc)}", []).append(resolved_env(svc))
+    sections = {"Intake": "intake", "Routing": "routing", "Supervision": "supervision"}
+    sections["Notify"] = "notify deliver"
+    checked = 0
+    for name, section in documented_settings().items():
+        if section == "Tests only" or name in NOT_FOR_COMPOSE:
+            continue
+        if section == "Every service":
+            readers = [env for app in APP_SERVICES for env in processes[app]]
+            assert all(name in env for env in readers if not name.endswith("_DATABASE_URL")), (
+                f"{name} is not given to every process"
+            )
+            continue
+        if section.startswith("API processes"):
+            readers = [env for app in APP_SERVICES for env in processes[f"{app} api"]]
+            assert all(name in env for env in readers), f"{name} is not given to every API"
+            continue
+        assert section in sections, f"{name}: section {section!r} has no process to check"
+        assert any(name in env for env in processes[sections[section]]), (
+            f"{name} ({section}) reaches no {sections[section]} process under compose"
+        )
+        checked += 1
+    assert checked > 20
