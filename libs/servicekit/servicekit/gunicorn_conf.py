@@ -12,6 +12,10 @@ accesslog = None  # the app writes one JSON line per request, without query stri
 # Bound what a client can make a worker hold before Flask's own body limit applies.
 limit_request_line = 4094
 limit_request_fields = 100
+# No control socket (gunicorn >= 25.1): every API on one machine would take the same
+# $HOME/.gunicorn/gunicorn.ctl, so `gunicornc` would reach whichever started last;
+# operators stop and scale the APIs with signals and compose instead.
+control_socket_disable = True
 
 
 def child_exit(server, worker):
