@@ -71,6 +71,25 @@ def _one_daily_issue(visit_body):
     return body
 
 
+def _desks(app, body, headers):
+    """Return the answers by desk and two unstarted threads, "first" and "second", each
+    registering the visit through a client of its own (a cursor hook tells them apart)."""
+    answers = {}
+
+    def register(name):
+        answers[name] = app.test_client().post("/v1/visits", json=body, headers=headers)
+
+    desks = [threading.Thread(target=register, args=(n,), name=n) for n in ("first", "second")]
+    return answers, *desks
+
+
+def _wait_for(*desks):
+    # A desk never started (an assertion stopped the test before) has nothing to wait for.
+    for desk in desks:
+        if desk.ident is not None:
+            desk.join(30)
+
+
 def test_a_units_registration_does_not_wait_for_another_still_in_its_transaction(
     app, runtime, bearer, visit_body, db_backend
 ):
@@ -86,24 +105,17 @@ def test_a_units_registration_does_not_wait_for_another_still_in_its_transaction
             first_inside.set()
             release.wait(30)
 
-    answers = {}
-
-    def register(name):
-        answers[name] = app.test_client().post("/v1/visits", json=body, headers=bearer())
-
+    answers, first, second = _desks(app, body, bearer())
     event.listen(runtime.engine, "before_cursor_execute", hold_the_first)
     try:
-        first = threading.Thread(target=register, args=("first",), name="first")
         first.start()
         assert first_inside.wait(30), "the first registration never reached its cases"
-        second = threading.Thread(target=register, args=("second",), name="second")
         second.start()
         second.join(20)
         finished_while_first_open = not second.is_alive()
     finally:
         release.set()
-        first.join(30)
-        second.join(30)
+        _wait_for(first, second)
         event.remove(runtime.engine, "before_cursor_execute", hold_the_first)
     assert finished_while_first_open, "the second registration waited for the first's commit"
     assert answers["first"].status_code == answers["second"].status_code == 201
@@ -148,14 +160,8 @@ def test_two_desks_registering_repeats_of_one_case_at_once_both_count(
             second_has_read.set()
             first_committed.wait(30)
 
-    answers = {}
-
-    def register(name):
-        answers[name] = app.test_client().post("/v1/visits", json=body, headers=bearer())
-
+    answers, first, second = _desks(app, body, bearer())
     event.listen(runtime.engine, "before_cursor_execute", interleave)
-    first = threading.Thread(target=register, args=("first",), name="first")
-    second = threading.Thread(target=register, args=("second",), name="second")
     try:
         first.start()
         assert first_inside.wait(30), "the first registration never reached its cases"
@@ -168,8 +174,7 @@ def test_two_desks_registering_repeats_of_one_case_at_once_both_count(
     finally:
         release.set()
         first_committed.set()
-        first.join(30)
-        second.join(30)
+        _wait_for(first, second)
         event.remove(runtime.engine, "before_cursor_execute", interleave)
     assert answers["first"].status_code == answers["second"].status_code == 201
     for answer in answers.values():
