@@ -14,9 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 CITY, COUNTY = "city", "county"
 
 Directory = Mapping[str, tuple[str | None, str | None]]
+
+
+def read_directory(session: Session, unit_model) -> dict[str, tuple[str | None, str | None]]:
+    """Return a service's copy of the directory (a model with ``code``, ``parent`` and
+    ``level``) as unit code → (parent, level)."""
+    rows = session.execute(select(unit_model.code, unit_model.parent, unit_model.level))
+    return {code: (parent, level) for code, parent, level in rows}
 
 
 def governed_units(directory: Directory, unit: str) -> set[str] | None:

@@ -8,12 +8,11 @@ read from intake's copy of routing's directory (``unit.changed`` events).
 from __future__ import annotations
 
 from flask_smorest import abort
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intake import models
 from servicekit.auth import Principal
-from servicekit.jurisdiction import governed_units
+from servicekit.jurisdiction import governed_units, read_directory
 
 
 def visible_units(session: Session, principal: Principal) -> set[str] | None:
@@ -21,13 +20,7 @@ def visible_units(session: Session, principal: Principal) -> set[str] | None:
     if principal.has("admin"):
         return None
     if principal.has("supervisor"):
-        directory = {
-            code: (parent, level)
-            for code, parent, level in session.execute(
-                select(models.Unit.code, models.Unit.parent, models.Unit.level)
-            )
-        }
-        return governed_units(directory, principal.unit)
+        return governed_units(read_directory(session, models.Unit), principal.unit)
     return {principal.unit}
 
 

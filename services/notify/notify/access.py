@@ -12,21 +12,19 @@ notifications to visitors are none of their business.
 from __future__ import annotations
 
 from flask_smorest import abort
-from sqlalchemy import Select, select
+from sqlalchemy import Select
 from sqlalchemy.orm import Session, object_session
 
 from notify import models
 from servicekit.auth import Principal
-from servicekit.jurisdiction import governed_units
+from servicekit.jurisdiction import governed_units, read_directory
 
 READERS = ("reception", "supervisor", "admin")
 
 
 def _governed(session: Session, principal: Principal) -> set[str] | None:
     """Return the units the supervisor governs (None: the whole city)."""
-    contact = models.UnitContact
-    rows = session.execute(select(contact.code, contact.parent, contact.level))
-    return governed_units({code: (parent, level) for code, parent, level in rows}, principal.unit)
+    return governed_units(read_directory(session, models.UnitContact), principal.unit)
 
 
 def visible(session: Session, query: Select, principal: Principal) -> Select:

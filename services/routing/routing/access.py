@@ -9,18 +9,16 @@ all. A token naming a unit routing does not know governs its own unit only.
 from __future__ import annotations
 
 from flask_smorest import abort
-from sqlalchemy import Select, select
+from sqlalchemy import Select
 from sqlalchemy.orm import Session, object_session
 
 from routing import models
-from servicekit.jurisdiction import governed_units
+from servicekit.jurisdiction import governed_units, read_directory
 
 
 def _governed(session: Session, principal) -> set[str] | None:
     """Return the units the supervisor governs (None: the whole city)."""
-    unit = models.Unit
-    rows = session.execute(select(unit.code, unit.parent, unit.level))
-    return governed_units({code: (parent, level) for code, parent, level in rows}, principal.unit)
+    return governed_units(read_directory(session, models.Unit), principal.unit)
 
 
 def visible_assignments(session: Session, principal, query: Select) -> Select:

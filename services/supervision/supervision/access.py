@@ -9,7 +9,7 @@ Reception desks follow the cases they received, partners those they must resolve
 from __future__ import annotations
 
 from flask_smorest import abort
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_
 from sqlalchemy.orm import Session
 
 from servicekit import jurisdiction as areas
@@ -20,22 +20,16 @@ from supervision import models
 ORGANISATION_DEPARTMENT = "city-org"
 
 
-def directory(session: Session) -> dict[str, tuple[str | None, str | None]]:
-    """Return the directory copy as unit code → (parent, level)."""
-    rows = session.execute(select(models.Unit.code, models.Unit.parent, models.Unit.level))
-    return {code: (parent, level) for code, parent, level in rows}
-
-
 def subtree(session: Session, unit: str) -> set[str]:
     """Return the unit and every unit below it in the directory."""
-    return areas.subtree(directory(session), unit)
+    return areas.subtree(areas.read_directory(session, models.Unit), unit)
 
 
 def jurisdiction(session: Session, principal: Principal) -> set[str] | None:
     """Return the units whose cases the caller supervises; None means every unit."""
     if principal.has("admin"):
         return None
-    return areas.governed_units(directory(session), principal.unit)
+    return areas.governed_units(areas.read_directory(session, models.Unit), principal.unit)
 
 
 def in_units(units: set[str]):
