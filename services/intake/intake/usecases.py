@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from eventbus.unit_of_work import UnitOfWork
@@ -73,9 +73,11 @@ def hand_out_case_numbers(session: Session, unit: str, day: dt.date, count: int)
         if session.new or session.dirty or session.deleted:
             raise RuntimeError("case numbers are handed out before the registration writes")
         session.execute(_ASYNC_COMMIT)
-    last = session.execute(
-        _take_numbers_statement(dialect), {"unit": unit, "day": key, "count": count}
-    ).scalar_one()
+    last = (
+        session.connection()
+        .execute(_take_numbers_statement(dialect), {"unit": unit, "day": key, "count": count})
+        .scalar_one()
+    )
     if own_transaction:
         session.commit()
     return [f"{unit}-{key}-{seq:04d}" for seq in range(last - count + 1, last + 1)]
@@ -95,34 +97,60 @@ def _take_numbers_statement(dialect: str):
     )
 
 
-def _open_case_of(session, visitor_key: str | None, category: str) -> models.Case | None:
+def _open_case_of(session, visitor_key: str | None, category: str) -> str | None:
+    """Return the id of the visitor's latest unanswered case of a category, if any."""
     if not visitor_key:
         return None
-    return session.scalars(
-        _open_case_statement(), {"visitor_key": visitor_key, "category": category}
-    ).first()
+    return (
+        session.connection()
+        .execute(_open_case_statement(), {"visitor_key": visitor_key, "category": category})
+        .scalar()
+    )
 
 
 # Statements built once, their values bound per call: building a statement and its
-# cache key costs about as much as running it.
+# cache key costs about as much as running it. The registration's statements run on
+# the session's connection (Core), not through the ORM: the ORM's flush and loading
+# cost more than half of a registration's CPU, for rows written once and read back
+# never in the same request.
 @functools.cache
 def _open_case_statement():
+    cases = models.Case.__table__
     return (
-        select(models.Case)
+        select(cases.c.id)
         .where(
-            models.Case.visitor_key == bindparam("visitor_key"),
-            models.Case.category == bindparam("category"),
-            models.Case.status.in_(models.UNANSWERED),
+            cases.c.visitor_key == bindparam("visitor_key"),
+            cases.c.category == bindparam("category"),
+            cases.c.status.in_(models.UNANSWERED),
         )
-        .order_by(models.Case.received_at.desc())
+        # The latest; of one visit's (same time), the last registered.
+        .order_by(cases.c.received_at.desc(), cases.c.case_number.desc())
         .limit(1)
     )
 
 
 @functools.cache
+def _count_later_visits_statement():
+    # Counted by the database (repeat_count + n), not written back from a value read:
+    # two desks registering repeats of one case at once must both count.
+    cases = models.Case.__table__
+    return (
+        update(cases)
+        .where(cases.c.id == bindparam("earlier_id"))
+        .values(repeat_count=cases.c.repeat_count + bindparam("later_visits"))
+    )
+
+
+@functools.cache
+def _insert_statement(model):
+    return insert(model.__table__)
+
+
+@functools.cache
 def _known_units_statement():
-    return select(models.Unit.code).where(
-        models.Unit.code.in_(bindparam("codes", expanding=True)), models.Unit.active
+    units = models.Unit.__table__
+    return select(units.c.code).where(
+        units.c.code.in_(bindparam("codes", expanding=True)), units.c.active
     )
 
 
@@ -171,7 +199,9 @@ def _check_units(session, issues: list[dict[str, Any]]) -> None:
     }
     if not named:
         return
-    known = set(session.scalars(_known_units_statement(), {"codes": sorted(named)}))
+    known = set(
+        session.connection().execute(_known_units_statement(), {"codes": sorted(named)}).scalars()
+    )
     # The usual case costs one query; only a miss asks whether the copy is still empty.
     if known == named or session.scalar(select(models.Unit.code).limit(1)) is None:
         return
@@ -221,70 +251,78 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
 
     key = pii.visitor_key(visitor.get("id_number"), visitor.get("phone"))
     id_number = visitor.get("id_number")
-    visit = models.Visit(
-        unit=unit,
-        channel=data["channel"],
-        received_at=received_at,
-        registered_at=now,
-        registered_by=registered_by,
-        leader=data.get("leader"),
-        headcount=data["headcount"],
-        visitor_key=key,
-        visitor_name_enc=pii.encrypt(visitor.get("name")),
-        visitor_phone_enc=pii.encrypt(visitor.get("phone")),
-        visitor_address_enc=pii.encrypt(visitor.get("address")),
-        visitor_id_last4=id_number[-4:].upper() if id_number else None,
-        follow_ups=follow_up_numbers,
-        # An empty collection now, so that adding cases fills it in memory and the events
-        # read it after the flush without loading it back from the database.
-        cases=[],
-    )
-    session.add(visit)
+    visit_row = {
+        "id": models.new_id(),
+        "unit": unit,
+        "channel": data["channel"],
+        "received_at": received_at,
+        "registered_at": now,
+        "registered_by": registered_by,
+        "leader": data.get("leader"),
+        "headcount": data["headcount"],
+        "visitor_key": key,
+        "visitor_name_enc": pii.encrypt(visitor.get("name")),
+        "visitor_phone_enc": pii.encrypt(visitor.get("phone")),
+        "visitor_address_enc": pii.encrypt(visitor.get("address")),
+        "visitor_id_last4": id_number[-4:].upper() if id_number else None,
+        "follow_ups": follow_up_numbers,
+    }
 
-    cases: list[models.Case] = []
-    # Later visits about earlier cases: repeats found below and declared follow-ups.
-    later_visits: Counter[models.Case] = Counter(followed)
+    case_rows: list[dict[str, Any]] = []
+    # Later visits about earlier cases (by id): repeats found below and declared follow-ups.
+    later_visits: Counter[str] = Counter(c.id for c in followed)
     for position, issue in enumerate(data.get("issues") or []):
         disposition = issue["disposition"]
         resolved = disposition["action"] == "resolved_on_spot"
         earlier = None if resolved else _open_case_of(session, key, issue["category"])
         accused = issue.get("accused") or {}
-        case = models.Case(
-            case_number=next(numbers),
-            visit=visit,
-            position=position,
-            unit=unit,
-            channel=data["channel"],
-            received_at=received_at,
-            category=issue["category"],
-            summary=issue["summary"].strip(),
-            details=issue.get("details"),
-            location=issue.get("location"),
-            accused_unit=accused.get("unit"),
-            accused_person=accused.get("person"),
-            disposition=disposition["action"],
-            sign_over_unit=disposition.get("unit"),
-            answer=disposition.get("answer"),
-            status=models.RESOLVED_ON_SPOT if resolved else models.OPEN,
-            # The programme's promise: resolved within one calendar month (routing
-            # sets the binding date of the assignment when it routes the case).
-            due_at=None if resolved else now + relativedelta(months=1),
-            visitor_key=key,
-            repeat_of=earlier.id if earlier else None,
-            # Only the Open311 face places a request on a map or links a photo.
-            latitude=issue.get("latitude"),
-            longitude=issue.get("longitude"),
-            media_url=issue.get("media_url"),
+        case_rows.append(
+            {
+                "id": models.new_id(),
+                "case_number": next(numbers),
+                "visit_id": visit_row["id"],
+                "position": position,
+                "unit": unit,
+                "channel": data["channel"],
+                "received_at": received_at,
+                "category": issue["category"],
+                "summary": issue["summary"].strip(),
+                "details": issue.get("details"),
+                "location": issue.get("location"),
+                "accused_unit": accused.get("unit"),
+                "accused_person": accused.get("person"),
+                "disposition": disposition["action"],
+                "sign_over_unit": disposition.get("unit"),
+                "answer": disposition.get("answer"),
+                "status": models.RESOLVED_ON_SPOT if resolved else models.OPEN,
+                # The programme's promise: resolved within one calendar month (routing
+                # sets the binding date of the assignment when it routes the case).
+                "due_at": None if resolved else now + relativedelta(months=1),
+                "visitor_key": key,
+                "repeat_of": earlier,
+                "repeat_count": 0,
+                # Only the Open311 face places a request on a map or links a photo.
+                "latitude": issue.get("latitude"),
+                "longitude": issue.get("longitude"),
+                "media_url": issue.get("media_url"),
+            }
         )
         if earlier is not None:
             later_visits[earlier] += 1
-        session.add(case)
-        cases.append(case)
-    for earlier, count in later_visits.items():
-        # Counted by the database (repeat_count + n), not written back from the value read
-        # here: two desks registering repeats of one case at once must both count.
-        earlier.repeat_count = models.Case.repeat_count + count
-    session.flush()
+
+    connection = session.connection()
+    connection.execute(_insert_statement(models.Visit), visit_row)
+    if case_rows:
+        connection.execute(_insert_statement(models.Case), case_rows)
+    if later_visits:
+        connection.execute(
+            _count_later_visits_statement(),
+            [{"earlier_id": i, "later_visits": n} for i, n in later_visits.items()],
+        )
+
+    # The domain's objects, for the events and the answer; written above, not by the ORM.
+    cases = [models.Case(**row) for row in case_rows]
+    visit = models.Visit(**visit_row, cases=cases)
 
     for case in cases:
         visit.record(models.CaseRegistered(case))

@@ -226,6 +226,23 @@ def test_the_same_visitor_with_the_same_open_category_is_a_repeat(client, bearer
     assert again["cases"][0]["repeat_of"] is None  # resolved on the spot: nothing open
 
 
+def test_two_issues_of_one_category_in_one_visit_are_not_repeats_of_each_other(
+    client, bearer, visit_body
+):
+    """A repeat is a later visit about an open case, not a second issue of the same visit."""
+    second_issue = copy.deepcopy(visit_body["issues"][1])
+    second_issue["summary"] = "另一笔医药费也无法报销"
+    body = {**visit_body, "issues": [visit_body["issues"][1], second_issue]}
+    first = client.post("/v1/visits", json=body, headers=bearer()).get_json()
+    assert [c["repeat_of"] for c in first["cases"]] == [None, None]
+    # Raised twice again in a later visit: both issues are repeats of the latest open case.
+    again = client.post("/v1/visits", json=body, headers=bearer()).get_json()
+    latest = first["cases"][1]
+    assert [c["repeat_of"] for c in again["cases"]] == [latest["case_id"]] * 2
+    shown = client.get(f"/v1/cases/{latest['case_number']}", headers=bearer()).get_json()
+    assert shown["repeat_count"] == 2
+
+
 def test_pii_is_masked_in_responses_and_absent_from_logs_and_case_events(
     client, bearer, visit_body, database_url, caplog
 ):
