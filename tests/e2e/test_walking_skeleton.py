@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import pytest
 import requests
@@ -47,18 +46,6 @@ VISIT = {
 }
 
 
-def eventually(fetch, *, timeout: float = 20.0):
-    """Poll ``fetch`` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
-
-
 def test_a_visit_reaches_partner_supervision_and_notify(system):
     r = requests.post(
         system.url("intake", "/v1/visits"),
@@ -92,7 +79,7 @@ def test_a_visit_reaches_partner_supervision_and_notify(system):
         got = requests.get(system.url("supervision", f"/v1/cases/{case_number}"), headers=admin)
         return got.json() if got.status_code == 200 and got.json().get("due_at") else None
 
-    case = eventually(supervised)
+    case = testing.eventually(supervised)
     assert case["responsible_unit"] == "lw-guokeng"
     assert dt.datetime.fromisoformat(case["due_at"]) == routed_at + relativedelta(months=1)
     by_id = requests.get(system.url("supervision", f"/v1/cases/{case_id}"), headers=admin)
@@ -107,7 +94,7 @@ def test_a_visit_reaches_partner_supervision_and_notify(system):
         items = items["items"] if isinstance(items, dict) else items
         return [n for n in items if n["kind"] == "receipt"]
 
-    receipt = eventually(receipts)
+    receipt = testing.eventually(receipts)
     assert len(receipt) == 1
     assert "13905961234" not in str(receipt)
 
@@ -133,6 +120,6 @@ def test_a_case_accusing_a_unit_never_reaches_it(system):
         got = requests.get(system.url("supervision", f"/v1/cases/{case_number}"), headers=admin)
         return got.json() if got.status_code == 200 and got.json().get("responsible_unit") else None
 
-    case = eventually(routed)
+    case = testing.eventually(routed)
     assert case["responsible_unit"] not in ("lw-buwen",)
     assert testing.queue_depth(system.amqp_url, "partner.lw-buwen") == 0

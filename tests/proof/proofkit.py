@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Column, MetaData, Table, create_engine
@@ -52,18 +51,6 @@ def start_system(amqp_url, db_backend, folder: Path, *, extra_env=None):
 def bearer(unit: str, *roles: str) -> dict[str, str]:
     """Return the Authorization header of a valid token of a unit with these roles."""
     return {"Authorization": f"Bearer {auth.mint(unit, list(roles))}"}
-
-
-def eventually(fetch: Callable, *, timeout: float = 30.0, interval: float = 0.1):
-    """Poll ``fetch`` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(interval)
 
 
 def items(body):

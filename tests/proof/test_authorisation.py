@@ -34,7 +34,7 @@ import pika
 import pika.exceptions
 import pytest
 import requests
-from proofkit import bearer, eventually, items, start_system
+from proofkit import bearer, items, start_system
 
 from eventbus import names, testing
 from eventbus.connection import connect
@@ -321,7 +321,7 @@ def world(system, http) -> World:
         return answer
 
     # The directory is 448 units' events: on a loaded machine that takes minutes.
-    created = eventually(accepted, timeout=300)
+    created = testing.eventually(accepted, "the visit accepted", timeout=300)
     assert created.status_code == 201, created.text
     case = created.json()["cases"][0]
     admin = bearer("city-org", A)
@@ -349,10 +349,10 @@ def world(system, http) -> World:
 
         return fetch
 
-    [assignment] = eventually(assigned)
-    eventually(supervised)
-    notification = eventually(notified("notifications"))[0]
-    delivery = eventually(notified("deliveries"))[0]
+    [assignment] = testing.eventually(assigned, "the assignment", timeout=30)
+    testing.eventually(supervised, "the supervised case", timeout=30)
+    notification = testing.eventually(notified("notifications"), "the notification", timeout=30)[0]
+    delivery = testing.eventually(notified("deliveries"), "the delivery", timeout=30)[0]
     open311 = http.post(
         system.url("intake", "/open311/v2/requests.json"),
         data={

@@ -51,15 +51,6 @@ def store(make_database):
         yield tables
 
 
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
 def test_poison_is_dead_lettered_while_good_traffic_flows(proof, store, module_amqp_url):
     service = "proofpoison"
     limit = topology.DEFAULT_DELIVERY_LIMIT
@@ -128,8 +119,12 @@ def test_poison_is_dead_lettered_while_good_traffic_flows(proof, store, module_a
             )
             time.sleep(PACE)
         conn.close()
-        assert _wait_for(lambda: len(_applied(engine, effects)) >= GOOD, timeout=60)
-        assert _wait_for(lambda: testing.queue_depth(url, dead_queue) >= 2, timeout=60)
+        testing.eventually(
+            lambda: len(_applied(engine, effects)) >= GOOD, "the good events applied", timeout=60
+        )
+        testing.eventually(
+            lambda: testing.queue_depth(url, dead_queue) >= 2, "two dead letters", timeout=60
+        )
         letters = {letter.event_id: letter for letter in dead_letters.inspect(service, url=url)}
     finally:
         consumer.stop()

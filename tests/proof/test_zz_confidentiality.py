@@ -24,7 +24,6 @@ import time
 import uuid
 from pathlib import Path
 
-import proofkit
 import pytest
 import requests
 from proofkit import bearer, items
@@ -42,7 +41,7 @@ RECEIVED_AT = "2026-11-15T17:05:00+08:00"
 
 
 # Whole-system journeys: a minute before a missing effect is called missing.
-eventually = functools.partial(proofkit.eventually, timeout=60.0, interval=0.2)
+eventually = functools.partial(testing.eventually, timeout=60.0, interval=0.2)
 
 
 class Visitor:

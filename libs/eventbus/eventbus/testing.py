@@ -12,7 +12,8 @@ import secrets
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pika
 
@@ -61,6 +62,31 @@ def temporary_database(backend: str, name: str, folder: str) -> Iterator[str]:
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+T = TypeVar("T")
+
+
+def eventually(
+    probe: Callable[[], T],
+    what: str = "the condition",
+    *,
+    timeout: float = 20.0,
+    interval: float = 0.05,
+) -> T:
+    """Return ``probe()``'s first truthy answer, asking again until ``timeout`` seconds.
+
+    For tests that wait on another thread or process (a consumer, a relay, the broker):
+    at the deadline it fails, naming ``what`` it waited for and the last answer.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = probe()
+        if answer:
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what} (last answer {answer!r})")
+        time.sleep(interval)
 
 
 def get_messages(url: str, queue: str, *, count: int, timeout: float = 20.0):

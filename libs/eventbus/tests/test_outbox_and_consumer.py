@@ -65,7 +65,9 @@ def test_commit_publishes_at_once_and_marks_sent(store, amqp_url):
         )
         uow.commit()
     # On PostgreSQL by the marking thread, a moment later; on SQLite at once.
-    assert _wait_for(lambda: _unsent(engine, outbox_t) == 0, timeout=5)
+    testing.eventually(
+        lambda: _unsent(engine, outbox_t) == 0, "every outbox row marked sent", timeout=5
+    )
     got = testing.get_messages(amqp_url, "t.outbox", count=1, timeout=5)
     assert len(got) == 1
     assert got[0][1].headers["ce-type"] == "nighttalk.thing.done.v1"
@@ -210,7 +212,9 @@ def test_the_marking_thread_writes_what_it_gathers(store, amqp_url):
                 )
             )
         uow.commit()
-    assert _wait_for(lambda: _unsent(engine, outbox_t) == 0, timeout=5)
+    testing.eventually(
+        lambda: _unsent(engine, outbox_t) == 0, "every outbox row marked sent", timeout=5
+    )
     assert box.marks._pending == []
 
 
@@ -344,15 +348,6 @@ def _effects(engine, effects):
         return [r.value for r in c.execute(select(effects).order_by(effects.c.value))]
 
 
-def _wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def test_consumer_applies_once_dead_letters_poison_and_goes_on(store, amqp_url):
     engine, outbox_t, inbox_t, effects = store
     service = "svc1"
@@ -378,12 +373,17 @@ def test_consumer_applies_once_dead_letters_poison_and_goes_on(store, amqp_url):
                 service="tests", routing_key="thing.happened", subject="s", data={"v": "b"}
             ),
         )
-        assert _wait_for(lambda: _effects(engine, effects) == ["a", "b"]), _effects(engine, effects)
+        testing.eventually(
+            lambda: _effects(engine, effects) == ["a", "b"], "effects a and b applied"
+        )
         dead = testing.get_messages(amqp_url, names.dead_letter_queue(service), count=2, timeout=10)
         assert sorted(body for _, _, body in dead) == sorted(
             [b"not an event", b'{"invalid": true}']
         )
-        assert _wait_for(lambda: testing.queue_depth(amqp_url, names.service_queue(service)) == 0)
+        testing.eventually(
+            lambda: testing.queue_depth(amqp_url, names.service_queue(service)) == 0,
+            "the service's queue empty",
+        )
     finally:
         consumer.stop()
         thread.join(10)
@@ -432,9 +432,14 @@ def test_long_handler_keeps_the_connection(store, amqp_url):
                 service="tests", routing_key="thing.slow", subject="s", data={"v": "slow"}
             ),
         )
-        assert _wait_for(lambda: _effects(engine, effects) == ["slow"], timeout=20)
+        testing.eventually(
+            lambda: _effects(engine, effects) == ["slow"], "the slow effect applied", timeout=20
+        )
         # Acked on the same connection: nothing left, nothing redelivered.
-        assert _wait_for(lambda: testing.queue_depth(amqp_url, names.service_queue(service)) == 0)
+        testing.eventually(
+            lambda: testing.queue_depth(amqp_url, names.service_queue(service)) == 0,
+            "the service's queue empty",
+        )
         time.sleep(1)
         assert recorder.calls == 1
     finally:
@@ -521,7 +526,9 @@ def test_dead_letters_are_listed_and_replayed_after_a_fix(store, amqp_url):
         )
         _publish(amqp_url, event)
         dead_q = names.dead_letter_queue(service)
-        assert _wait_for(lambda: testing.queue_depth(amqp_url, dead_q) == 1)
+        testing.eventually(
+            lambda: testing.queue_depth(amqp_url, dead_q) == 1, "one message dead-lettered"
+        )
         [letter] = dead_letters.inspect(service, url=amqp_url)
         assert (letter.event_id, letter.subject, letter.reason) == (
             event.event_id,
@@ -532,7 +539,7 @@ def test_dead_letters_are_listed_and_replayed_after_a_fix(store, amqp_url):
         assert testing.queue_depth(amqp_url, dead_q) == 1  # inspecting leaves it there
         fixed.set()
         assert dead_letters.replay(service, url=amqp_url) == 1
-        assert _wait_for(lambda: _effects(engine, effects) == ["z"])
+        testing.eventually(lambda: _effects(engine, effects) == ["z"], "effect z applied")
         assert testing.queue_depth(amqp_url, dead_q) == 0
     finally:
         consumer.stop()
@@ -584,17 +591,22 @@ def test_queued_events_are_applied_in_batches_once_each_and_a_bad_one_alone(stor
     )
     thread = _start(consumer)
     try:
-        assert _wait_for(lambda: len(_effects(engine, effects)) == 30)
+        testing.eventually(lambda: len(_effects(engine, effects)) == 30, "30 effects applied")
         dead = testing.get_messages(amqp_url, names.dead_letter_queue(service), count=1, timeout=10)
         assert [props.message_id for _, props, _ in dead] == [bad.event_id]
         caused = testing.get_messages(amqp_url, "t.caused", count=31, timeout=10)
         assert len(caused) == 30
-        assert _wait_for(lambda: testing.queue_depth(amqp_url, names.service_queue(service)) == 0)
+        testing.eventually(
+            lambda: testing.queue_depth(amqp_url, names.service_queue(service)) == 0,
+            "the service's queue empty",
+        )
     finally:
         consumer.stop()
         thread.join(10)
     assert _effects(engine, effects) == [f"{n:02}" for n in range(30)]
-    assert _wait_for(lambda: _unsent(engine, outbox_t) == 0, timeout=5)
+    testing.eventually(
+        lambda: _unsent(engine, outbox_t) == 0, "every outbox row marked sent", timeout=5
+    )
     # One by one, the 32 deliveries take 31 commits of their effects and 30 of their
     # outbox marks; in batches, a few.
     assert len(commits) < 32, len(commits)
@@ -627,7 +639,7 @@ def test_a_consumer_without_pings_applies_events_after_its_connections_are_dropp
                     service="tests", routing_key="thing.later", subject="s", data={"v": value}
                 ),
             )
-            assert _wait_for(lambda v=value: v in _effects(reader, effects))
+            testing.eventually(lambda v=value: v in _effects(reader, effects), "the value applied")
             # The server ends every connection the pool holds, as a database restart does.
             with psycopg.connect(
                 engine.url.set(drivername="postgresql", database="postgres").render_as_string(
@@ -647,7 +659,9 @@ def test_a_consumer_without_pings_applies_events_after_its_connections_are_dropp
                 service="tests", routing_key="thing.later", subject="s", data={"v": "c"}
             ),
         )
-        assert _wait_for(lambda: _effects(reader, effects) == ["a", "b", "c"])
+        testing.eventually(
+            lambda: _effects(reader, effects) == ["a", "b", "c"], "effects a, b and c applied"
+        )
     finally:
         consumer.stop()
         thread.join(10)
@@ -692,7 +706,7 @@ def test_slow_handlers_commit_a_batch_once_it_has_lasted_its_time(store, amqp_ur
     )
     thread = _start(consumer)
     try:
-        assert _wait_for(lambda: len(_effects(engine, effects)) == 8)
+        testing.eventually(lambda: len(_effects(engine, effects)) == 8, "8 effects applied")
     finally:
         consumer.stop()
         thread.join(10)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 import uuid
 
 import pytest
@@ -227,15 +226,6 @@ def publish(amqp_url, *events) -> None:
         conn.close()
 
 
-def wait_for(probe, what):
-    deadline = time.monotonic() + DEADLINE
-    while not (answer := probe()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not seen within {DEADLINE}s: {what}")
-        time.sleep(0.1)
-    return answer
-
-
 @pytest.fixture
 def consumer(runtime, amqp_url):
     """Run intake's consumer on the test vhost in a thread until the test ends."""
@@ -265,13 +255,15 @@ def test_the_consumer_applies_routing_events_and_dead_letters_poison(
         unit_changed("lw-buwen", "lw", revision=1),
         case_routed(case_id, number, "lw-buwen", routed_at=ROUTED_AT),
     )
-    wait_for(lambda: shown(client, bearer, number)["status"] == "routed", "the case routed")
+    testing.eventually(
+        lambda: shown(client, bearer, number)["status"] == "routed", "the case routed"
+    )
 
     def copied():
         with runtime.sessions() as session:
             return session.get(models.Unit, "lw-buwen") is not None
 
-    wait_for(copied, "the unit copied")
+    testing.eventually(copied, "the unit copied")
     poison = unit_changed("lw-buwen", "lw", revision="not a number")
     publish(amqp_url, poison)
     dead = testing.get_messages(amqp_url, names.dead_letter_queue("intake"), count=1)

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import secrets
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -108,15 +107,6 @@ def envelope_of(event):
     return envelope.decode(event.properties(), event.body, event.routing_key)
 
 
-def wait_until(condition, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
-
-
 def test_a_registered_case_reaches_its_partner_and_the_events_exchange(
     consumer, live_runtime, amqp_url, case_routed_queue, case_data, case_registered
 ):
@@ -163,7 +153,7 @@ def test_a_registered_case_reaches_its_partner_and_the_events_exchange(
             sent_at = conn.execute(select(outbox.c.sent_at)).scalars().all()
         return len(sent_at) == 2 and all(sent_at)
 
-    assert wait_until(all_sent), "the outbox rows were not marked sent"
+    testing.eventually(all_sent, "both outbox rows marked sent")
 
 
 def test_a_complaint_reaches_the_accused_units_superior_only(

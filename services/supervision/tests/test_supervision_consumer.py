@@ -5,8 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
 import pika
 import pytest
@@ -42,18 +41,6 @@ def publish(amqp_url: str, events: Iterable[OutgoingEvent]) -> None:
         conn.close()
 
 
-def wait_for(probe: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
-    """Return the probe's first truthy answer, polling until the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = probe()
-        if answer:
-            return answer
-        if time.monotonic() > deadline:
-            pytest.fail(f"not seen within {timeout}s: {what}")
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def consumer(runtime, amqp_url):
     """Run supervision's consumer on the test vhost in a thread until the test ends."""
@@ -79,7 +66,7 @@ def test_a_routed_case_shows_routings_due_date(consumer, runtime, amqp_url):
 
     publish(amqp_url, [case_registered(case_id, number), case_routed(case_id, number)])
 
-    row = wait_for(
+    row = testing.eventually(
         lambda: (r := case_row(runtime, case_id)) and r["due_at"] == ROUTED_DUE_AT and r,
         "the case with routing's due date",
     )
@@ -118,7 +105,9 @@ def test_poison_is_dead_lettered_and_the_next_event_still_applied(consumer, runt
 
     publish(amqp_url, [invalid_data, case_registered(case_id, number)])
 
-    wait_for(lambda: case_row(runtime, case_id), "the valid event applied after the poison")
+    testing.eventually(
+        lambda: case_row(runtime, case_id), "the valid event applied after the poison"
+    )
     assert _dead_letter_bodies(amqp_url, {not_a_cloud_event, invalid_data.body}) == {
         not_a_cloud_event,
         invalid_data.body,
