@@ -10,6 +10,7 @@ import contextlib
 import os
 import secrets
 import subprocess
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -18,6 +19,8 @@ from typing import TypeVar
 import pika
 
 from eventbus.connection import DEFAULT_AMQP_URL, connect
+from eventbus.consumer import Consumer
+from eventbus.envelope import OutgoingEvent
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -87,6 +90,42 @@ def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:g} s: {what} (last answer {answer!r})")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def running_consumer(*, timeout: float = 20.0, **settings) -> Iterator[Consumer]:
+    """Run a :class:`Consumer` made with ``settings`` in a thread until the block ends.
+
+    As a service's consumer process runs it; the block starts once it consumes, and the
+    test fails if it does not start or does not stop within ``timeout`` seconds.
+    """
+    ready = threading.Event()
+    consumer = Consumer(on_ready=ready.set, **settings)
+    thread = threading.Thread(
+        target=consumer.run, name=f"{settings['service']}-consumer", daemon=True
+    )
+    thread.start()
+    try:
+        assert ready.wait(timeout), "the consumer did not start"
+        yield consumer
+    finally:
+        consumer.stop()
+        thread.join(timeout)
+    assert not thread.is_alive(), "the consumer did not stop"
+
+
+def publish(url: str, *events: OutgoingEvent) -> None:
+    """Publish events as a service's relay does: persistent, mandatory, confirmed."""
+    conn = connect(url)
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        for event in events:
+            channel.basic_publish(
+                event.exchange, event.routing_key, event.body, event.properties(), mandatory=True
+            )
+    finally:
+        conn.close()
 
 
 def get_messages(url: str, queue: str, *, count: int, timeout: float = 20.0):

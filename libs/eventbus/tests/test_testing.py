@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 
 import pytest
 
@@ -23,3 +24,17 @@ def test_eventually_fails_at_the_deadline_naming_what_it_waited_for():
             lambda: next(asked) and 0, "the case routed", timeout=0.05, interval=0.01
         )
     assert next(asked) > 2  # asked again until the deadline, not once
+
+
+def test_a_consumer_that_cannot_start_fails_the_test_and_is_stopped():
+    """Nothing listens on port 1: the consumer keeps trying to connect, never ready."""
+    never_ready = testing.running_consumer(
+        timeout=0.5,
+        service="tests",
+        handlers={},
+        unit_of_work=lambda: None,
+        url="amqp://guest:guest@127.0.0.1:1/%2F",
+    )
+    with pytest.raises(AssertionError, match="the consumer did not start"), never_ready:
+        pass
+    assert not [t for t in threading.enumerate() if t.name == "tests-consumer"]

@@ -7,7 +7,6 @@ real broker (applied, dead-lettered).
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import uuid
 
 import pytest
@@ -21,8 +20,6 @@ from intake_samples import (
 )
 
 from eventbus import envelope, names, testing
-from eventbus.connection import connect
-from eventbus.consumer import Consumer
 from eventbus.envelope import PoisonMessage
 from intake import models
 from intake.handlers import handlers
@@ -210,47 +207,24 @@ def test_invalid_payloads_are_poison(runtime, event):
 
 # -- the consumer on the real broker ---------------------------------------------------
 
-DEADLINE = 20.0
-
-
-def publish(amqp_url, *events) -> None:
-    conn = connect(amqp_url)
-    try:
-        channel = conn.channel()
-        channel.confirm_delivery()
-        for event in events:
-            channel.basic_publish(
-                event.exchange, event.routing_key, event.body, event.properties(), mandatory=True
-            )
-    finally:
-        conn.close()
-
 
 @pytest.fixture
 def consumer(runtime, amqp_url):
     """Run intake's consumer on the test vhost in a thread until the test ends."""
-    ready = threading.Event()
-    running = Consumer(
+    with testing.running_consumer(
         service="intake",
         handlers=handlers(runtime),
         unit_of_work=runtime.unit_of_work,
         url=amqp_url,
-        on_ready=ready.set,
-    )
-    thread = threading.Thread(target=running.run, name="intake-consumer", daemon=True)
-    thread.start()
-    assert ready.wait(DEADLINE), "the consumer did not start"
-    yield running
-    running.stop()
-    thread.join(timeout=DEADLINE)
-    assert not thread.is_alive(), "the consumer did not stop"
+    ) as running:
+        yield running
 
 
 def test_the_consumer_applies_routing_events_and_dead_letters_poison(
     consumer, client, bearer, register, runtime, amqp_url
 ):
     case_id, number = routed_case(register)
-    publish(
+    testing.publish(
         amqp_url,
         unit_changed("lw-buwen", "lw", revision=1),
         case_routed(case_id, number, "lw-buwen", routed_at=ROUTED_AT),
@@ -265,6 +239,6 @@ def test_the_consumer_applies_routing_events_and_dead_letters_poison(
 
     testing.eventually(copied, "the unit copied")
     poison = unit_changed("lw-buwen", "lw", revision="not a number")
-    publish(amqp_url, poison)
+    testing.publish(amqp_url, poison)
     dead = testing.get_messages(amqp_url, names.dead_letter_queue("intake"), count=1)
     assert [props.message_id for _, props, _ in dead] == [poison.event_id]

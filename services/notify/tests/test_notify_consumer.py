@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -10,9 +9,6 @@ from notify_sample_events import UNIT_EMAIL, Visit, case_routed, supervision_eve
 from sqlalchemy import select
 
 from eventbus import names, testing
-from eventbus.connection import connect
-from eventbus.consumer import Consumer
-from eventbus.envelope import OutgoingEvent
 from notify import models
 from notify.handlers import handlers
 
@@ -22,35 +18,13 @@ DEADLINE = 20.0
 @pytest.fixture
 def consumer(runtime, amqp_url):
     """Run notify's consumer in a thread until the test ends."""
-    ready = threading.Event()
-    running = Consumer(
+    with testing.running_consumer(
         service="notify",
         handlers=handlers(runtime),
         unit_of_work=runtime.unit_of_work,
         url=amqp_url,
-        on_ready=ready.set,
-    )
-    thread = threading.Thread(target=running.run, name="notify-consumer", daemon=True)
-    thread.start()
-    assert ready.wait(DEADLINE), "the consumer did not start"
-    yield running
-    running.stop()
-    thread.join(DEADLINE)
-    assert not thread.is_alive(), "the consumer did not stop"
-
-
-def publish(url: str, *events: OutgoingEvent) -> None:
-    """Publish events on nighttalk.events as intake's relay does: confirmed and mandatory."""
-    conn = connect(url)
-    try:
-        channel = conn.channel()
-        channel.confirm_delivery()
-        for event in events:
-            channel.basic_publish(
-                event.exchange, event.routing_key, event.body, event.properties(), mandatory=True
-            )
-    finally:
-        conn.close()
+    ) as running:
+        yield running
 
 
 def wait_for_status(runtime, case_id: str, status: str) -> models.Notification:
@@ -72,7 +46,7 @@ def test_contact_then_case_over_the_broker_ends_pending(consumer, runtime, amqp_
     visit = Visit()
     case_event = visit.case_registered()
 
-    publish(amqp_url, visit.contact_recorded(), case_event)
+    testing.publish(amqp_url, visit.contact_recorded(), case_event)
 
     receipt = wait_for_status(runtime, visit.case_ids[0], models.PENDING)
     assert receipt.event_id == case_event.event_id
@@ -82,9 +56,9 @@ def test_contact_then_case_over_the_broker_ends_pending(consumer, runtime, amqp_
 def test_case_then_contact_over_the_broker_ends_pending(consumer, runtime, amqp_url):
     visit = Visit()
 
-    publish(amqp_url, visit.case_registered())
+    testing.publish(amqp_url, visit.case_registered())
     wait_for_status(runtime, visit.case_ids[0], models.AWAITING_CONTACT)
-    publish(amqp_url, visit.contact_recorded())
+    testing.publish(amqp_url, visit.contact_recorded())
 
     wait_for_status(runtime, visit.case_ids[0], models.PENDING)
 
@@ -95,7 +69,7 @@ def test_invalid_event_is_dead_lettered(consumer, runtime, amqp_url):
     del data["case_number"]
     poison = visit.case_registered(data=data)
 
-    publish(amqp_url, poison)
+    testing.publish(amqp_url, poison)
 
     dead = testing.get_messages(
         amqp_url, names.dead_letter_queue("notify"), count=1, timeout=DEADLINE
@@ -112,7 +86,7 @@ def test_routing_events_over_the_broker_reach_the_unit(consumer, runtime, amqp_u
     """notify's queue is bound to routing's and supervision's keys, not only intake's."""
     visit = Visit()
 
-    publish(
+    testing.publish(
         amqp_url,
         unit_changed("lw-guokeng", email=UNIT_EMAIL),
         case_routed(visit, "lw-guokeng"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-import threading
 import uuid
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from sqlalchemy import select
 
 from eventbus import names, testing, topology
 from eventbus.connection import connect
-from eventbus.consumer import Consumer
 from eventbus.publisher import Publisher
 from routing import directory, models
 from routing.cli import group
@@ -62,22 +60,14 @@ def case_routed_queue(amqp_url):
 @pytest.fixture
 def consumer(live_runtime, amqp_url):
     """Run routing's consumer in a thread, as ``nighttalk routing consume`` does."""
-    ready = threading.Event()
-    consumer = Consumer(
+    with testing.running_consumer(
         service="routing",
         handlers=handlers(live_runtime),
         unit_of_work=live_runtime.unit_of_work,
         url=amqp_url,
-        on_ready=ready.set,
         setup=consumer_setup(live_runtime),
-    )
-    thread = threading.Thread(target=consumer.run, name="routing-consumer", daemon=True)
-    thread.start()
-    assert ready.wait(20), "the consumer did not start"
-    yield consumer
-    consumer.stop()
-    thread.join(20)
-    assert not thread.is_alive(), "the consumer did not stop"
+    ) as running:
+        yield running
 
 
 def publish(amqp_url, event) -> None:

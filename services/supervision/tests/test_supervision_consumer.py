@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Iterable
 
 import pika
 import pytest
@@ -19,52 +17,27 @@ from supervision_samples import (
 )
 
 from eventbus import names, testing
-from eventbus.connection import connect
-from eventbus.consumer import Consumer
-from eventbus.envelope import OutgoingEvent
 from supervision.handlers import handlers
 
 DEADLINE = 20.0
 
 
-def publish(amqp_url: str, events: Iterable[OutgoingEvent]) -> None:
-    """Publish events as their producers' relays do: confirmed, mandatory, persistent."""
-    conn = connect(amqp_url)
-    try:
-        channel = conn.channel()
-        channel.confirm_delivery()
-        for event in events:
-            channel.basic_publish(
-                event.exchange, event.routing_key, event.body, event.properties(), mandatory=True
-            )
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def consumer(runtime, amqp_url):
     """Run supervision's consumer on the test vhost in a thread until the test ends."""
-    ready = threading.Event()
-    consumer = Consumer(
+    with testing.running_consumer(
         service="supervision",
         handlers=handlers(runtime),
         unit_of_work=runtime.unit_of_work,
         url=amqp_url,
-        on_ready=ready.set,
-    )
-    thread = threading.Thread(target=consumer.run, name="supervision-consumer", daemon=True)
-    thread.start()
-    assert ready.wait(DEADLINE), "the consumer did not start"
-    yield consumer
-    consumer.stop()
-    thread.join(timeout=DEADLINE)
-    assert not thread.is_alive(), "the consumer did not stop"
+    ) as running:
+        yield running
 
 
 def test_a_routed_case_shows_routings_due_date(consumer, runtime, amqp_url):
     case_id, number = new_case()
 
-    publish(amqp_url, [case_registered(case_id, number), case_routed(case_id, number)])
+    testing.publish(amqp_url, case_registered(case_id, number), case_routed(case_id, number))
 
     row = testing.eventually(
         lambda: (r := case_row(runtime, case_id)) and r["due_at"] == ROUTED_DUE_AT and r,
@@ -103,7 +76,7 @@ def test_poison_is_dead_lettered_and_the_next_event_still_applied(consumer, runt
     invalid_data = case_registered(bad_id, bad_number, received_at="not a time")
     case_id, number = new_case()
 
-    publish(amqp_url, [invalid_data, case_registered(case_id, number)])
+    testing.publish(amqp_url, invalid_data, case_registered(case_id, number))
 
     testing.eventually(
         lambda: case_row(runtime, case_id), "the valid event applied after the poison"
