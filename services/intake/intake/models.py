@@ -98,7 +98,7 @@ class Visit(Base):
     registered_by: Mapped[str] = mapped_column(String(120))
     leader: Mapped[str | None] = mapped_column(String(50))
     headcount: Mapped[int] = mapped_column(Integer)
-    # The lead visitor, protected (see pii.py): never the ID number in clear.
+    # The lead visitor, protected (see intake.pii): never the ID number in clear.
     visitor_key: Mapped[str | None] = mapped_column(String(64), index=True)
     visitor_name_enc: Mapped[str | None] = mapped_column(Text)
     visitor_phone_enc: Mapped[str | None] = mapped_column(Text)

@@ -2,29 +2,26 @@
 
 - The ID number is never stored: only a keyed hash (to recognise a returning visitor)
   and its last four characters (for a clerk to confirm who is in front of them).
-- Name, phone and address are stored encrypted (Fernet: AES-128-CBC with HMAC-SHA256),
-  because notify needs the phone and address to answer the visitor.
-- Both keys derive from ``NIGHTTALK_PII_KEY``; rotating it is a migration, not a restart.
+- Name, phone and address are stored encrypted, and masked in answers, as notify does
+  with its copy (``servicekit.pii``: both keys derive from ``NIGHTTALK_PII_KEY``).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import os
 
-from cryptography.fernet import Fernet, InvalidToken
+from servicekit.pii import decrypt, derive, encrypt, mask_address, mask_name, mask_phone
 
-DEV_KEY = "dev-only-pii-key-change-me"
-
-
-def _key() -> bytes:
-    return os.environ.get("NIGHTTALK_PII_KEY", DEV_KEY).encode()
-
-
-def _derive(label: str) -> bytes:
-    return hmac.new(_key(), label.encode(), hashlib.sha256).digest()
+__all__ = [
+    "decrypt",
+    "encrypt",
+    "mask_address",
+    "mask_id_last4",
+    "mask_name",
+    "mask_phone",
+    "visitor_key",
+]
 
 
 def visitor_key(id_number: str | None, phone: str | None) -> str | None:
@@ -35,51 +32,9 @@ def visitor_key(id_number: str | None, phone: str | None) -> str | None:
         material = "phone:" + phone.strip()
     else:
         return None
-    return hmac.new(_derive("visitor"), material.encode(), hashlib.sha256).hexdigest()
-
-
-def encrypt(value: str | None) -> str | None:
-    """Encrypt a value for storage (None stays None)."""
-    if value is None:
-        return None
-    return Fernet(base64.urlsafe_b64encode(_derive("fernet"))).encrypt(value.encode()).decode()
-
-
-def decrypt(token: str | None) -> str | None:
-    """Decrypt a stored value; an undecryptable one (wrong key) reads as None."""
-    if token is None:
-        return None
-    try:
-        return Fernet(base64.urlsafe_b64encode(_derive("fernet"))).decrypt(token.encode()).decode()
-    except InvalidToken:
-        return None
-
-
-def mask_name(name: str | None) -> str | None:
-    """林河清 → 林*清; 林河 → 林*."""
-    if not name:
-        return name
-    if len(name) <= 2:
-        return name[0] + "*"
-    return name[0] + "*" * (len(name) - 2) + name[-1]
-
-
-def mask_phone(phone: str | None) -> str | None:
-    """13905961234 → 139****1234."""
-    if not phone:
-        return phone
-    if len(phone) <= 7:
-        return "*" * len(phone)
-    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+    return hmac.new(derive("visitor"), material.encode(), hashlib.sha256).hexdigest()
 
 
 def mask_id_last4(last4: str | None) -> str | None:
     """Show an ID number as its last four characters behind stars."""
     return None if not last4 else "*" * 14 + last4
-
-
-def mask_address(address: str | None) -> str | None:
-    """郭坑镇中学旁 → 郭坑***: enough to recognise, not to locate."""
-    if not address:
-        return address
-    return address[:2] + "***"

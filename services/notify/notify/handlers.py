@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from eventbus.consumer import Handler
 from eventbus.envelope import ReceivedEvent
 from eventbus.unit_of_work import UnitOfWork
-from notify import models, pii
+from notify import models
 from notify.payloads import (
     AssignmentResolvedIn,
     CaseRegisteredIn,
@@ -35,6 +35,7 @@ from notify.payloads import (
     load,
 )
 from notify.recipients import visitor_contact_of
+from servicekit import pii
 from servicekit.db import insert_for
 
 log = logging.getLogger(__name__)

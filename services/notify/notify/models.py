@@ -83,7 +83,7 @@ def now() -> dt.datetime:
 
 
 class VisitorContact(Base):
-    """How to reach the lead visitor of a visit: stored encrypted (see pii.py)."""
+    """How to reach the lead visitor of a visit: stored encrypted (see servicekit.pii)."""
 
     __tablename__ = "visitor_contacts"
 

@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from notify import models, pii
+from notify import models
+from servicekit import pii
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from sqlalchemy import func, select, text
 
 from eventbus import envelope
 from eventbus.envelope import PoisonMessage
-from notify import models, pii
+from notify import models
 from notify.recipients import recipient_of
+from servicekit import pii
 
 
 def final_state(runtime, case_id: str) -> dict:

@@ -1,9 +1,9 @@
-"""Keep visitors' contacts protected at rest and masked on the way out.
+"""Keep visitors' personal data protected at rest and masked on the way out.
 
-Name, phone and address are stored encrypted (Fernet: AES-128-CBC with HMAC-SHA256)
-because notify must read the phone back to send an SMS. The key derives from
-``NIGHTTALK_PII_KEY`` as intake's does (services share no code, only the secret),
-so an operator rotates one secret for the whole system.
+Name, phone and address are stored encrypted (Fernet: AES-128-CBC with HMAC-SHA256),
+because they must be read back: notify sends the SMS, the desk shows them masked. Keys
+derive from ``NIGHTTALK_PII_KEY``, one secret for the services that hold such data
+(intake and notify, each its own copy); rotating it is a migration, not a restart.
 """
 
 from __future__ import annotations
@@ -18,16 +18,14 @@ from cryptography.fernet import Fernet, InvalidToken
 DEV_KEY = "dev-only-pii-key-change-me"
 
 
-def _key() -> bytes:
-    return os.environ.get("NIGHTTALK_PII_KEY", DEV_KEY).encode()
-
-
-def _derive(label: str) -> bytes:
-    return hmac.new(_key(), label.encode(), hashlib.sha256).digest()
+def derive(label: str) -> bytes:
+    """Return the key for one use (``label``) derived from ``NIGHTTALK_PII_KEY``."""
+    secret = os.environ.get("NIGHTTALK_PII_KEY", DEV_KEY).encode()
+    return hmac.new(secret, label.encode(), hashlib.sha256).digest()
 
 
 def _fernet() -> Fernet:
-    return Fernet(base64.urlsafe_b64encode(_derive("fernet")))
+    return Fernet(base64.urlsafe_b64encode(derive("fernet")))
 
 
 def encrypt(value: str | None) -> str | None:
