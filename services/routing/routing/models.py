@@ -1,7 +1,7 @@
 """Routing's tables and domain objects: the unit directory and assignments (转办件).
 
-Domain objects record what happened in ``events`` (in-process domain events); the
-use case turns them into integration events in the same transaction.
+The use cases say what happened with in-process domain events (defined here) and turn
+each into the integration events it announces (events.py) in the same transaction.
 """
 
 from __future__ import annotations
@@ -189,16 +189,6 @@ class Assignment(Base):
         Index("ix_assignments_unit_routed", "unit", "routed_at"),
         Index("ix_assignments_routed_at", "routed_at"),
     )
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.events: list[Any] = []
-
-    def record(self, event: Any) -> None:
-        """Remember a domain event for the use case to publish."""
-        if not hasattr(self, "events"):
-            self.events = []
-        self.events.append(event)
 
 
 class AssignmentAction(Base):
