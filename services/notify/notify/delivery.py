@@ -180,6 +180,13 @@ def _delivered_statement():
     )
 
 
+@functools.cache
+def _unit_name_statement():
+    """Return the name of the unit (``code``) a notification is about, as a plain column."""
+    units = models.UnitContact.__table__
+    return select(units.c.name).where(units.c.code == bindparam("code"))
+
+
 # The channel the notifications table's trigger (migration a3f1c0d9e2b4) notifies on
 # PostgreSQL when a row becomes pending.
 DUE_CHANNEL = "nighttalk_notify_due"
@@ -469,7 +476,9 @@ class Worker:
 
     def prepare(self, session: Session, row: models.Notification) -> Outgoing:
         """Render the notification for its recipient, with the address in clear (memory only)."""
-        unit = session.get(models.UnitContact, (row.payload or {}).get("unit", ""))
+        unit_name = session.execute(
+            _unit_name_statement(), {"code": (row.payload or {}).get("unit", "")}
+        ).scalar()
         if row.recipient_kind == models.VISITOR:
             recipient = recipient_of(session, row)
             if recipient is None:
@@ -484,7 +493,7 @@ class Worker:
             recipient_name = contact.leader if row.recipient_kind == models.LEADER else contact.name
         context = {name: None for name in templates.FIELDS[row.kind]}
         context.update(row.payload or {})
-        context["unit_name"] = (unit.name if unit and unit.name else None) or context.get("unit")
+        context["unit_name"] = unit_name or context.get("unit")
         context["recipient_name"] = recipient_name or ""
         source = templates.source(session, row.kind, row.channel, row.language)
         try:

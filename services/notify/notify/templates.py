@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from notify import models
@@ -146,10 +147,24 @@ def default(kind: str, channel: str, language: str) -> Source:
 
 def source(session: Session, kind: str, channel: str, language: str) -> Source:
     """Return the template in force: the stored edit, else the default."""
-    stored = session.get(models.Template, (kind, channel, language))
+    stored = session.execute(
+        _stored_statement(), {"kind": kind, "channel": channel, "language": language}
+    ).first()
     if stored is not None:
         return Source(stored.subject, stored.body)
     return default(kind, channel, language)
+
+
+@functools.cache
+def _stored_statement():
+    # Built once, read as plain columns: every delivery asks, and an ORM load of the row
+    # costs several times the query.
+    t = models.Template.__table__
+    return select(t.c.subject, t.c.body).where(
+        t.c.kind == bindparam("kind"),
+        t.c.channel == bindparam("channel"),
+        t.c.language == bindparam("language"),
+    )
 
 
 def _date(value: object) -> object:

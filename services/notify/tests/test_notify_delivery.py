@@ -102,6 +102,23 @@ def test_every_channel_reaches_its_real_server(
     assert outbox_types(runtime)["notification.delivered"] == 10
 
 
+def test_the_routing_notice_names_the_unit_as_the_directory_names_it(deliver, make_worker, gateway):
+    """By its name in notify's copy of the directory; by its code while the copy lacks it."""
+    deliver(unit_changed("lw-guokeng", name="郭坑镇人民政府"))
+    named, unknown = Visit(), Visit()
+    for visit, unit in ((named, "lw-guokeng"), (unknown, "lw-nowhere")):
+        for event in (visit.case_registered(), visit.contact_recorded()):
+            deliver(event)
+        deliver(case_routed(visit, unit))
+
+    make_worker().drain()
+
+    notices = [r.json()["text"] for r in gateway.requests if "已交由" in r.json()["text"]]
+    assert len(notices) == 2
+    assert any(named.case_numbers[0] in t and "已交由郭坑镇人民政府办理" in t for t in notices)
+    assert any(unknown.case_numbers[0] in t and "已交由lw-nowhere办理" in t for t in notices)
+
+
 def test_letter_is_html_and_a_pdf_that_opens_with_the_case_number(
     deliver, runtime, partner_unit, make_worker
 ):
