@@ -10,7 +10,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from notify import models
@@ -41,7 +41,7 @@ class Recipient:
         }
 
 
-def recipient_of(session: Session, notification: models.Notification) -> Recipient | None:
+def recipient_of(session: Session, notification: models.Notification | Row) -> Recipient | None:
     """Return the notification's recipient, or None while its contact is unknown."""
     if notification.recipient_kind != models.VISITOR:
         return None

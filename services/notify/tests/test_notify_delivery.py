@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import socket
@@ -117,6 +118,33 @@ def test_the_routing_notice_names_the_unit_as_the_directory_names_it(deliver, ma
     assert len(notices) == 2
     assert any(named.case_numbers[0] in t and "已交由郭坑镇人民政府办理" in t for t in notices)
     assert any(unknown.case_numbers[0] in t and "已交由lw-nowhere办理" in t for t in notices)
+
+
+def test_an_sms_due_in_quiet_hours_waits_for_the_morning_then_goes(
+    deliver, make_worker, gateway, clock, notifications_of
+):
+    """23:30 in the city: the visitor's SMS are put off to 08:00, and sent then."""
+    visit = Visit()
+    for event in (visit.case_registered(), visit.contact_recorded(), case_routed(visit, PARTNER)):
+        deliver(event)
+    clock.now = dt.datetime(2026, 12, 21, 15, 30, tzinfo=dt.UTC)  # 23:30 in Beijing
+    worker = make_worker()
+
+    worker.drain()
+
+    assert gateway.requests == []
+    to_visitor = [n for n in notifications_of(visit.case_ids[0]) if n.channel == models.SMS]
+    assert {n.kind for n in to_visitor} == {models.RECEIPT, models.ROUTED}
+    morning = dt.datetime(2026, 12, 22, 0, 0, tzinfo=dt.UTC)  # 08:00 in Beijing
+    assert {(n.status, n.next_attempt_at, n.attempts) for n in to_visitor} == {
+        (models.PENDING, morning, 0)
+    }
+    clock.now = morning
+    assert worker.drain() == 2
+    assert len(gateway.requests) == 2
+    assert {n.status for n in notifications_of(visit.case_ids[0]) if n.channel == models.SMS} == {
+        models.DELIVERED
+    }
 
 
 def test_letter_is_html_and_a_pdf_that_opens_with_the_case_number(
