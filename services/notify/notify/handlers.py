@@ -34,7 +34,7 @@ from notify.payloads import (
     UnitChangedIn,
     load,
 )
-from notify.recipients import visitor_contact_of
+from notify.recipients import visitor_contact_columns
 from servicekit import pii
 from servicekit.db import insert_for
 
@@ -314,34 +314,41 @@ def _notify(
     rules = _enabled_rules(session, event.routing_key)
     case_id = data["case_id"]
     access_unit = receiving_unit or _receiving_unit(session, case_id) or data.get("unit")
-    recorded = 0
+    now = models.now()
+    # Each recipient's contact is read once per event, as plain columns: the rules of its
+    # channels share the read, and loading it as an ORM object cost more than the query.
+    contacts: dict[tuple[bool, str], Any] = {}
+    rows = []
     for rule in rules:
         if rule.kind not in payloads or rule.recipient_kind not in recipients:
             continue
         ref = recipients[rule.recipient_kind]
-        notification = models.Notification(
-            id=models.new_id(),
-            event_id=event.id,
-            case_id=case_id,
-            case_number=data["case_number"],
-            unit=access_unit,
-            kind=rule.kind,
-            occasion=occasion[:64],
-            recipient_kind=rule.recipient_kind,
-            recipient_ref=ref,
-            channel=rule.channel,
-            language=models.DEFAULT_LANGUAGE,
-            created_at=models.now(),
-            attempts=0,
-            payload=payloads[rule.kind],
+        whose = (rule.recipient_kind == models.VISITOR, ref)
+        if whose not in contacts:
+            contacts[whose] = _contact_of(session, rule.recipient_kind, ref, case_id)
+        status, language = models.addressing(rule.recipient_kind, rule.channel, contacts[whose])
+        rows.append(
+            {
+                "id": models.new_id(),
+                "event_id": event.id,
+                "case_id": case_id,
+                "case_number": data["case_number"],
+                "unit": access_unit,
+                "kind": rule.kind,
+                "occasion": occasion[:64],
+                "recipient_kind": rule.recipient_kind,
+                "recipient_ref": ref,
+                "channel": rule.channel,
+                "status": status,
+                "language": language or models.DEFAULT_LANGUAGE,
+                "created_at": now,
+                "updated_at": now,
+                "attempts": 0,
+                "payload": payloads[rule.kind],
+            }
         )
-        notification.address_to(_contact_of(session, rule.recipient_kind, ref, case_id))
-        values = {
-            column.name: getattr(notification, column.key)
-            for column in models.Notification.__table__.columns
-            if getattr(notification, column.key) is not None
-        }
-        recorded += _insert_new(session, models.Notification.__table__, values)
+    # One statement for all of them; a repeated event meets the unique constraint.
+    recorded = _insert_new(session, models.Notification.__table__, rows)
     log.info(
         "notifications recorded",
         extra={"event_id": event.id, "case_id": case_id, "recorded": recorded},
@@ -366,9 +373,24 @@ def _enabled_rules_statement():
 
 
 def _contact_of(session: Session, recipient_kind: str, ref: str, case_id: str):
+    """Return the recipient's contact as the columns addressing reads, or None if unknown."""
     if recipient_kind == models.VISITOR:
-        return visitor_contact_of(session, case_id)
-    return session.get(models.UnitContact, ref)
+        return session.execute(visitor_contact_columns(), {"case_id": case_id}).first()
+    return session.execute(_unit_contact_statement(), {"code": ref}).first()
+
+
+@functools.cache
+def _unit_contact_statement():
+    """Return a unit's (``code``) contact columns that addressing reads."""
+    contact = models.UnitContact.__table__
+    return select(
+        contact.c.email,
+        contact.c.phone,
+        contact.c.webhook_url,
+        contact.c.leader_email,
+        contact.c.leader_phone,
+        contact.c.language,
+    ).where(contact.c.code == bindparam("code"))
 
 
 def _receiving_unit(session: Session, case_id: str) -> str | None:
@@ -385,12 +407,15 @@ def _receiving_unit_statement():
     )
 
 
-def _insert_new(session: Session, table: Table, values: dict[str, Any]) -> int:
-    """Insert a row unless its unique key exists; return how many rows were inserted."""
-    # A returned key says the row went in: an INSERT's row count is not reported through
-    # SQLAlchemy on psycopg (-1), which made the log's "recorded" negative.
+def _insert_new(session: Session, table: Table, rows: list[dict[str, Any]]) -> int:
+    """Insert rows (alike in their keys) unless their unique key exists; return how many went in."""
+    if not rows:
+        return 0
+    # Returned keys say which rows went in: an INSERT's row count is not reported through
+    # SQLAlchemy on psycopg (-1), which made the log's "recorded" negative. Many rows go
+    # as one multi-row statement (SQLAlchemy's insertmanyvalues).
     stmt = _insert_new_statement(table, session.get_bind().dialect.name)
-    return len(session.execute(stmt, values).all())
+    return len(session.connection().execute(stmt, rows).all())
 
 
 # Statements built once (per table and columns): building one and its cache key cost

@@ -95,13 +95,6 @@ class VisitorContact(Base):
     language: Mapped[str] = mapped_column(String(10))
     recorded_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
-    def reachable_by(self, channel: str) -> bool:
-        """Return True if this contact has an address on the channel."""
-        if channel == SMS:
-            return self.phone_enc is not None
-        # A letter is printed for the desk to hand over or post: the contact is enough.
-        return channel == LETTER
-
 
 class ContactCase(Base):
     """Which visit (and so which contact) a case belongs to, learnt from either event."""
@@ -165,20 +158,44 @@ class Notification(Base):
         """Decide whether the notification can be sent, now that we know (or not) the contact."""
         if self.status not in (None, *WAITING_FOR_ADDRESS):
             return  # already on its way: a late or repeated contact changes nothing
-        if contact is None:
-            status = AWAITING_CONTACT
-        elif isinstance(contact, UnitContact):
-            reachable = contact.address_for(self.recipient_kind, self.channel) is not None
-            status = PENDING if reachable else UNREACHABLE
-            self.language = contact.language
-        elif contact.reachable_by(self.channel):
-            status = PENDING
-            self.language = contact.language
-        else:
-            status = UNREACHABLE
+        status, language = addressing(self.recipient_kind, self.channel, contact)
+        if language is not None:
+            self.language = language
         if status != self.status:
             self.status = status
             self.updated_at = now()
+
+
+def addressing(recipient_kind: str, channel: str, contact) -> tuple[str, str | None]:
+    """Return the status a new or waiting notification takes with its recipient's contact.
+
+    ``contact`` is the visitor's contact for a visitor, the unit's for a unit or leader,
+    None while unknown; an ORM object or a row of its columns alike (the consumer reads
+    plain columns). Also returns the contact's language when the notification can use it.
+    """
+    if contact is None:
+        return AWAITING_CONTACT, None
+    if recipient_kind == VISITOR:
+        if visitor_reachable_by(contact, channel):
+            return PENDING, contact.language
+        return UNREACHABLE, None
+    reachable = unit_address_for(contact, recipient_kind, channel) is not None
+    return (PENDING if reachable else UNREACHABLE), contact.language
+
+
+def visitor_reachable_by(contact, channel: str) -> bool:
+    """Return True if a visitor's contact (object or row) has an address on the channel."""
+    if channel == SMS:
+        return contact.phone_enc is not None
+    # A letter is printed for the desk to hand over or post: the contact is enough.
+    return channel == LETTER
+
+
+def unit_address_for(contact, recipient_kind: str, channel: str) -> str | None:
+    """Return where to send on the channel to a unit's office or its leader, or None."""
+    if recipient_kind == LEADER:
+        return {EMAIL: contact.leader_email, SMS: contact.leader_phone}.get(channel)
+    return {EMAIL: contact.email, SMS: contact.phone, WEBHOOK: contact.webhook_url}.get(channel)
 
 
 class UnitContact(Base):
@@ -207,9 +224,7 @@ class UnitContact(Base):
 
     def address_for(self, recipient_kind: str, channel: str) -> str | None:
         """Return where to send on the channel to the office or its leader, or None."""
-        if recipient_kind == LEADER:
-            return {EMAIL: self.leader_email, SMS: self.leader_phone}.get(channel)
-        return {EMAIL: self.email, SMS: self.phone, WEBHOOK: self.webhook_url}.get(channel)
+        return unit_address_for(self, recipient_kind, channel)
 
 
 class Rule(Base):

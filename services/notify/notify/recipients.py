@@ -45,9 +45,7 @@ def recipient_of(session: Session, notification: models.Notification | Row) -> R
     """Return the notification's recipient, or None while its contact is unknown."""
     if notification.recipient_kind != models.VISITOR:
         return None
-    contact = session.execute(
-        _visitor_contact_columns_statement(), {"case_id": notification.case_id}
-    ).first()
+    contact = session.execute(visitor_contact_columns(), {"case_id": notification.case_id}).first()
     if contact is None:
         return None
     return Recipient(
@@ -60,27 +58,15 @@ def recipient_of(session: Session, notification: models.Notification | Row) -> R
 
 
 @functools.cache
-def _visitor_contact_statement():
-    # Built once: building a statement costs about as much as running it.
-    return (
-        select(models.VisitorContact)
-        .join(models.ContactCase, models.ContactCase.visit_id == models.VisitorContact.visit_id)
-        .where(models.ContactCase.case_id == bindparam("case_id"))
-        .execution_options(populate_existing=True)
-    )
+def visitor_contact_columns():
+    """Return the contact (encrypted columns and language) of a case's (``case_id``) visit.
 
-
-@functools.cache
-def _visitor_contact_columns_statement():
-    # The same contact as plain columns, for the reads that only decrypt it (a delivery).
+    Plain columns, for the reads that address or decrypt it (the consumer, a delivery):
+    built once, as building a statement costs about as much as running it.
+    """
     contact, link = models.VisitorContact.__table__, models.ContactCase.__table__
     return (
         select(contact.c.name_enc, contact.c.phone_enc, contact.c.address_enc, contact.c.language)
         .join(link, link.c.visit_id == contact.c.visit_id)
         .where(link.c.case_id == bindparam("case_id"))
     )
-
-
-def visitor_contact_of(session: Session, case_id: str) -> models.VisitorContact | None:
-    """Return the contact of the visit the case came with (one query), or None if unknown."""
-    return session.scalars(_visitor_contact_statement(), {"case_id": case_id}).first()

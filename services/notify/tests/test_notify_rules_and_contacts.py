@@ -86,6 +86,35 @@ def test_unit_notifications_wait_for_the_units_contact(deliver, notifications_of
     assert by_channel == {"email": models.PENDING, "webhook": models.UNREACHABLE}
 
 
+def test_contacts_known_beforehand_address_each_channel_at_once(deliver, notifications_of):
+    # The common order: the unit's and the visitor's contacts arrived before the routing.
+    # Each channel's row is addressed as it is recorded, in its contact's language.
+    deliver(unit_changed(PARTNER, email=UNIT_EMAIL, language="en"))  # no webhook
+    visit = Visit()
+    deliver(visit.contact_recorded(data={**visit.contact_data(phone=None), "language": "en"}))
+
+    deliver(case_routed(visit, PARTNER))
+
+    recorded = {
+        (n.recipient_kind, n.channel): (n.status, n.language)
+        for n in notifications_of(visit.case_ids[0])
+    }
+    assert recorded == {
+        ("unit", "email"): (models.PENDING, "en"),
+        ("unit", "webhook"): (models.UNREACHABLE, "en"),
+        # No phone: the SMS cannot go, and keeps the default language until it can.
+        ("visitor", "sms"): (models.UNREACHABLE, models.DEFAULT_LANGUAGE),
+    }
+
+    deliver(visit.contact_recorded(data={**visit.contact_data(), "language": "en"}))
+
+    statuses = {
+        (n.recipient_kind, n.channel): (n.status, n.language)
+        for n in notifications_of(visit.case_ids[0])
+    }
+    assert statuses[("visitor", "sms")] == (models.PENDING, "en")
+
+
 def test_a_newer_unit_revision_wins_and_an_older_one_is_ignored(deliver, runtime):
     deliver(unit_changed(PARTNER, revision=2, email="new@unit.example"))
     deliver(unit_changed(PARTNER, revision=1, email="old@unit.example"))
