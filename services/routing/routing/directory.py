@@ -54,7 +54,13 @@ class SessionDirectory:
         self.session = session
 
     def get(self, code: str) -> Unit | None:
-        return self.session.get(Unit, code)
+        unit = self.session.get(Unit, code)
+        if unit is not None:
+            # Held for the session's life: its identity map holds objects weakly, so a
+            # unit only checked (the chosen unit is active) was let go and read again by
+            # the next lookup of the same transaction (routing a case read its unit twice).
+            self.session.info.setdefault("directory_units", {})[code] = unit
+        return unit
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ mode (``ce-*`` headers, JSON body), readable with the official SDK, plus:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import logging
@@ -22,7 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from eventbus import names
 from eventbus.consumer import backoff
@@ -52,12 +53,21 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + digest.hexdigest()
 
 
+@functools.cache
+def _registered_statement():
+    """Return whether a unit (``unit``) registered a webhook: a key, without loading the row."""
+    # Built once, and not ``session.get``: most units have no webhook, and a missing row
+    # is not remembered by the identity map, so every partner copy asked again through
+    # the ORM's loading.
+    return select(models.Webhook.unit).where(models.Webhook.unit == bindparam("unit"))
+
+
 def enqueue(session, event: OutgoingEvent, now: dt.datetime) -> None:
     """Queue a partner copy for the webhook of its unit, if the unit registered one."""
     if event.exchange != names.PARTNERS_EXCHANGE:
         return
     unit = event.routing_key.split(".", 1)[0]
-    if session.get(models.Webhook, unit) is None:
+    if session.execute(_registered_statement(), {"unit": unit}).first() is None:
         return
     session.add(
         models.WebhookDelivery(
