@@ -20,16 +20,24 @@ from supervision import models
 ORGANISATION_DEPARTMENT = "city-org"
 
 
+def _directory(session: Session) -> areas.Directory:
+    """Return the directory copy, read once per session (a request asks for its
+    jurisdiction and a unit's subtree: one read serves both)."""
+    if "directory" not in session.info:
+        session.info["directory"] = areas.read_directory(session, models.Unit)
+    return session.info["directory"]
+
+
 def subtree(session: Session, unit: str) -> set[str]:
     """Return the unit and every unit below it in the directory."""
-    return areas.subtree(areas.read_directory(session, models.Unit), unit)
+    return areas.subtree(_directory(session), unit)
 
 
 def jurisdiction(session: Session, principal: Principal) -> set[str] | None:
     """Return the units whose cases the caller supervises; None means every unit."""
     if principal.has("admin"):
         return None
-    return areas.governed_units(areas.read_directory(session, models.Unit), principal.unit)
+    return areas.governed_units(_directory(session), principal.unit)
 
 
 def in_units(units: set[str]):

@@ -7,7 +7,7 @@ import json
 import uuid
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from supervision_samples import (
     ADMIN,
     CST,
@@ -135,6 +135,27 @@ def test_the_board_filters_by_unit_category_and_step_and_pages(client, rt, direc
     assert numbers("step=warning") == 0
     page = client.get("/v1/board?page_size=2&page=2", headers=supervisor).json
     assert (page["total"], len(page["items"]), page["page"]) == (3, 1, 2)
+
+
+def test_a_supervisors_board_of_one_unit_reads_the_directory_once(client, rt, directory):
+    # The jurisdiction and the asked unit's subtree both come from the directory copy:
+    # one read of it serves the request.
+    route(rt, "lw-chaoyang")
+    reads = []
+
+    @event.listens_for(rt.engine, "before_cursor_execute")
+    def note(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM units" in statement:
+            reads.append(statement)
+
+    try:
+        response = client.get("/v1/board?unit=lw-chaoyang", headers=bearer("lw", "supervisor"))
+    finally:
+        event.remove(rt.engine, "before_cursor_execute", note)
+
+    assert response.status_code == 200, response.json
+    assert response.json["total"] == 1
+    assert len(reads) == 1, reads
 
 
 @pytest.mark.parametrize("roles", [["reception"], ["partner"], ["reception", "partner"]])
