@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import subprocess
 import threading
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import pika
+import sqlalchemy.event
 
 from eventbus.connection import DEFAULT_AMQP_URL, connect
 from eventbus.consumer import Consumer
@@ -90,6 +92,26 @@ def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:g} s: {what} (last answer {answer!r})")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def reads_of(engine, table: str) -> Iterator[list[str]]:
+    """Collect the SELECT statements that read ``table`` through ``engine`` in the block.
+
+    For tests that pin how often a path queries a table (a count, not a timing).
+    """
+    reads: list[str] = []
+    names_it = re.compile(rf"\b(FROM|JOIN)\s+{re.escape(table)}\b", re.IGNORECASE)
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and names_it.search(statement):
+            reads.append(statement)
+
+    sqlalchemy.event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield reads
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", note)
 
 
 @contextlib.contextmanager

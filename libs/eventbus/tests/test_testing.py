@@ -1,4 +1,4 @@
-"""The test helpers' own logic: waiting for what another thread or process does."""
+"""The test helpers' own logic: waiting for what another thread or process does, counting reads."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import itertools
 import threading
 
 import pytest
+import sqlalchemy
 
 from eventbus import testing
 
@@ -38,3 +39,22 @@ def test_a_consumer_that_cannot_start_fails_the_test_and_is_stopped():
     with pytest.raises(AssertionError, match="the consumer did not start"), never_ready:
         pass
     assert not [t for t in threading.enumerate() if t.name == "tests-consumer"]
+
+
+JOINED = "SELECT a.code FROM units_archive a JOIN units u ON 1=1"
+
+
+def test_reads_of_collects_the_selects_of_one_table_only(tmp_path):
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'reads.db'}")
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("CREATE TABLE units (code TEXT)"))
+        conn.execute(sqlalchemy.text("CREATE TABLE units_archive (code TEXT)"))
+    with testing.reads_of(engine, "units") as reads, engine.begin() as conn:
+        conn.execute(sqlalchemy.text("INSERT INTO units VALUES ('a')"))
+        conn.execute(sqlalchemy.text("SELECT code FROM units"))
+        conn.execute(sqlalchemy.text("SELECT code FROM units_archive"))
+        conn.execute(sqlalchemy.text(JOINED))
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT code FROM units"))  # after the block: not noted
+    assert reads == ["SELECT code FROM units", JOINED]
+    engine.dispose()

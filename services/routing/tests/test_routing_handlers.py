@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from eventbus import names
+from eventbus import names, testing
 from eventbus.envelope import PoisonMessage
 from routing import directory, models, rules
 from routing.directory import UnitRecord
@@ -165,17 +165,8 @@ def test_a_signed_over_case_is_assigned_and_announced(runtime, deliver, case_dat
 def test_routing_a_case_reads_its_unit_once(runtime, deliver, case_data, case_registered):
     # Checking the signed-over unit, taking it as the target and asking whether it reads
     # a queue are three lookups of one unit in one transaction: one query, not one each.
-    reads = []
-
-    @event.listens_for(runtime.engine, "before_cursor_execute")
-    def note(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("SELECT") and " units" in statement:
-            reads.append(statement)
-
-    try:
+    with testing.reads_of(runtime.engine, "units") as reads:
         deliver(case_registered(case_data()))
-    finally:
-        event.remove(runtime.engine, "before_cursor_execute", note)
 
     assert [a.unit for a in assignments(runtime)] == ["lw-guokeng"]
     assert len(reads) == 1, reads

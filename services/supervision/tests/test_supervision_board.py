@@ -7,7 +7,7 @@ import json
 import uuid
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from supervision_samples import (
     ADMIN,
     CST,
@@ -21,6 +21,7 @@ from supervision_samples import (
 )
 from test_supervision_ladder import DUE, ONE_MONTH, ROUTED, THREE_MONTHS, WARNING_AT
 
+from eventbus import testing
 from supervision import ladder, models, usecases
 
 
@@ -141,17 +142,8 @@ def test_a_supervisors_board_of_one_unit_reads_the_directory_once(client, rt, di
     # The jurisdiction and the asked unit's subtree both come from the directory copy:
     # one read of it serves the request.
     route(rt, "lw-chaoyang")
-    reads = []
-
-    @event.listens_for(rt.engine, "before_cursor_execute")
-    def note(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("SELECT") and "FROM units" in statement:
-            reads.append(statement)
-
-    try:
+    with testing.reads_of(rt.engine, "units") as reads:
         response = client.get("/v1/board?unit=lw-chaoyang", headers=bearer("lw", "supervisor"))
-    finally:
-        event.remove(rt.engine, "before_cursor_execute", note)
 
     assert response.status_code == 200, response.json
     assert response.json["total"] == 1
