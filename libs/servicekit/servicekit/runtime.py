@@ -6,10 +6,12 @@ so no engine or broker connection crosses a process boundary.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, MetaData, Table
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from eventbus.outbox import Outbox
 from eventbus.publisher import Publisher
@@ -30,6 +32,20 @@ class Runtime:
     def unit_of_work(self) -> UnitOfWork:
         """Return a new unit of work on this service's database."""
         return UnitOfWork(self.sessions, self.outbox, self.inbox_table)
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Session]:
+        """Open a session for a request that only reads; end its transaction with COMMIT.
+
+        psycopg forgets every statement it has prepared on a connection at each ROLLBACK,
+        the way a session ends a transaction it did not commit; a read's COMMIT changes
+        nothing and keeps them, so the queries a service answers again and again are
+        planned once per connection instead of at every request. Whatever raises in the
+        block still ends in ROLLBACK.
+        """
+        with self.sessions() as session:
+            yield session
+            session.commit()
 
     def close(self) -> None:
         """Write the outbox's pending sent marks, close this thread's broker connection and
