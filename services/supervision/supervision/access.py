@@ -9,7 +9,8 @@ Reception desks follow the cases they received, partners those they must resolve
 from __future__ import annotations
 
 from flask_smorest import abort
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, any_, bindparam, or_
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from servicekit import jurisdiction as areas
@@ -40,12 +41,27 @@ def jurisdiction(session: Session, principal: Principal) -> set[str] | None:
     return areas.governed_units(_directory(session), principal.unit)
 
 
-def in_units(units: set[str]):
+def one_of(session: Session, column, units: set[str]):
+    """Return the SQL condition that ``column`` holds one of ``units``.
+
+    On PostgreSQL one array parameter (``= ANY``), not a parameter per unit: the
+    statement's text is then the same whatever the jurisdiction, so psycopg prepares it
+    once per connection and the planner is not asked again on every request (at
+    1,000,000 cases, planning the board's two queries took 3 ms, running them 5 ms).
+    SQLite: an IN list.
+    """
+    values = sorted(units)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
+def in_units(session: Session, units: set[str]):
     """Return the SQL condition of a case the given units are responsible for (or received)."""
     case = models.SupervisedCase
     return or_(
-        case.responsible_unit.in_(units),
-        and_(case.responsible_unit.is_(None), case.receiving_unit.in_(units)),
+        one_of(session, case.responsible_unit, units),
+        and_(case.responsible_unit.is_(None), one_of(session, case.receiving_unit, units)),
     )
 
 

@@ -96,7 +96,7 @@ class Agenda(MethodView):
             ]
             units = access.jurisdiction(session, current_principal())
             if units is not None:
-                conditions.append(access.in_units(units))
+                conditions.append(access.in_units(session, units))
             rows = session.execute(
                 select(case, escalation.label("level"))
                 .where(*conditions)

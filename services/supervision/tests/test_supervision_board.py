@@ -7,7 +7,7 @@ import json
 import uuid
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from supervision_samples import (
     ADMIN,
     CST,
@@ -23,6 +23,7 @@ from test_supervision_ladder import DUE, ONE_MONTH, ROUTED, THREE_MONTHS, WARNIN
 
 from eventbus import testing
 from supervision import ladder, models, usecases
+from supervision.schemas import BoardCaseOut
 
 
 def route(rt, unit: str, *, due=DUE, received_at=None, category="demolition_compensation"):
@@ -88,6 +89,14 @@ def test_the_board_lists_a_jurisdiction_furthest_step_first_then_oldest(client, 
     ]
     assert body["total"] == 4
     assert elsewhere not in {c["case_number"] for c in body["items"]}
+    # A row carries every field the board shows, with the values the case's own view has.
+    first = body["items"][0]
+    assert set(first) == set(BoardCaseOut().fields)
+    detail = client.get(f"/v1/cases/{listed}", headers=ADMIN).json
+    shared = sorted(first.keys() & detail.keys())
+    assert len(shared) == 8, shared
+    assert [first[k] for k in shared] == [detail[k] for k in shared]
+    assert (first["ladder_position"], first["major_supervisor"]) == (3, None)
 
     # The admin sees every unit; a township's supervisor only its own.
     assert client.get("/v1/board", headers=ADMIN).json["total"] == 5
@@ -148,6 +157,43 @@ def test_a_supervisors_board_of_one_unit_reads_the_directory_once(client, rt, di
     assert response.status_code == 200, response.json
     assert response.json["total"] == 1
     assert len(reads) == 1, reads
+
+
+def test_the_board_asks_the_same_statements_of_any_jurisdiction(client, rt, directory, db_backend):
+    # PostgreSQL then plans them once per connection (psycopg prepares a statement it sees
+    # often, and keeps it while requests end in COMMIT), not at every request.
+    route(rt, "lw-buwen")
+    route(rt, "xc")
+    asked: dict[str, list[str]] = {}
+    ended: list[str] = []
+
+    def on_statement(_conn, _cursor, statement, *_):
+        asked.setdefault(unit, []).append(statement)
+
+    def on_commit(_conn):
+        ended.append("commit")
+
+    def on_rollback(_conn):
+        ended.append("rollback")
+
+    listeners = [
+        ("before_cursor_execute", on_statement),
+        ("commit", on_commit),
+        ("rollback", on_rollback),
+    ]
+    for name, listener in listeners:
+        event.listen(rt.engine, name, listener)
+    try:
+        for unit in ("lw", "xc"):  # three units, one unit
+            response = client.get("/v1/board", headers=bearer(unit, "supervisor"))
+            assert response.status_code == 200, response.json
+    finally:
+        for name, listener in listeners:
+            event.remove(rt.engine, name, listener)
+
+    assert ended == ["commit", "commit"]
+    if db_backend == "postgresql":  # SQLite has no arrays: an IN list as long as the units
+        assert asked["lw"] == asked["xc"]
 
 
 @pytest.mark.parametrize("roles", [["reception"], ["partner"], ["reception", "partner"]])

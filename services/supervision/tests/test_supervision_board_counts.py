@@ -25,7 +25,7 @@ from supervision_samples import (
 from test_supervision_board import route
 from test_supervision_ladder import DUE, THREE_MONTHS
 
-from supervision import access, board_counts, ladder, models
+from supervision import board_counts, ladder, models
 
 UNITS = [None, set(), {"lw-buwen"}, {"lw-buwen", "lw-chaoyang"}, {"xc"}, {"city-org"}]
 CATEGORIES = [None, "demolition_compensation", "land_acquisition"]
@@ -36,7 +36,9 @@ def counted(session, units, category) -> list[tuple]:
     case = models.SupervisedCase
     conditions = [case.status.in_(models.UNRESOLVED)]
     if units is not None:
-        conditions.append(access.in_units(units))
+        # Spelled out, not access.in_units: the oracle shares no code with the board.
+        owner = func.coalesce(case.responsible_unit, case.receiving_unit)
+        conditions.append(owner.in_(sorted(units)))
     if category is not None:
         conditions.append(case.category == category)
     rows = session.execute(
