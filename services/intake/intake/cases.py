@@ -46,7 +46,7 @@ class Cases(MethodView):
         if query.get("to"):
             conditions.append(models.Case.received_at < query["to"])
         page, size = query["page"], query["page_size"]
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             units = visible_units(session, current_principal())
             if units is not None:
                 conditions.append(models.Case.unit.in_(sorted(units)))
@@ -77,7 +77,7 @@ class CaseByRef(MethodView):
         """Read a case by case number (e.g. ``city-org-20261215-0001``) or case id."""
         if len(ref) > 90 or has_control(ref):
             abort(404, message="no such case")
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             case = session.scalars(
                 select(models.Case).where(
                     or_(models.Case.id == ref, models.Case.case_number == ref)

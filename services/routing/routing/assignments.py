@@ -54,7 +54,7 @@ class Assignments(MethodView):
         if "case_number" in args:
             query = query.where(models.Assignment.case_number == args["case_number"])
         query = query.order_by(models.Assignment.routed_at.desc(), models.Assignment.id)
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             query = visible_assignments(session, current_principal(), query)
             return paginate(session, query, page=args["page"], page_size=args["page_size"])
 
@@ -67,7 +67,7 @@ class AssignmentById(MethodView):
     def get(self, assignment_id: str):
         """Read one assignment."""
         _check_id(assignment_id)
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             assignment = session.get(models.Assignment, assignment_id)
             if assignment is None:
                 abort(404, message="no such assignment")

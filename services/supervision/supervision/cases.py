@@ -72,7 +72,7 @@ class CaseByRef(MethodView):
     @blp.alt_response(404, description="No such case, or not one of your unit's.")
     def get(self, _query, ref: str):
         """Read a supervised case by case number (``city-org-20261215-0001``) or case id."""
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             return _readable_case(session, ref)
 
 
@@ -85,7 +85,7 @@ class CaseTimeline(MethodView):
     @blp.alt_response(404, description="No such case, or not one of your unit's.")
     def get(self, _query, ref: str):
         """Read a case's timeline: every event applied to it, in the order they happened."""
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             case = _readable_case(session, ref)
             entry = models.TimelineEntry
             entries = session.scalars(

@@ -277,7 +277,7 @@ class Stats(MethodView):
         principal = current_principal()
         start = dt.datetime.combine(query["from_"], dt.time(), tzinfo=_CST)
         end = dt.datetime.combine(query["to"] + dt.timedelta(days=1), dt.time(), tzinfo=_CST)
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             if principal.has("admin", "supervisor"):
                 units = access.jurisdiction(session, principal)
             else:
