@@ -398,6 +398,19 @@ def timed(client, requests: int, make) -> dict:
     return {"p50_ms": percentile(times, 50), "p99_ms": percentile(times, 99), "n": requests}
 
 
+def _timed_select_one(runtime, requests: int) -> dict:
+    """Time ``SELECT 1`` in a read's session of its own: the database's round trips."""
+    from sqlalchemy import text
+
+    times = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        with runtime.reading() as session:
+            session.execute(text("SELECT 1")).one()
+        times.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": percentile(times, 50), "p99_ms": percentile(times, 99), "n": requests}
+
+
 def statistics(url: str, amqp_url: str, repeats: int) -> list[dict]:
     """Time a year's statistics by each grouping, as an admin reads them."""
     app = _app("supervision", url, amqp_url)
@@ -458,6 +471,18 @@ def queries(urls: dict[str, str], amqp_url: str, units, requests: int) -> list[d
 
     intake = _app("intake", urls["intake"], amqp_url)
     with intake.test_client() as client:
+        # Floors in the same run: what any query here costs before its own work, so that
+        # figures from a slower moment of the machine can be told apart from slower code.
+        record(
+            "floor",
+            "GET /healthz (the Flask app and test client; no token, no database)",
+            timed(client, requests, lambda n: ("/healthz", {})),
+        )
+        record(
+            "floor",
+            "SELECT 1 in a transaction of its own (the app's engine)",
+            _timed_select_one(intake.extensions["runtime"], requests),
+        )
         record(
             "intake",
             "case list, admin, page 1",
