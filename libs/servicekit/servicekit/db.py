@@ -6,9 +6,10 @@ import os
 import time
 from pathlib import Path
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, any_, bindparam, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.orm import Session
 
 
 def var_dir() -> Path:
@@ -125,3 +126,18 @@ def service_metadata() -> MetaData:
     metadata = MetaData(naming_convention=dict(NAMING_CONVENTION))
     add_event_tables(metadata)
     return metadata
+
+
+def one_of(session: Session, column, values):
+    """Return the SQL condition that ``column`` holds one of ``values``.
+
+    On PostgreSQL one array parameter (``= ANY``), not a parameter per value: the
+    statement's text is then the same however many values there are (a jurisdiction's
+    units), so psycopg prepares it once per connection and the planner is not asked again
+    on every request (at 1,000,000 cases, planning the board's two queries took 3 ms,
+    running them 5 ms). SQLite: an IN list.
+    """
+    values = sorted(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)

@@ -18,7 +18,8 @@ from __future__ import annotations
 from sqlalchemy import func, select, text, union_all
 from sqlalchemy.orm import Session
 
-from supervision import access, models
+from servicekit.db import one_of
+from supervision import models
 
 # What the triggers store for a case with no category or no step yet (a key has no NULL).
 NONE = ""
@@ -35,7 +36,7 @@ def levels(
     def narrowed(table, amount):
         query = select(table.ladder_position, table.ladder_step, amount.label("n"))
         if units is not None:
-            query = query.where(access.one_of(session, table.owner_unit, units))
+            query = query.where(one_of(session, table.owner_unit, units))
         if category is not None:
             query = query.where(table.category == category)
         return query
