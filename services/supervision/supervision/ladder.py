@@ -22,9 +22,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, tuple_, update
 from sqlalchemy import case as sa_case
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from eventbus import envelope
 from servicekit.runtime import Runtime
@@ -155,8 +155,15 @@ def claim_statement(dialect: str, as_of: dt.datetime, batch: int):
     On PostgreSQL it locks what it returns and skips rows another sweep holds; it locks the
     case too, so a handler moving the clock waits for this sweep, and this sweep skips a
     case a handler holds.
+
+    A timer is taken only if no earlier timer of its case is left: a case's steps go out in
+    the ladder's order however sweeps interleave. Skipping locked rows alone would not
+    ensure it: a sweep that locks a timer and then finds its case held skips the row but
+    keeps the timer's lock to its commit, so the sweep holding the case would skip that
+    step and fire the next one first.
     """
     timer, case = models.ClockTimer, models.SupervisedCase
+    earlier = aliased(timer)
     stmt = (
         select(
             timer.case_id,
@@ -170,7 +177,10 @@ def claim_statement(dialect: str, as_of: dt.datetime, batch: int):
             case.status,
         )
         .join(case, case.case_id == timer.case_id)
-        .where(timer.fire_at <= as_of)
+        .where(
+            timer.fire_at <= as_of,
+            ~exists().where(earlier.case_id == timer.case_id, earlier.fire_at < timer.fire_at),
+        )
         .order_by(timer.fire_at)
         .limit(batch)
     )

@@ -214,6 +214,45 @@ def test_two_sweep_processes_at_the_same_time_fire_each_step_once(ladder_runtime
     }
 
 
+def test_a_step_held_by_another_sweep_holds_back_the_steps_after_it(ladder_runtime):
+    """A case's steps go out in the ladder's order, whichever rows other sweeps hold.
+
+    A sweep that locks a timer and then finds its case held skips the row but keeps the
+    timer's lock until it commits; the sweep holding the case must then wait for that
+    step, not fire the next ones before it.
+    """
+    if ladder_runtime.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no row locks: one sweep writes at a time")
+    held, _, _ = routed_case(ladder_runtime)
+    free, _, _ = routed_case(ladder_runtime)
+    timer = models.ClockTimer
+    with ladder_runtime.engine.connect() as other_sweep:
+        other_sweep.execute(
+            select(timer.case_id)
+            .where(timer.case_id == held, timer.step == "overdue")
+            .with_for_update()
+        ).one()
+
+        result = ladder.sweep(ladder_runtime, THREE_MONTHS, batch=3)
+
+        assert steps_of(ladder_runtime, held) == ["warning"]
+        assert steps_of(ladder_runtime, free) == [
+            "warning",
+            "overdue",
+            "unit-leader",
+            "city-leader",
+        ]
+        assert result.total == 5
+        other_sweep.rollback()
+
+    assert ladder.sweep(ladder_runtime, THREE_MONTHS).fired == {
+        "overdue": 1,
+        "unit-leader": 1,
+        "city-leader": 1,
+    }
+    assert steps_of(ladder_runtime, held) == ["warning", "overdue", "unit-leader", "city-leader"]
+
+
 def test_a_firing_already_recorded_is_not_emitted_again(ladder_runtime):
     """The unique (case, step, generation) row refuses a step even if its timer came back."""
     case_id, _, _ = routed_case(ladder_runtime)
