@@ -3,8 +3,9 @@
 Each handler runs inside the consumer's unit of work (which commits and writes the
 inbox row). Handlers are idempotent on their own too: the timeline entry keyed by
 the event id is written first, and an event already on the timeline changes nothing.
-Rows are created with INSERT .. ON CONFLICT DO NOTHING and then locked, so two
-consumers applying two events of one new case neither fail nor overwrite each other.
+Cases are created with INSERT .. ON CONFLICT DO NOTHING and otherwise locked as they
+stand, so two consumers applying two events of one new case neither fail nor overwrite
+each other.
 """
 
 from __future__ import annotations
@@ -57,9 +58,14 @@ def _timeline_statement(dialect: str):
 
 @functools.cache
 def _bare_case_statement(dialect: str):
-    return insert_for(dialect)(models.SupervisedCase.__table__).on_conflict_do_nothing(
-        index_elements=["case_id"]
+    # A Core INSERT whose RETURNING rows the ORM loads as the new case object.
+    table = models.SupervisedCase.__table__
+    inserted = (
+        insert_for(dialect)(table)
+        .on_conflict_do_nothing(index_elements=["case_id"])
+        .returning(*table.c)
     )
+    return select(models.SupervisedCase).from_statement(inserted)
 
 
 @functools.cache
@@ -112,10 +118,26 @@ def record_on_timeline(
 
 
 def case_for_update(
-    session: Session, case_id: str, case_number: str, receiving_unit: str
+    session: Session,
+    case_id: str,
+    case_number: str,
+    receiving_unit: str,
+    *,
+    first_event: bool = False,
 ) -> models.SupervisedCase:
-    """Return the supervised case, created bare if this is its first event, locked for update."""
-    session.execute(
+    """Return the supervised case, created bare if this is its first event, locked for update.
+
+    Tried in the order the event makes likely, so the usual case costs one statement: the
+    case's registration (``first_event``) inserts first and has the new row back; a later
+    event locks the row it expects to find. The other outcome costs one or two more (a
+    concurrent insert of the same case waits on PostgreSQL for the other's commit, then
+    inserts nothing, and the row is locked as it stands).
+    """
+    if not first_event:
+        case = session.scalars(_case_for_update_statement(), {"case_id": case_id}).one_or_none()
+        if case is not None:
+            return case
+    created = session.scalars(
         _bare_case_statement(session.get_bind().dialect.name),
         {
             "case_id": case_id,
@@ -125,7 +147,9 @@ def case_for_update(
             "registered": False,
             "updated_at": now(),
         },
-    )
+    ).one_or_none()
+    if created is not None:
+        return created  # this transaction wrote it: no one else holds or sees it yet
     return session.scalars(_case_for_update_statement(), {"case_id": case_id}).one()
 
 
@@ -156,7 +180,9 @@ def on_case_registered(uow: UnitOfWork, event: ReceivedEvent) -> None:
         summary=summary,
     ):
         return
-    case = case_for_update(uow.session, data["case_id"], data["case_number"], data["unit"])
+    case = case_for_update(
+        uow.session, data["case_id"], data["case_number"], data["unit"], first_event=True
+    )
     case.record_registration(data)
     case.updated_at = now()
 

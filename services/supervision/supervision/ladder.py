@@ -116,7 +116,8 @@ def stop_clock(session: Session, case: models.SupervisedCase) -> None:
 
 def restart_clock(session: Session, case: models.SupervisedCase) -> None:
     """Start the case's clock afresh at its due date: a new generation with its own timers."""
-    stop_clock(session, case)
+    if case.clock_generation:
+        stop_clock(session, case)  # timers are only written here: generation 0 has none
     case.clock_generation = (case.clock_generation or 0) + 1
     case.ladder_position = 0
     case.ladder_step = None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
+import re
 import uuid
 
 import pytest
+import sqlalchemy
 from sqlalchemy import func, select
 from supervision_samples import (
     FOLLOWED_UP_AT,
@@ -302,6 +305,55 @@ def test_routed_before_registered_equals_registered_before_routed(runtime):
     in_order = run([0, 1])
     assert in_order[0]["status"] == "routed"
     assert run([1, 0]) == in_order
+
+
+# Where each kind of statement names the table it works on.
+TARGET = {
+    "SELECT": re.compile(r"\bFROM\s+(\w+)"),
+    "INSERT": re.compile(r"^INSERT INTO\s+(\w+)"),
+    "UPDATE": re.compile(r"^UPDATE\s+(\w+)"),
+    "DELETE": re.compile(r"^DELETE FROM\s+(\w+)"),
+}
+
+
+@contextlib.contextmanager
+def statements_on(engine, *tables: str):
+    """Collect (kind, table) of the statements run on ``tables`` in the block, in order."""
+    seen: list[tuple[str, str]] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        statement = statement.strip()
+        kind = statement.split(None, 1)[0].upper()
+        found = TARGET[kind].search(statement) if kind in TARGET else None
+        if found and found.group(1) in tables:
+            seen.append((kind, found.group(1)))
+
+    sqlalchemy.event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", note)
+
+
+def test_the_usual_order_finds_or_creates_each_case_with_one_statement(runtime):
+    """Registration inserts the case and has it back; routing locks the case it expects.
+
+    A first routing also starts a clock that has no timers yet to delete.
+    """
+    case_id, number = new_case()
+
+    with statements_on(runtime.engine, "supervised_cases", "clock_timers") as registering:
+        consume(runtime, case_registered(case_id, number))
+    with statements_on(runtime.engine, "supervised_cases", "clock_timers") as routing:
+        consume(runtime, case_routed(case_id, number, assignment_id="assignment-1"))
+
+    assert registering == [("INSERT", "supervised_cases"), ("UPDATE", "supervised_cases")]
+    assert routing == [
+        ("SELECT", "supervised_cases"),
+        ("INSERT", "clock_timers"),
+        ("UPDATE", "supervised_cases"),
+    ]
+    assert case_row(runtime, case_id)["status"] == "routed"
 
 
 @pytest.mark.parametrize("order", [[0, 1], [1, 0]], ids=["in-order", "routed-first"])
