@@ -42,7 +42,7 @@ from eventbus import envelope
 from eventbus.unit_of_work import UnitOfWork
 from notify import models, templates
 from notify.channels import Artifact, Channel, Outgoing, PermanentFailure, TemporaryFailure
-from notify.recipients import recipient_of
+from notify.recipients import visitor_in_clear
 from servicekit.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -130,9 +130,15 @@ def quiet_until(
 # row claimed cost more than the statements themselves.
 @functools.cache
 def _due_statement():
-    """Return the claim of rows due (``now``) or lost by their worker (``stale``), oldest first."""
+    """Return the claim of rows due (``now``) or lost by their worker (``stale``), oldest first.
+
+    Each row comes with what rendering it reads (the name of the unit it is about, the
+    visitor's contact, the stored edit of its template, each NULL where there is none),
+    so that a claim and its rendering take one read, not four. The rows are chosen and
+    locked first, in a subquery, so that only they are joined, however many are due.
+    """
     n = models.Notification.__table__
-    return (
+    due = (
         select(n)
         .where(
             or_(
@@ -146,6 +152,41 @@ def _due_statement():
         .order_by(n.c.created_at, n.c.id)
         .limit(bindparam("limit"))
         .with_for_update(skip_locked=True)
+        .subquery("due")
+    )
+    units = models.UnitContact.__table__
+    link, contact = models.ContactCase.__table__, models.VisitorContact.__table__
+    stored = models.Template.__table__
+    return (
+        select(
+            due,
+            units.c.name.label("unit_name"),
+            contact.c.visit_id.label("contact_visit_id"),
+            contact.c.name_enc,
+            contact.c.phone_enc,
+            contact.c.address_enc,
+            contact.c.language.label("contact_language"),
+            stored.c.kind.label("stored_kind"),
+            stored.c.subject.label("stored_subject"),
+            stored.c.body.label("stored_body"),
+        )
+        .select_from(
+            due.outerjoin(units, units.c.code == due.c.payload["unit"].as_string())
+            .outerjoin(
+                link,
+                and_(link.c.case_id == due.c.case_id, due.c.recipient_kind == models.VISITOR),
+            )
+            .outerjoin(contact, contact.c.visit_id == link.c.visit_id)
+            .outerjoin(
+                stored,
+                and_(
+                    stored.c.kind == due.c.kind,
+                    stored.c.channel == due.c.channel,
+                    stored.c.language == due.c.language,
+                ),
+            )
+        )
+        .order_by(due.c.created_at, due.c.id)
     )
 
 
@@ -212,13 +253,6 @@ def _delivered_statement():
         )
         .returning(n.c.id, n.c.case_id, n.c.case_number, n.c.kind, n.c.channel, n.c.recipient_kind)
     )
-
-
-@functools.cache
-def _unit_name_statement():
-    """Return the name of the unit (``code``) a notification is about, as a plain column."""
-    units = models.UnitContact.__table__
-    return select(units.c.name).where(units.c.code == bindparam("code"))
 
 
 # The channel the notifications table's trigger (migration a3f1c0d9e2b4) notifies on
@@ -509,14 +543,16 @@ class Worker:
             return Claimed(row.id, claim, error=f"unexpected {type(exc).__name__}", temporary=True)
 
     def prepare(self, session: Session, row: Row) -> Outgoing:
-        """Render the notification for its recipient, with the address in clear (memory only)."""
-        unit_name = session.execute(
-            _unit_name_statement(), {"code": (row.payload or {}).get("unit", "")}
-        ).scalar()
+        """Render the notification for its recipient, with the address in clear (memory only).
+
+        ``row`` is a row of the claim, with the unit's name, the visitor's contact and the
+        stored template beside the notification's columns.
+        """
+        unit_name = row.unit_name
         if row.recipient_kind == models.VISITOR:
-            recipient = recipient_of(session, row)
-            if recipient is None:
+            if row.contact_visit_id is None:
                 raise PermanentFailure("the visitor's contact is gone")
+            recipient = visitor_in_clear(row, row.contact_language)
             address = recipient.phone if row.channel == models.SMS else None
             recipient_name = recipient.name
         else:
@@ -529,7 +565,12 @@ class Worker:
         context.update(row.payload or {})
         context["unit_name"] = unit_name or context.get("unit")
         context["recipient_name"] = recipient_name or ""
-        source = templates.source(session, row.kind, row.channel, row.language)
+        stored = (
+            templates.Source(row.stored_subject, row.stored_body)
+            if row.stored_kind is not None
+            else None
+        )
+        source = templates.in_force(stored, row.kind, row.channel, row.language)
         try:
             rendered = templates.render(source, row.channel, context)
         except Exception as exc:  # noqa: BLE001 - a template error is the template's fault

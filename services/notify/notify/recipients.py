@@ -48,12 +48,17 @@ def recipient_of(session: Session, notification: models.Notification | Row) -> R
     contact = session.execute(visitor_contact_columns(), {"case_id": notification.case_id}).first()
     if contact is None:
         return None
+    return visitor_in_clear(contact, contact.language)
+
+
+def visitor_in_clear(contact: Any, language: str) -> Recipient:
+    """Return the visitor of a contact's encrypted columns (a row having them), decrypted."""
     return Recipient(
         kind=models.VISITOR,
         name=pii.decrypt(contact.name_enc),
         phone=pii.decrypt(contact.phone_enc),
         address=pii.decrypt(contact.address_enc),
-        language=contact.language,
+        language=language,
     )
 
 

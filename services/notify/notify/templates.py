@@ -150,9 +150,17 @@ def source(session: Session, kind: str, channel: str, language: str) -> Source:
     stored = session.execute(
         _stored_statement(), {"kind": kind, "channel": channel, "language": language}
     ).first()
-    if stored is not None:
-        return Source(stored.subject, stored.body)
-    return default(kind, channel, language)
+    return in_force(
+        Source(stored.subject, stored.body) if stored is not None else None,
+        kind,
+        channel,
+        language,
+    )
+
+
+def in_force(stored: Source | None, kind: str, channel: str, language: str) -> Source:
+    """Return the stored edit of a template if there is one, else the default."""
+    return stored if stored is not None else default(kind, channel, language)
 
 
 @functools.cache

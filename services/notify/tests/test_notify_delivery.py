@@ -11,6 +11,7 @@ import time
 from collections import Counter
 
 import pytest
+import sqlalchemy
 from notify_sample_events import (
     LEADER_EMAIL,
     PHONE,
@@ -101,6 +102,33 @@ def test_every_channel_reaches_its_real_server(
     assert {r.json()["kind"] for r in partner_hook.requests} == {"assignment", "warning"}
     # Each delivery is announced once.
     assert outbox_types(runtime)["notification.delivered"] == 10
+
+
+def test_a_claim_reads_its_rows_and_what_renders_them_in_one_statement(
+    deliver, make_worker, runtime
+):
+    """The unit's name, the visitor's contact and the template come with the claimed rows."""
+    deliver(unit_changed("lw-guokeng", name="郭坑镇人民政府"))
+    visit = Visit()
+    deliver(visit.case_registered())
+    deliver(visit.contact_recorded())
+    deliver(case_routed(visit, "lw-guokeng"))
+    reads = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            reads.append(statement)
+
+    sqlalchemy.event.listen(runtime.engine, "before_cursor_execute", note)
+    try:
+        claimed = make_worker().claim(limit=2)
+    finally:
+        sqlalchemy.event.remove(runtime.engine, "before_cursor_execute", note)
+
+    assert len(reads) == 1, reads
+    messages = [item.message for item in claimed]
+    assert [m.address for m in messages] == [PHONE, PHONE]
+    assert any("已交由郭坑镇人民政府办理" in m.body for m in messages)
 
 
 def test_the_routing_notice_names_the_unit_as_the_directory_names_it(deliver, make_worker, gateway):
