@@ -31,6 +31,8 @@ class Received:
     body: bytes
     status: int
     signature_ok: bool | None = None
+    # As the request line names it: a path, or the absolute URL a proxy is asked for.
+    target: str = ""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -60,7 +62,7 @@ class HttpReceiver:
             def do_POST(self):  # noqa: N802 - http.server's name
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
-                status = receiver._answer(dict(self.headers), body)
+                status = receiver._answer(dict(self.headers), body, self.path)
                 try:
                     self.send_response(status)
                     self.send_header("Content-Length", "0")
@@ -76,14 +78,14 @@ class HttpReceiver:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
-    def _answer(self, headers: dict[str, str], body: bytes) -> int:
+    def _answer(self, headers: dict[str, str], body: bytes, target: str = "") -> int:
         with self._lock:
             key = headers.get("Idempotency-Key")
             if key and key in self.accepted:
                 status = 200
             else:
                 status = self.script.pop(0) if self.script else self.default
-            received = Received(headers, body, status, self._verify(headers, body))
+            received = Received(headers, body, status, self._verify(headers, body), target)
             self.requests.append(received)
             if status < 300 and key and key not in self.accepted:
                 self.accepted[key] = received

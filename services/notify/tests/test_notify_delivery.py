@@ -22,13 +22,14 @@ from notify_sample_events import (
     supervision_event,
     unit_changed,
 )
-from notify_test_servers import PARTNER
+from notify_test_servers import PARTNER, HttpReceiver
 from pypdf import PdfReader
 from sqlalchemy import select
 
 from notify import delivery, models
 from notify.channels import SmsGateway, Webhook
 from notify.delivery import UNKNOWN_OUTCOME, Settings, Worker
+from servicekit.localsystem import free_port
 
 
 def whole_story(visit: Visit, unit: str):
@@ -288,6 +289,74 @@ def test_a_gateway_4xx_is_permanent(deliver, runtime, make_worker, gateway, stat
     assert receipt.status == models.FAILED
     assert receipt.attempts == 1
     assert len(gateway.requests) == 1
+
+
+def sms_worker(runtime, clock, url: str, timeout: float = 5) -> Worker:
+    """Return a worker whose SMS go to ``url`` (made now: it reads the proxies now)."""
+    return Worker(runtime, {models.SMS: SmsGateway(url=url, timeout=timeout)}, clock=clock)
+
+
+def test_an_unreachable_gateway_is_tried_again_later(deliver, runtime, clock):
+    visit = Visit()
+    deliver(visit.case_registered())
+    deliver(visit.contact_recorded())
+
+    assert sms_worker(runtime, clock, f"http://127.0.0.1:{free_port()}/sms").drain() == 1
+
+    (receipt,) = rows(runtime, visit.case_ids[0])
+    assert receipt.status == models.PENDING
+    assert receipt.attempts == 1
+    assert receipt.last_error.startswith("SMS gateway unreachable")
+
+
+def test_a_gateway_that_does_not_answer_in_time_is_tried_again_later(deliver, runtime, clock):
+    visit = Visit()
+    deliver(visit.case_registered())
+    deliver(visit.contact_recorded())
+    # Listening, so the connection opens, but never answering.
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/sms"
+        assert sms_worker(runtime, clock, url, timeout=0.5).drain() == 1
+    finally:
+        silent.close()
+
+    (receipt,) = rows(runtime, visit.case_ids[0])
+    assert receipt.status == models.PENDING
+    assert receipt.last_error == "SMS gateway unreachable: ReadTimeoutError"
+
+
+@pytest.fixture
+def no_proxy_set(monkeypatch):
+    """Clear the proxy variables the machine may have, for a test to set its own."""
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_the_environments_proxy_carries_the_sms_unless_no_proxy_names_the_host(
+    deliver, runtime, clock, gateway, no_proxy_set
+):
+    proxy = HttpReceiver()
+    try:
+        no_proxy_set.setenv("http_proxy", proxy.url.rsplit("/", 1)[0])
+        first, second = Visit(), Visit()
+        for event in (first.case_registered(), first.contact_recorded()):
+            deliver(event)
+        assert sms_worker(runtime, clock, gateway.url).drain() == 1
+
+        no_proxy_set.setenv("no_proxy", "127.0.0.1")
+        for event in (second.case_registered(), second.contact_recorded()):
+            deliver(event)
+        assert sms_worker(runtime, clock, gateway.url).drain() == 1
+    finally:
+        proxy.close()
+
+    # Through the proxy, the request line names the gateway's whole URL.
+    assert [r.target for r in proxy.requests] == [gateway.url]
+    assert first.case_numbers[0] in proxy.requests[0].json()["text"]
+    assert [r.target for r in gateway.requests] == ["/messages"]
+    assert second.case_numbers[0] in gateway.requests[0].json()["text"]
 
 
 def test_smtp_4xx_is_retried_and_5xx_is_not(
