@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Table, bindparam, select
@@ -106,23 +107,20 @@ def on_contact_recorded(uow: UnitOfWork, event: ReceivedEvent) -> None:
     language = data["language"] if data["language"] in models.LANGUAGES else models.DEFAULT_LANGUAGE
     # An upsert, so a corrected contact replaces the first and a concurrent duplicate
     # waits for the other instead of failing.
-    _upsert(
-        session,
-        models.VisitorContact.__table__,
-        {
-            "visit_id": visit_id,
-            "unit": data["unit"],
-            "name_enc": pii.encrypt(visitor["name"]),
-            "phone_enc": pii.encrypt(visitor["phone"]),
-            "address_enc": pii.encrypt(visitor["address"]),
-            "language": language,
-            "recorded_at": models.now(),
-        },
-        key=["visit_id"],
-    )
+    written = {
+        "visit_id": visit_id,
+        "unit": data["unit"],
+        "name_enc": pii.encrypt(visitor["name"]),
+        "phone_enc": pii.encrypt(visitor["phone"]),
+        "address_enc": pii.encrypt(visitor["address"]),
+        "language": language,
+        "recorded_at": models.now(),
+    }
+    _upsert(session, models.VisitorContact.__table__, written, key=["visit_id"])
     for case in data["cases"]:
         _link_case(session, case["case_id"], visit_id)
-    contact = session.get(models.VisitorContact, visit_id, populate_existing=True)
+    # The row is what the upsert wrote, every column: addressed from that, not read back.
+    contact = SimpleNamespace(**written)
     waiting = session.scalars(_waiting_for_visitor_statement(), {"visit_id": visit_id}).all()
     for notification in waiting:
         notification.address_to(contact)

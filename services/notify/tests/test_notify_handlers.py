@@ -9,7 +9,7 @@ import pytest
 from notify_sample_events import ADDRESS, NAME, PHONE, Visit
 from sqlalchemy import func, select, text
 
-from eventbus import envelope
+from eventbus import envelope, testing
 from eventbus.envelope import PoisonMessage
 from notify import models
 from notify.recipients import recipient_of
@@ -120,6 +120,21 @@ def test_contact_addresses_every_case_of_its_visit_and_no_other(deliver, notific
 
     assert [n.status for c in visit.case_ids for n in notifications_of(c)] == ["pending"] * 2
     assert [n.status for n in notifications_of(other.case_ids[0])] == ["awaiting_contact"]
+
+
+def test_a_contact_addresses_what_waits_for_it_without_reading_itself_back(
+    deliver, runtime, notifications_of
+):
+    visit = Visit()
+    deliver(visit.case_registered())
+
+    english = visit.contact_data() | {"language": "en"}
+    with testing.reads_of(runtime.engine, "visitor_contacts") as reads:
+        deliver(visit.contact_recorded(data=english))
+
+    assert reads == []
+    (receipt,) = notifications_of(visit.case_ids[0])
+    assert (receipt.status, receipt.language) == ("pending", "en")
 
 
 def test_contact_without_phone_leaves_the_sms_unreachable_until_a_phone_arrives(
