@@ -115,6 +115,31 @@ def reads_of(engine, table: str) -> Iterator[list[str]]:
 
 
 @contextlib.contextmanager
+def transaction_endings(engine) -> Iterator[list[str]]:
+    """Collect how each transaction through ``engine`` ends in the block: "commit" or
+    "rollback", in order.
+
+    For tests that pin that a read ends in COMMIT (``Runtime.reading``): psycopg forgets
+    the statements it prepared at every ROLLBACK.
+    """
+    endings: list[str] = []
+
+    def on_commit(_conn) -> None:
+        endings.append("commit")
+
+    def on_rollback(_conn) -> None:
+        endings.append("rollback")
+
+    sqlalchemy.event.listen(engine, "commit", on_commit)
+    sqlalchemy.event.listen(engine, "rollback", on_rollback)
+    try:
+        yield endings
+    finally:
+        sqlalchemy.event.remove(engine, "commit", on_commit)
+        sqlalchemy.event.remove(engine, "rollback", on_rollback)
+
+
+@contextlib.contextmanager
 def running_consumer(*, timeout: float = 20.0, **settings) -> Iterator[Consumer]:
     """Run a :class:`Consumer` made with ``settings`` in a thread until the block ends.
 

@@ -58,3 +58,17 @@ def test_reads_of_collects_the_selects_of_one_table_only(tmp_path):
         conn.execute(sqlalchemy.text("SELECT code FROM units"))  # after the block: not noted
     assert reads == ["SELECT code FROM units", JOINED]
     engine.dispose()
+
+
+def test_transaction_endings_says_how_each_transaction_ended_in_the_block(tmp_path):
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'endings.db'}")
+    with testing.transaction_endings(engine) as endings:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+            conn.rollback()
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("SELECT 1"))  # after the block: not noted
+    assert endings == ["commit", "rollback"]
+    engine.dispose()

@@ -512,7 +512,7 @@ class Requests(MethodView):
                 conditions.append(models.Case.status.in_(models.UNANSWERED))
             elif wanted == {"closed"}:
                 conditions.append(models.Case.status.not_in(models.UNANSWERED))
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             cases = session.scalars(
                 select(models.Case)
                 .where(*conditions)
@@ -536,7 +536,7 @@ class RequestById(MethodView):
         unit = unit_of(query.get("api_key"))
         if len(ref) > 90 or has_control(ref):
             abort(404, message="service_request_id: no such request")
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             case = session.scalars(
                 select(models.Case).where(
                     or_(models.Case.case_number == ref, models.Case.id == ref),

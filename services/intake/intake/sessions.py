@@ -102,7 +102,7 @@ class Sessions(MethodView):
             }
             for opens, closes in reception.regular_windows(start, end)
         ]
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             ensure_can_read(session, principal, unit)
             extras = session.scalars(
                 select(models.ReceptionSession)

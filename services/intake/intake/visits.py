@@ -99,7 +99,7 @@ class VisitById(MethodView):
         except ValueError:
             abort(404, message="no such visit")
         runtime = current_app.extensions["runtime"]
-        with runtime.sessions() as session:
+        with runtime.reading() as session:
             visit = session.get(models.Visit, visit_id)
             if visit is None:
                 abort(404, message="no such visit")

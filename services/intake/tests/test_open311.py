@@ -14,6 +14,7 @@ import pytest
 from intake_samples import CST, case_closed, case_routed, consume, directory_events
 from sqlalchemy import select
 
+from eventbus import testing
 from intake import models
 from intake.catalogue import CATEGORIES
 
@@ -260,3 +261,21 @@ def test_a_retry_with_an_idempotency_key_creates_nothing_new(client):
 def test_json_answers_are_utf8(client):
     raw = client.get("/open311/v2/services.json").get_data()
     assert json.loads(raw.decode("utf-8"))[0]["service_name"] == "拆迁补偿"
+
+
+def test_the_reads_end_in_commit(client, bearer, runtime):
+    """So that psycopg keeps the statements it prepared (it forgets them at a ROLLBACK)."""
+    number = post(client).get_json()[0]["service_request_id"]
+    visit_id = client.get(f"/v1/cases/{number}", headers=bearer()).get_json()["visit_id"]
+    reads = [
+        (f"/open311/v2/requests.json?api_key={KEY}", {}),
+        (f"/open311/v2/requests/{number}.json?api_key={KEY}", {}),
+        (f"/v1/visits/{visit_id}", bearer()),
+        ("/v1/sessions", bearer()),
+    ]
+    with testing.transaction_endings(runtime.engine) as endings:
+        for path, headers in reads:
+            response = client.get(path, headers=headers)
+            assert response.status_code == 200, (path, response.get_json())
+
+    assert endings == ["commit"] * len(reads)

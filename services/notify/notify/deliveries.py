@@ -79,7 +79,7 @@ class Deliveries(MethodView):
         if args.get("case"):
             query = query.where(n.case_number == args["case"])
         query = query.offset(args["offset"]).limit(args["limit"])
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             found = session.scalars(visible(session, query, current_principal())).all()
             return [delivery_view(session, row) for row in found]
 
@@ -92,7 +92,7 @@ class DeliveryById(MethodView):
     @blp.alt_response(404, description="No such delivery for your unit.")
     def get(self, delivery_id: str):
         """Read one delivery."""
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             return delivery_view(session, _load(session, delivery_id))
 
 
@@ -128,7 +128,7 @@ class Retry(MethodView):
 
 
 def _letter(delivery_id: str) -> models.Letter:
-    with current_app.extensions["runtime"].sessions() as session:
+    with current_app.extensions["runtime"].reading() as session:
         notification = _load(session, delivery_id)
         letter = session.get(models.Letter, notification.id)
         if letter is None:

@@ -42,7 +42,7 @@ class Notifications(MethodView):
         another unit's case, as for an unknown one, the list is empty.
         """
         principal = current_principal()
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             query = (
                 select(models.Notification)
                 .where(models.Notification.case_number == args["case"])
@@ -68,7 +68,7 @@ class NotificationById(MethodView):
             uuid.UUID(notification_id)
         except ValueError:
             abort(404, message="no such notification")
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             notification = session.get(models.Notification, notification_id)
             if notification is None:
                 abort(404, message="no such notification")

@@ -107,7 +107,7 @@ class Rules(MethodView):
         )
         if args.get("event"):
             query = query.where(models.Rule.event == args["event"])
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             return session.scalars(query).all()
 
     @require("admin")

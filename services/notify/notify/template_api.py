@@ -92,7 +92,7 @@ class Templates(MethodView):
     @blp.alt_response(422, description="Bad query arguments, field by field.")
     def get(self, args):
         """List the templates in force (defaults and edits), optionally filtered."""
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             session.scalars(select(models.Template)).all()  # one query warms the identity map
             return [
                 _view(session, kind, channel, language)
@@ -117,7 +117,7 @@ class TemplateByKey(MethodView):
         (``edited: false``) where there is none or after a ``DELETE``.
         """
         _check_key(kind, channel, language)
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             return _view(session, kind, channel, language)
 
     @require("admin")

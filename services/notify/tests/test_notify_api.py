@@ -7,6 +7,7 @@ import uuid
 import pytest
 from notify_sample_events import NAME, PHONE, Visit, unit_changed
 
+from eventbus import testing
 from notify.app import create_app
 from servicekit.auth import mint
 
@@ -191,3 +192,25 @@ def test_a_supervisor_reads_its_jurisdiction_only(client, deliver):
         assert one.status_code == (200 if sees else 404), unit
         delivery = client.get(f"/v1/deliveries/{notification['id']}", headers=token)
         assert delivery.status_code == (200 if sees else 404), unit
+
+
+def test_the_reads_end_in_commit(client, app, registered):
+    """So that psycopg keeps the statements it prepared (it forgets them at a ROLLBACK)."""
+    case = registered.case_numbers[0]
+    desk, admin = bearer("city-org"), bearer("city-org", "admin")
+    (receipt,) = client.get(f"/v1/notifications?case={case}", headers=desk).get_json()
+    reads = [
+        (f"/v1/notifications?case={case}", desk),
+        (f"/v1/notifications/{receipt['id']}", desk),
+        ("/v1/deliveries", desk),
+        (f"/v1/deliveries/{receipt['id']}", desk),
+        ("/v1/rules", admin),
+        ("/v1/templates?kind=receipt", admin),
+        ("/v1/templates/receipt/sms/zh", admin),
+    ]
+    with testing.transaction_endings(app.extensions["runtime"].engine) as endings:
+        for path, headers in reads:
+            response = client.get(path, headers=headers)
+            assert response.status_code == 200, (path, response.get_json())
+
+    assert endings == ["commit"] * len(reads)

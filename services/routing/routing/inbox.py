@@ -68,7 +68,7 @@ class Inbox(MethodView):
             )
         query = query.order_by(models.Assignment.routed_at, models.Assignment.id)
         limit = args["limit"]
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             rows = list(session.scalars(query.limit(limit + 1)))
             more = len(rows) > limit
             rows = rows[:limit]

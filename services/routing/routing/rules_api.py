@@ -47,7 +47,7 @@ class Rules(MethodView):
         for name in ("category", "area", "unit"):
             if name in args:
                 query = query.where(getattr(models.Rule, name) == args[name])
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             return paginate(session, query, page=args["page"], page_size=args["page_size"])
 
     @require("admin")
@@ -90,7 +90,7 @@ class RuleById(MethodView):
     def get(self, rule_id: str):
         """Read one rule."""
         _check_id(rule_id)
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             rule = session.get(models.Rule, rule_id)
             if rule is None:
                 abort(404, message="no such rule")

@@ -74,7 +74,7 @@ class Units(MethodView):
         for name in FILTERS:
             if name in args:
                 query = query.where(getattr(models.Unit, name) == args[name])
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             return paginate(session, query, page=args["page"], page_size=args["page_size"])
 
     @require("admin")
@@ -121,7 +121,7 @@ class UnitByCode(MethodView):
         """Read one unit by its code, e.g. ``lw-buwen``."""
         if len(code) > 64:
             abort(404, message="no such unit")
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             unit = session.get(models.Unit, code)
             if unit is None:
                 abort(404, message="no such unit")
@@ -190,7 +190,7 @@ class UnitWebhook(MethodView):
     def get(self, code: str):
         """Read the unit's webhook (never its secret)."""
         _ensure_own_or_admin(code)
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             hook = session.get(models.Webhook, code) if len(code) <= 64 else None
             if hook is None:
                 abort(404, message="no webhook for this unit")

@@ -8,6 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
+from eventbus import testing
 from routing import models
 from servicekit.auth import mint
 
@@ -250,3 +251,25 @@ def test_unknown_rules_are_404(client, path):
 def test_bad_rule_queries_are_refused(client):
     assert client.get("/v1/rules?page_size=500", headers=ADMIN).status_code == 422
     assert client.get("/v1/rules?sort=x", headers=ADMIN).status_code == 422
+
+
+def test_the_reads_end_in_commit(client, app, deliver, case_data, case_registered):
+    """So that psycopg keeps the statements it prepared (it forgets them at a ROLLBACK)."""
+    deliver(case_registered(case_data()))  # signed over to 郭坑镇
+    rule_id = add_rule(client, category="land", area="xc", unit="xc").get_json()["rule_id"]
+    reads = [
+        ("/v1/units?level=township", ADMIN),
+        ("/v1/units/lw-buwen", ADMIN),
+        ("/v1/rules", ADMIN),
+        (f"/v1/rules/{rule_id}", ADMIN),
+        ("/v1/inbox", bearer("lw-guokeng", "partner")),
+    ]
+    with testing.transaction_endings(app.extensions["runtime"].engine) as endings:
+        answers = []
+        for path, headers in reads:
+            response = client.get(path, headers=headers)
+            assert response.status_code == 200, (path, response.get_json())
+            answers.append(response.get_json())
+
+    assert endings == ["commit"] * len(reads)
+    assert len(answers[-1]["items"]) == 1  # the partner's inbox read its assignment

@@ -52,7 +52,7 @@ class CadreFeed(MethodView):
             c.received_at >= start,
             c.received_at < end,
         ]
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             if query.get("unit"):
                 conditions.append(c.accused_unit.in_(access.subtree(session, query["unit"])))
             complaints = func.count().label("complaints")

@@ -73,7 +73,7 @@ class Agenda(MethodView):
         """
         _start, end = _month(month)
         case, firing, step = models.SupervisedCase, models.LadderFiring, models.LadderStep
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             escalation = (
                 select(func.max(step.level))
                 .join(firing, firing.step == step.step)

@@ -32,7 +32,7 @@ class Ladder(MethodView):
     @blp.alt_response(403, description="Only supervisors and admins read the ladder.")
     def get(self, _query):
         """Read the ladder's steps in order (inactive ones too)."""
-        with current_app.extensions["runtime"].sessions() as session:
+        with current_app.extensions["runtime"].reading() as session:
             steps = session.scalars(
                 select(models.LadderStep).order_by(models.LadderStep.position)
             ).all()

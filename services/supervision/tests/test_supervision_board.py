@@ -165,31 +165,18 @@ def test_the_board_asks_the_same_statements_of_any_jurisdiction(client, rt, dire
     route(rt, "lw-buwen")
     route(rt, "xc")
     asked: dict[str, list[str]] = {}
-    ended: list[str] = []
 
     def on_statement(_conn, _cursor, statement, *_):
         asked.setdefault(unit, []).append(statement)
 
-    def on_commit(_conn):
-        ended.append("commit")
-
-    def on_rollback(_conn):
-        ended.append("rollback")
-
-    listeners = [
-        ("before_cursor_execute", on_statement),
-        ("commit", on_commit),
-        ("rollback", on_rollback),
-    ]
-    for name, listener in listeners:
-        event.listen(rt.engine, name, listener)
+    event.listen(rt.engine, "before_cursor_execute", on_statement)
     try:
-        for unit in ("lw", "xc"):  # three units, one unit
-            response = client.get("/v1/board", headers=bearer(unit, "supervisor"))
-            assert response.status_code == 200, response.json
+        with testing.transaction_endings(rt.engine) as ended:
+            for unit in ("lw", "xc"):  # three units, one unit
+                response = client.get("/v1/board", headers=bearer(unit, "supervisor"))
+                assert response.status_code == 200, response.json
     finally:
-        for name, listener in listeners:
-            event.remove(rt.engine, name, listener)
+        event.remove(rt.engine, "before_cursor_execute", on_statement)
 
     assert ended == ["commit", "commit"]
     if db_backend == "postgresql":  # SQLite has no arrays: an IN list as long as the units

@@ -18,6 +18,7 @@ from supervision_samples import (
     new_case,
 )
 
+from eventbus import testing
 from supervision import ladder
 
 ROUTED = dt.datetime(2026, 11, 15, 9, 0, tzinfo=CST)
@@ -264,3 +265,18 @@ def test_bad_cadre_queries_are_refused_field_by_field(client, query, field):
     response = client.get(f"/v1/cadre?{query}", headers=ADMIN)
     assert response.status_code == 422
     assert list(response.json["errors"]["query"]) == [field]
+
+
+def test_the_reads_end_in_commit(client, rt, january):
+    """So that psycopg keeps the statements it prepared (it forgets them at a ROLLBACK)."""
+    reads = [
+        "/v1/meetings/2027-01/agenda",
+        "/v1/cadre?from=2026-11-01&to=2027-01-31",
+        "/v1/ladder",
+    ]
+    with testing.transaction_endings(rt.engine) as endings:
+        for path in reads:
+            response = client.get(path, headers=ADMIN)
+            assert response.status_code == 200, (path, response.json)
+
+    assert endings == ["commit"] * len(reads)
