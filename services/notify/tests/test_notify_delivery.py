@@ -22,7 +22,7 @@ from notify_sample_events import (
     supervision_event,
     unit_changed,
 )
-from notify_test_servers import PARTNER, HttpReceiver
+from notify_test_servers import PARTNER, HttpReceiver, self_signed_certificate
 from pypdf import PdfReader
 from sqlalchemy import select
 
@@ -324,6 +324,35 @@ def test_a_gateway_that_does_not_answer_in_time_is_tried_again_later(deliver, ru
     (receipt,) = rows(runtime, visit.case_ids[0])
     assert receipt.status == models.PENDING
     assert receipt.last_error == "SMS gateway unreachable: ReadTimeoutError"
+
+
+def test_an_https_gateway_is_trusted_only_with_a_known_certificate(
+    deliver, runtime, clock, tmp_path, monkeypatch
+):
+    certificate, key = self_signed_certificate(tmp_path)
+    gateway = HttpReceiver(tls=(certificate, key))
+    visit = Visit()
+    deliver(visit.case_registered())
+    deliver(visit.contact_recorded())
+    try:
+        # Signed by no authority the system knows: refused before anything is sent.
+        assert sms_worker(runtime, clock, gateway.url).drain() == 1
+        (receipt,) = rows(runtime, visit.case_ids[0])
+        assert (receipt.status, receipt.last_error) == (
+            models.PENDING,
+            "SMS gateway unreachable: SSLError",
+        )
+
+        # Named as trusted, as an operator would for a city's own authority: sent.
+        monkeypatch.setenv("SSL_CERT_FILE", certificate)
+        clock.advance(3600)
+        assert sms_worker(runtime, clock, gateway.url).drain() == 1
+    finally:
+        gateway.close()
+
+    (receipt,) = rows(runtime, visit.case_ids[0])
+    assert receipt.status == models.DELIVERED
+    assert [r.json()["to"] for r in gateway.requests] == [PHONE]
 
 
 @pytest.fixture
