@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import bindparam, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from eventbus.envelope import ReceivedEvent
@@ -69,6 +70,19 @@ def _bare_case_statement(dialect: str):
 
 
 @functools.cache
+def _new_case_statement(dialect: str):
+    table = models.SupervisedCase.__table__
+    return (
+        insert_for(dialect)(table)
+        .on_conflict_do_nothing(index_elements=["case_id"])
+        .returning(table.c.case_id)
+    )
+
+
+_CASE_COLUMNS = sa_inspect(models.SupervisedCase).column_attrs
+
+
+@functools.cache
 def _case_for_update_statement():
     return (
         select(models.SupervisedCase)
@@ -118,25 +132,18 @@ def record_on_timeline(
 
 
 def case_for_update(
-    session: Session,
-    case_id: str,
-    case_number: str,
-    receiving_unit: str,
-    *,
-    first_event: bool = False,
+    session: Session, case_id: str, case_number: str, receiving_unit: str
 ) -> models.SupervisedCase:
     """Return the supervised case, created bare if this is its first event, locked for update.
 
-    Tried in the order the event makes likely, so the usual case costs one statement: the
-    case's registration (``first_event``) inserts first and has the new row back; a later
-    event locks the row it expects to find. The other outcome costs one or two more (a
-    concurrent insert of the same case waits on PostgreSQL for the other's commit, then
-    inserts nothing, and the row is locked as it stands).
+    An event after the registration usually finds its case: it locks it first, and only if
+    it is missing inserts it bare and has the new row back. A concurrent insert of the same
+    case waits on PostgreSQL for the other's commit, then inserts nothing, and the row is
+    locked as it stands.
     """
-    if not first_event:
-        case = session.scalars(_case_for_update_statement(), {"case_id": case_id}).one_or_none()
-        if case is not None:
-            return case
+    case = session.scalars(_case_for_update_statement(), {"case_id": case_id}).one_or_none()
+    if case is not None:
+        return case
     created = session.scalars(
         _bare_case_statement(session.get_bind().dialect.name),
         {
@@ -180,9 +187,32 @@ def on_case_registered(uow: UnitOfWork, event: ReceivedEvent) -> None:
         summary=summary,
     ):
         return
-    case = case_for_update(
-        uow.session, data["case_id"], data["case_number"], data["unit"], first_event=True
+    _register_case(uow.session, data)
+
+
+def _register_case(session: Session, data: dict[str, Any]) -> None:
+    """Insert the case as intake registered it: one statement, as a case usually begins.
+
+    The registration is applied to a new case in memory and the row inserted whole; if the
+    case is there already (routing's event came first), it is locked and the registration
+    applied to it as it stands.
+    """
+    case_id = data["case_id"]
+    new = models.SupervisedCase(
+        case_id=case_id,
+        case_number=data["case_number"],
+        receiving_unit=data["unit"],
+        status=models.OPEN,
+        registered=False,
     )
+    new.record_registration(data)
+    new.updated_at = now()
+    # The columns the registration set; the others take their defaults.
+    values = {c.key: getattr(new, c.key) for c in _CASE_COLUMNS if c.key in vars(new)}
+    inserted = session.execute(_new_case_statement(session.get_bind().dialect.name), values)
+    if inserted.first() is not None:
+        return
+    case = session.scalars(_case_for_update_statement(), {"case_id": case_id}).one()
     case.record_registration(data)
     case.updated_at = now()
 

@@ -336,7 +336,7 @@ def statements_on(engine, *tables: str):
 
 
 def test_the_usual_order_finds_or_creates_each_case_with_one_statement(runtime):
-    """Registration inserts the case and has it back; routing locks the case it expects.
+    """Registration inserts the case whole; routing locks the case it expects.
 
     A first routing also starts a clock that has no timers yet to delete.
     """
@@ -347,7 +347,7 @@ def test_the_usual_order_finds_or_creates_each_case_with_one_statement(runtime):
     with statements_on(runtime.engine, "supervised_cases", "clock_timers") as routing:
         consume(runtime, case_routed(case_id, number, assignment_id="assignment-1"))
 
-    assert registering == [("INSERT", "supervised_cases"), ("UPDATE", "supervised_cases")]
+    assert registering == [("INSERT", "supervised_cases")]
     assert routing == [
         ("SELECT", "supervised_cases"),
         ("INSERT", "clock_timers"),
