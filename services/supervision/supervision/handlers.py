@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import bindparam, select
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from eventbus.envelope import ReceivedEvent
@@ -77,9 +76,6 @@ def _new_case_statement(dialect: str):
         .on_conflict_do_nothing(index_elements=["case_id"])
         .returning(table.c.case_id)
     )
-
-
-_CASE_COLUMNS = sa_inspect(models.SupervisedCase).column_attrs
 
 
 @functools.cache
@@ -208,7 +204,8 @@ def _register_case(session: Session, data: dict[str, Any]) -> None:
     new.record_registration(data)
     new.updated_at = now()
     # The columns the registration set; the others take their defaults.
-    values = {c.key: getattr(new, c.key) for c in _CASE_COLUMNS if c.key in vars(new)}
+    columns = models.SupervisedCase.__table__.c
+    values = {name: value for name, value in vars(new).items() if name in columns}
     inserted = session.execute(_new_case_statement(session.get_bind().dialect.name), values)
     if inserted.first() is not None:
         return
