@@ -25,9 +25,11 @@ def claim(session: Session, table: Table, event_id: str, consumer: str, event_ty
     event waits on PostgreSQL for the other transaction: if that one commits, this is a
     no-op (False); if it rolls back, this one applies the event.
     """
-    # psycopg reports no row count here; a returned row says the insert happened.
-    result = session.execute(
-        _claim_statement(table, session.get_bind().dialect.name),
+    # psycopg reports no row count here; a returned row says the insert happened. On the
+    # session's connection: a Core insert needs nothing of the ORM's execution path.
+    connection = session.connection()
+    result = connection.execute(
+        _claim_statement(table, connection.dialect.name),
         {
             "event_id": event_id,
             "consumer": consumer,

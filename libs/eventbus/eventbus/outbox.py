@@ -50,12 +50,16 @@ def add(session: Session, table: Table, event: OutgoingEvent) -> None:
 
 
 def add_all(session: Session, table: Table, events: Sequence[OutgoingEvent]) -> None:
-    """Write events into the outbox, in order, with one statement in the caller's transaction."""
+    """Write events into the outbox, in order, with one statement in the caller's transaction.
+
+    Through the session's connection: a Core insert needs none of the ORM's execution
+    path, which cost about as much again as the statement (as for the inbox's claim).
+    """
     if not events:
         return
     created_at = now()
-    session.execute(
-        insert(table),
+    session.connection().execute(
+        _insert_rows(table),
         [
             {
                 "event_id": event.event_id,
@@ -68,6 +72,12 @@ def add_all(session: Session, table: Table, events: Sequence[OutgoingEvent]) -> 
             for event in events
         ],
     )
+
+
+@functools.cache
+def _insert_rows(table: Table):
+    """Return the insert of outbox rows, built once per table (see the statements below)."""
+    return insert(table)
 
 
 def _event_of(row) -> OutgoingEvent:
