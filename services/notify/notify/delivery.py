@@ -403,21 +403,34 @@ class Worker:
         return self._deliver_due(readdress=True)[0]
 
     def _deliver_due(self, readdress: bool) -> tuple[int, bool]:
-        """Deliver up to one batch; return how many were claimed and whether more are due."""
+        """Deliver up to one batch; return how many were claimed and whether more are due.
+
+        While more are due, a send's outcome is recorded in the transaction that claims
+        the next row: one transaction per send instead of two, and still never more than
+        one row of this sender's in 'sending'.
+        """
         if readdress:
             self.readdress()
-        claimed_total, more = 0, False
-        for _ in range(self.settings.batch):
-            claimed, handled, more = self._claim(limit=1)
+        claimed_total = 0
+        claimed, handled, more = self._claim(limit=1)
+        for claims in range(1, self.settings.batch + 1):
             if more:
                 # A backlog: wake a waiting sender to share it. Without one, no sender is
                 # woken to find nothing (each empty look is a transaction).
                 self._due.notify()
-            for item in claimed:
-                self.deliver(item)
             claimed_total += len(claimed)
-            if not (handled and more):
+            go_on = bool(handled and more) and claims < self.settings.batch
+            if not claimed:
+                if not go_on:
+                    break
+                claimed, handled, more = self._claim(limit=1)
+                continue
+            (item,) = claimed
+            sent = self._send(item)
+            if not go_on:
+                self.record(item, **sent)
                 break
+            claimed, handled, more = self._record_and_claim_next(item, sent)
         return claimed_total, more
 
     def drain(self, limit: int = 1000) -> int:
@@ -472,43 +485,74 @@ class Worker:
     def _claim(self, limit: int) -> tuple[list[Claimed], int, bool]:
         """Claim up to ``limit`` due rows; return them, how many rows were handled, and
         whether more were due (one row past the limit is read, and left, to know)."""
-        now = self.clock()
+        with self.runtime.unit_of_work() as uow:
+            taken = self._claim_in(uow, limit, self.clock())
+            uow.commit()
+        return taken
+
+    def _claim_in(
+        self, uow: UnitOfWork, limit: int, now: dt.datetime
+    ) -> tuple[list[Claimed], int, bool]:
+        """Claim up to ``limit`` due rows in the unit of work, as :meth:`_claim` does."""
         stale = now - dt.timedelta(seconds=self.settings.sending_timeout)
         claimed: list[Claimed] = []
-        with self.runtime.unit_of_work() as uow:
-            session = uow.session
-            rows = session.execute(
-                _due_statement(), {"now": now, "stale": stale, "limit": limit + 1}
-            ).all()
-            more = len(rows) > limit
-            rows = rows[:limit]
-            for row in rows:
-                channel = self.channels.get(row.channel)
-                if row.status == models.SENDING and (channel is None or not channel.dedupes):
-                    log.warning(
-                        "send outcome unknown; not resending",
-                        extra={"notification_id": row.id, "channel": row.channel},
-                    )
-                    # Rare: the row, locked above, as the object the outcome's record takes.
-                    lost = session.get(models.Notification, row.id)
-                    self._finish(uow, lost, now, models.FAILED, UNKNOWN_OUTCOME)
-                    continue
-                wake = quiet_until(self.settings, now, row)
-                if wake is not None:
-                    session.execute(
-                        _postpone_statement(), {"row_id": row.id, "wake": wake, "at": now}
-                    )
-                    continue
-                claim = models.new_id()
-                session.execute(_take_statement(), {"row_id": row.id, "taken_as": claim, "at": now})
-                # Rendered in the claim's transaction: the row is in hand, so the send
-                # needs no transaction of its own to read it again.
-                claimed.append(self._rendered(session, row, claim))
-            uow.commit()
+        session = uow.session
+        rows = session.execute(
+            _due_statement(), {"now": now, "stale": stale, "limit": limit + 1}
+        ).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        for row in rows:
+            channel = self.channels.get(row.channel)
+            if row.status == models.SENDING and (channel is None or not channel.dedupes):
+                log.warning(
+                    "send outcome unknown; not resending",
+                    extra={"notification_id": row.id, "channel": row.channel},
+                )
+                # Rare: the row, locked above, as the object the outcome's record takes.
+                lost = session.get(models.Notification, row.id)
+                self._finish(uow, lost, now, models.FAILED, UNKNOWN_OUTCOME)
+                continue
+            wake = quiet_until(self.settings, now, row)
+            if wake is not None:
+                session.execute(_postpone_statement(), {"row_id": row.id, "wake": wake, "at": now})
+                continue
+            claim = models.new_id()
+            session.execute(_take_statement(), {"row_id": row.id, "taken_as": claim, "at": now})
+            # Rendered in the claim's transaction: the row is in hand, so the send
+            # needs no transaction of its own to read it again.
+            claimed.append(self._rendered(session, row, claim))
         return claimed, len(rows), more
+
+    def _record_and_claim_next(self, item: Claimed, sent: dict) -> tuple[list[Claimed], int, bool]:
+        """Record a send's outcome and claim the next due row in one transaction; return
+        the claim as :meth:`_claim` does.
+
+        Should that transaction fail, the outcome is recorded on its own, as it would be
+        without a next row: the next claim's failure never costs a send its record.
+        """
+        now = self.clock()
+        try:
+            with self.runtime.unit_of_work() as uow:
+                status = self._record_in(uow, item, now=now, **sent)
+                taken = self._claim_in(uow, 1, now)
+                uow.commit()
+        except Exception:  # noqa: BLE001 - the record alone below, or that raises
+            log.warning(
+                "recording with the next claim failed; recording alone",
+                extra={"notification_id": item.notification_id},
+            )
+            self.record(item, **sent)
+            return [], 0, False
+        _recorded(item, status)
+        return taken
 
     def deliver(self, item: Claimed) -> str:
         """Send one claimed notification and record what happened; return the new status."""
+        return self.record(item, **self._send(item))
+
+    def _send(self, item: Claimed) -> dict:
+        """Send a claimed notification; return what :meth:`record` takes of the outcome."""
         artifact: Artifact | None = None
         error, temporary = item.error, item.temporary
         if item.message is not None:
@@ -527,7 +571,7 @@ class Worker:
                     "send failed unexpectedly", extra={"notification_id": item.notification_id}
                 )
                 error, temporary = f"unexpected {type(exc).__name__}", True
-        return self.record(item, error=error, temporary=temporary, artifact=artifact)
+        return {"error": error, "temporary": temporary, "artifact": artifact}
 
     def _rendered(self, session: Session, row: Row, claim: str) -> Claimed:
         """Return the row claimed (as ``claim``) with its message, or with why it cannot be
@@ -598,52 +642,63 @@ class Worker:
         artifact: Artifact | None,
     ) -> str:
         """Record a send's outcome, if this worker still holds the claim."""
-        now = self.clock()
-        if error is None and artifact is None:
-            return self._record_delivered(item, now)
         with self.runtime.unit_of_work() as uow:
-            row = uow.session.scalars(
-                _claimed_statement(), {"id": item.notification_id, "claim": item.claim}
-            ).first()
-            if row is None:
-                return _recorded(item, "lost")
-            if error is None:
-                if artifact is not None:
-                    uow.session.merge(
-                        models.Letter(
-                            notification_id=row.id,
-                            html=artifact.html,
-                            pdf=artifact.pdf,
-                            created_at=now,
-                        )
-                    )
-                self._finish(uow, row, now, models.DELIVERED, None)
-            elif temporary and row.attempts < self.settings.max_attempts:
-                row.status = models.PENDING
-                row.next_attempt_at = now + self.settings.backoff(row.attempts)
-                row.last_error = error[:500]
-                row.claim = None
-                row.sending_since = None
-                row.updated_at = now
-            else:
-                self._finish(uow, row, now, models.FAILED, error)
-            status = row.status
-            uow.commit()
+            status = self._record_in(
+                uow, item, error=error, temporary=temporary, artifact=artifact, now=self.clock()
+            )
+            if status != "lost":
+                uow.commit()
         return _recorded(item, status)
 
-    def _record_delivered(self, item: Claimed, now: dt.datetime) -> str:
-        """Record a plain delivery (most sends): one statement marks the row and reads what
-        its event tells, instead of reading, locking and writing it back."""
-        with self.runtime.unit_of_work() as uow:
+    def _record_in(
+        self,
+        uow: UnitOfWork,
+        item: Claimed,
+        *,
+        error: str | None,
+        temporary: bool,
+        artifact: Artifact | None,
+        now: dt.datetime,
+    ) -> str:
+        """Write a send's outcome in the unit of work; return the row's new status, or
+        'lost' (and write nothing) if the claim is no longer this worker's."""
+        if error is None and artifact is None:
+            # A plain delivery (most sends): one statement marks the row and reads what
+            # its event tells, instead of reading, locking and writing it back.
             row = uow.session.execute(
                 _delivered_statement(),
                 {"row_id": item.notification_id, "held": item.claim, "at": now},
             ).first()
             if row is None:
-                return _recorded(item, "lost")
+                return "lost"
             uow.emit(_outcome_event(row, models.DELIVERED, now, None))
-            uow.commit()
-        return _recorded(item, models.DELIVERED)
+            return models.DELIVERED
+        row = uow.session.scalars(
+            _claimed_statement(), {"id": item.notification_id, "claim": item.claim}
+        ).first()
+        if row is None:
+            return "lost"
+        if error is None:
+            if artifact is not None:
+                uow.session.merge(
+                    models.Letter(
+                        notification_id=row.id,
+                        html=artifact.html,
+                        pdf=artifact.pdf,
+                        created_at=now,
+                    )
+                )
+            self._finish(uow, row, now, models.DELIVERED, None)
+        elif temporary and row.attempts < self.settings.max_attempts:
+            row.status = models.PENDING
+            row.next_attempt_at = now + self.settings.backoff(row.attempts)
+            row.last_error = error[:500]
+            row.claim = None
+            row.sending_since = None
+            row.updated_at = now
+        else:
+            self._finish(uow, row, now, models.FAILED, error)
+        return row.status
 
     def _finish(
         self,

@@ -530,6 +530,91 @@ def test_two_workers_never_send_the_same_notification(deliver, runtime, make_wor
     assert statuses == {models.DELIVERED: 30}
 
 
+def test_under_a_backlog_a_send_is_recorded_with_the_next_claim(
+    deliver, runtime, make_worker, gateway
+):
+    """One transaction per send instead of two, and while it sends, the sender holds one
+    row in 'sending', never more: a worker killed then leaves one outcome unknown."""
+    for visit in [Visit() for _ in range(3)]:
+        deliver(visit.case_registered())
+        deliver(visit.contact_recorded())
+    held_at_each_send = []
+
+    def count_statuses(_request) -> None:
+        with runtime.sessions() as session:
+            statuses = session.scalars(select(models.Notification.status))
+            held_at_each_send.append(dict(Counter(statuses)))
+
+    gateway.on_request = count_statuses
+    worker_thread = threading.get_ident()
+    transactions: list[list[str]] = [[]]
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        if threading.get_ident() != worker_thread:
+            return  # outbox marks written by a thread of their own
+        if statement.startswith("SELECT") and " AS due " in statement:
+            transactions[-1].append("claim")  # the claim's subquery of due rows
+        elif statement.startswith("UPDATE notifications") and "delivered_at" in statement:
+            transactions[-1].append("record")
+
+    def end(_conn) -> None:
+        if threading.get_ident() == worker_thread:
+            transactions.append([])
+
+    sqlalchemy.event.listen(runtime.engine, "before_cursor_execute", note)
+    sqlalchemy.event.listen(runtime.engine, "commit", end)
+    try:
+        assert make_worker().run_once() == 3
+    finally:
+        sqlalchemy.event.remove(runtime.engine, "before_cursor_execute", note)
+        sqlalchemy.event.remove(runtime.engine, "commit", end)
+
+    assert [t for t in transactions if t] == [
+        ["claim"],
+        ["record", "claim"],
+        ["record", "claim"],
+        ["record"],  # nothing more due: recorded alone
+    ]
+    assert held_at_each_send == [
+        {models.SENDING: 1, models.PENDING: 2},
+        {models.DELIVERED: 1, models.SENDING: 1, models.PENDING: 1},
+        {models.DELIVERED: 2, models.SENDING: 1},
+    ]
+    assert len(gateway.accepted) == 3
+    assert outbox_types(runtime)["notification.delivered"] == 3
+
+
+def test_a_record_is_kept_when_the_next_claim_fails(
+    deliver, runtime, make_worker, gateway, monkeypatch
+):
+    """The next claim shares the record's transaction; its failure must not undo the
+    record of a message already sent."""
+    for visit in [Visit() for _ in range(2)]:
+        deliver(visit.case_registered())
+        deliver(visit.contact_recorded())
+    worker = make_worker()
+    claim_in = worker._claim_in
+    claims = []
+
+    def failing_second_claim(uow, limit, now):
+        claims.append(limit)
+        if len(claims) == 2:
+            raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("link lost"))
+        return claim_in(uow, limit, now)
+
+    monkeypatch.setattr(worker, "_claim_in", failing_second_claim)
+
+    assert worker.run_once() == 1
+
+    assert len(gateway.accepted) == 1
+    with runtime.sessions() as session:
+        statuses = Counter(session.scalars(select(models.Notification.status)))
+    assert statuses == {models.DELIVERED: 1, models.PENDING: 1}
+    assert outbox_types(runtime)["notification.delivered"] == 1
+    assert worker.drain() == 1  # the other goes on the next round
+    assert len(gateway.accepted) == 2
+
+
 def test_a_worker_with_several_senders_sends_each_notification_once(
     deliver, runtime, make_worker, gateway
 ):
