@@ -17,7 +17,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 SHARED = {"postgresql": "postgres", "rabbitmq": "beam.smp"}
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """Return the user + system CPU seconds a process has used so far (0 if it is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -38,14 +39,18 @@ def _named(name: str) -> list[int]:
     return [int(p) for p in found.stdout.split()]
 
 
+def shared_seconds() -> dict[str, float]:
+    """Return the CPU seconds PostgreSQL's and RabbitMQ's processes have used so far."""
+    return {label: sum(cpu_seconds(p) for p in _named(name)) for label, name in SHARED.items()}
+
+
 def snapshot(system) -> tuple[float, dict[str, float]]:
     """Return (monotonic time, CPU seconds used so far by each process)."""
     used = {
-        name: sum(_cpu_seconds(p) for p in _tree(proc.pid))
+        name: sum(cpu_seconds(p) for p in _tree(proc.pid))
         for name, proc in system.processes.items()
     }
-    for label, name in SHARED.items():
-        used[label] = sum(_cpu_seconds(p) for p in _named(name))
+    used.update(shared_seconds())
     return time.monotonic(), used
 
 

@@ -1,14 +1,17 @@
 """``make bench``: how fast a case goes from the desk to the partner, on this machine.
 
 Starts every process as compose declares it, on PostgreSQL and the local RabbitMQ (a
-private vhost), measures the floors (bare HTTP, broker, database) in the same run so
-the figures can be read as ratios, and intake's capacity in a closed loop twice: with
+private vhost), measures the floors (bare HTTP, broker, database, and the event hop: what
+one event's application costs with a handler doing nothing, see bench/hop.py) in the same
+run so the figures can be read as ratios, and intake's capacity in a closed loop twice: with
 only intake's own processes running (the figure to set beside the HTTP floor, measured
 alone too) and with the whole system running. Then it offers visits at stepped fixed
 rates and times accept (POST → 201) and end to end (POST → the partner's message), the
 visitors' SMS still waiting when a step ends, the CPU time each process (PostgreSQL and
 RabbitMQ too) spent per visit, and the transactions each service's database committed
-per visit (a count that the machine's noise does not move, as it does CPU time). A step
+per visit (a count that the machine's noise does not move, as it does CPU time) and the
+events the consumers applied per visit (their inboxes' rows), which times the event hop
+is the part of a visit's CPU the event machinery takes whatever the handlers do. A step
 keeps up if every case reached the partner, p99 stayed under 1 s and the SMS waiting at
 its end were less than a second's worth. Writes bench/results/<date>.json, .md and .png.
 """
@@ -32,6 +35,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from bench import cpu, transactions
+from bench.hop import hop_floor
 from bench.load import closed_loop_throughput, open_loop, percentile
 from eventbus import names, testing
 from eventbus.connection import connect
@@ -216,6 +220,7 @@ def load_step(
     headers = system.token("city-org")
     cpu_before = cpu.snapshot(system)
     transactions_before = transactions.snapshot(system.database_urls)
+    applied_before = transactions.applications(system.database_urls)
     recorded_before, _ = sms.counts()
     run = open_loop(system.url("intake", "/v1/visits"), visit, headers, rate=rate, seconds=seconds)
     # The visitors' SMS are a queue of their own (notify's delivery worker): what still
@@ -237,6 +242,13 @@ def load_step(
         idle_transactions,
         len(accepted),
     )
+    applied_after = transactions.applications(system.database_urls)
+    applied = {
+        service: round(
+            (applied_after[service] - applied_before[service]) / max(len(accepted), 1), 2
+        )
+        for service in applied_after
+    }
     accept_ms = [(s.done - s.scheduled) * 1000 for s in accepted]
     e2e_ms = [
         (listener.arrived[c] - s.scheduled) * 1000
@@ -257,6 +269,8 @@ def load_step(
         "cpu_ms_per_visit_total": round(sum(cpu_ms.values()), 1),
         "transactions_per_visit": committed,
         "transactions_per_visit_total": round(sum(committed.values()), 1),
+        "applications_per_visit": applied,
+        "applications_per_visit_total": round(sum(applied.values()), 1),
         "sms_waiting_at_end": waiting_at_end,
         "sms_waiting_s": round(waiting_at_end / sms_per_s, 2),
         "sms_waiting_after_drain": sms.counts()[1],
@@ -336,6 +350,7 @@ def write_report(result: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / result["date"]
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    hop = result["floors"]["event_hop"]
     lines = [
         f"# Benchmark {result['date']} — {result['machine']['cores']} cores, "
         f"{result['machine']['python']}, PostgreSQL + RabbitMQ on the same machine",
@@ -348,6 +363,11 @@ def write_report(result: dict) -> Path:
         f"| {result['floors']['broker']['publish_confirmed_per_s']:.0f} msg/s |",
         f"| broker consume | {result['floors']['broker']['consume_per_s']:.0f} msg/s |",
         f"| PostgreSQL single-row insert + commit | {result['floors']['database_per_s']:.0f} /s |",
+        f"| event hop: a consumer passing each event on, nothing else "
+        f"({hop['offered_hops_per_s']:.0f} events/s) "
+        f"| {hop['cpu_ms_per_hop_total']:.1f} ms CPU / event ("
+        + ", ".join(f"{k} {v:.2f}" for k, v in hop["cpu_ms_per_hop"].items())
+        + ") |",
         f"| intake accepted visits, intake alone (closed loop) "
         f"| {result['intake_alone_per_s']:.0f} /s "
         f"({result['intake_alone_per_s'] / result['floors']['http_per_s']:.2f} × HTTP floor) |",
@@ -386,6 +406,14 @@ def write_report(result: dict) -> Path:
             f"Transactions per visit at {top['offered_per_s']:.0f} visits/s "
             f"({top['transactions_per_visit_total']:.1f} in all): "
             + ", ".join(f"{k} {v:.1f}" for k, v in top["transactions_per_visit"].items()),
+            "",
+            f"Events applied per visit at {top['offered_per_s']:.0f} visits/s "
+            f"({top['applications_per_visit_total']:.1f} in all): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in top["applications_per_visit"].items())
+            + f"; at the event hop's {hop['cpu_ms_per_hop_total']:.1f} ms each, "
+            f"{top['applications_per_visit_total'] * hop['cpu_ms_per_hop_total']:.0f} ms of "
+            f"the visit's {top['cpu_ms_per_visit_total']:.0f} ms is the event machinery's "
+            "floor, whatever the handlers do",
         ]
     alone = sorted(result["intake_alone_cpu_ms_per_visit"].items(), key=lambda kv: -kv[1])
     lines += [
@@ -439,6 +467,13 @@ def main(argv=None) -> None:
     parser.add_argument("--rates", default="50,100,200,300", help="offered visits/s, stepped")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each step")
     parser.add_argument("--drain", type=float, default=15.0, help="wait for stragglers")
+    parser.add_argument(
+        "--hop-rate",
+        type=float,
+        default=60.0,
+        help="events/s offered to the hop floor's consumer (60: what each of the four "
+        "consumers applies at 30 visits/s)",
+    )
     args = parser.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",")]
     folder = RESULTS / "tmp" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -464,6 +499,14 @@ def main(argv=None) -> None:
             "broker": broker_floor(amqp_url, 3000),
             "database_per_s": database_floor(floor_db, 3000),
         }
+        print("event hop floor...", file=sys.stderr)
+        result["floors"]["event_hop"] = hop_floor(
+            floor_db,
+            amqp_url,
+            hops_per_s=args.hop_rate,
+            seconds=args.seconds,
+            log_path=folder / "hop.log",
+        )
         print("starting the system...", file=sys.stderr)
         # The visitor's receipt goes out by SMS: without a gateway every send would fail
         # and be retried, work a real deployment does not do.

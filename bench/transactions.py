@@ -55,3 +55,12 @@ def per_visit(before, after, idle: dict[str, float], visits: int) -> dict[str, f
         )
         for name in count1
     }
+
+
+def applications(database_urls: dict[str, str]) -> dict[str, int]:
+    """Return the events each service's consumer has applied so far (its inbox's rows)."""
+    counts = {}
+    for service, url in database_urls.items():
+        with psycopg.connect(_dsn(url)) as conn:
+            counts[service] = conn.execute("SELECT count(*) FROM inbox").fetchone()[0]
+    return counts
