@@ -535,6 +535,10 @@ class Worker:
         try:
             with self.runtime.unit_of_work() as uow:
                 status = self._record_in(uow, item, now=now, **sent)
+                # Written before the claim reads (as the session's autoflush would; said
+                # here because the claim depends on it): a send that outlasted the sending
+                # timeout would otherwise find its own row still 'sending', and stale.
+                uow.session.flush()
                 taken = self._claim_in(uow, 1, now)
                 uow.commit()
         except Exception:  # noqa: BLE001 - the record alone below, or that raises

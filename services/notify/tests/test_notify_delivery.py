@@ -584,6 +584,28 @@ def test_under_a_backlog_a_send_is_recorded_with_the_next_claim(
     assert outbox_types(runtime)["notification.delivered"] == 3
 
 
+def test_a_send_that_outlasted_the_timeout_is_recorded_not_taken_again_by_the_next_claim(
+    deliver, runtime, make_worker, gateway, clock
+):
+    """The outcome is written before the next claim reads, which would else find the row
+    still 'sending' since longer than the timeout: lost to its worker, to send again."""
+    for visit in [Visit() for _ in range(2)]:
+        deliver(visit.case_registered())
+        deliver(visit.contact_recorded())
+    gateway.script = [503]  # the first send fails for now, and takes longer than the timeout
+    gateway.on_request = lambda _request: clock.advance(61)
+
+    assert make_worker(sending_timeout=60).run_once() == 2
+
+    assert [r.status for r in gateway.requests] == [503, 200]
+    with runtime.sessions() as session:
+        rows = session.scalars(select(models.Notification))
+        assert Counter((r.status, r.attempts, r.claim) for r in rows) == {
+            (models.PENDING, 1, None): 1,  # to be tried again after its backoff
+            (models.DELIVERED, 1, None): 1,
+        }
+
+
 def test_a_record_is_kept_when_the_next_claim_fails(
     deliver, runtime, make_worker, gateway, monkeypatch
 ):
