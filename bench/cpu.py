@@ -3,7 +3,9 @@
 On a machine where everything shares two cores, throughput is bounded by the CPU one
 visit costs in all of them together; this says where that time goes. Read from
 /proc (Linux): user + system time of each process and its children still running
-(gunicorn's workers), and of every ``postgres`` and ``beam.smp`` process.
+(gunicorn's workers), and of every ``postgres`` and ``beam.smp`` process; each with the
+time of its children that have ended (a PostgreSQL backend whose connection closed is
+counted in the postmaster that reaped it, not lost with it).
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ SHARED = {"postgresql": "postgres", "rabbitmq": "beam.smp"}
 
 
 def cpu_seconds(pid: int) -> float:
-    """Return the user + system CPU seconds a process has used so far (0 if it is gone)."""
+    """Return the user + system CPU seconds a process and its ended children have used so
+    far (0 if it is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0  # gone since it was listed
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    # utime + stime, and cutime + cstime: the children it has waited for. A child still
+    # running is not in them (it is listed and read on its own), so nothing counts twice.
+    return sum(int(f) for f in fields[11:15]) / TICKS
 
 
 def _tree(pid: int) -> list[int]:
