@@ -26,7 +26,8 @@ def claim(session: Session, table: Table, event_id: str, consumer: str, event_ty
     no-op (False); if it rolls back, this one applies the event.
     """
     # psycopg reports no row count here; a returned row says the insert happened. On the
-    # session's connection: a Core insert needs nothing of the ORM's execution path.
+    # session's connection: a Core insert needs nothing of the ORM's execution path (nor
+    # its flush of pending changes, which the next ORM read or the commit makes anyway).
     connection = session.connection()
     result = connection.execute(
         _claim_statement(table, connection.dialect.name),

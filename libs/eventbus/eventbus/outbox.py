@@ -52,8 +52,10 @@ def add(session: Session, table: Table, event: OutgoingEvent) -> None:
 def add_all(session: Session, table: Table, events: Sequence[OutgoingEvent]) -> None:
     """Write events into the outbox, in order, with one statement in the caller's transaction.
 
-    Through the session's connection: a Core insert needs none of the ORM's execution
-    path, which cost about as much again as the statement (as for the inbox's claim).
+    Through the session's connection, as the inbox's claim: a Core insert needs none of
+    the ORM's execution path (a unit of work of claim, event and commit cost about 0.1 ms
+    of CPU less so). Unlike ``Session.execute`` this does not flush the session's pending
+    ORM changes first; its commit does, in the same transaction.
     """
     if not events:
         return
