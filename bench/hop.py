@@ -15,15 +15,22 @@ of a visit's cost that no handler can take away: the floor the design sets.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+from sqlalchemy import create_engine
 
 from bench.cpu import cpu_seconds, shared_seconds
 from eventbus import envelope, names, topology
 from eventbus.connection import connect
 from eventbus.consumer import Consumer
+from servicekit import logs
+from servicekit.db import service_metadata
+from servicekit.runtime import make_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE = "hop"
@@ -45,13 +52,6 @@ def _pass_on(uow, event) -> None:
 
 def consume(database_url: str, amqp_url: str) -> None:
     """Run the hop service's consumer until terminated (its own process, as a service's)."""
-    import signal
-    import threading
-
-    from servicekit import logs
-    from servicekit.db import service_metadata
-    from servicekit.runtime import make_runtime
-
     logs.configure(SERVICE)  # a line per event applied, as every service writes
     runtime = make_runtime(SERVICE, service_metadata(), database_url, amqp_url, pre_ping=False)
     consumer = Consumer(
@@ -88,10 +88,6 @@ def hop_floor(
     log_path: Path | None = None,
 ) -> dict:
     """Return the CPU milliseconds per hop (consumer, PostgreSQL, RabbitMQ) at a fixed rate."""
-    from sqlalchemy import create_engine
-
-    from servicekit.db import service_metadata
-
     engine = create_engine(database_url)
     service_metadata().create_all(engine)
     engine.dispose()
