@@ -96,7 +96,30 @@ class _Settlements:
         with self._lock:
             waiting, self._waiting, self._deliveries = self._waiting, [], 0
         for batch, outcomes in waiting:
-            Consumer._settle(self.channel, batch, outcomes)
+            self._settle(batch, outcomes)
+
+    def _settle(self, batch: list[_Delivery], outcomes: list[str]) -> None:
+        """Ack, reject or requeue on the connection's thread, if the channel still stands.
+
+        A run of acks is one ``multiple`` ack up to its last tag: the deliveries before
+        it on this channel are settled already (they came earlier, in order, and were
+        settled in order), so it acks only this run.
+        """
+        channel = self.channel
+        if not channel.is_open:
+            return
+        run: list[_Delivery] = []
+        for delivery, outcome in [*zip(batch, outcomes, strict=True), (None, None)]:
+            if outcome == "ack":
+                run.append(delivery)
+                continue
+            if run:
+                channel.basic_ack(run[-1].tag, multiple=len(run) > 1)
+                run = []
+            if outcome == "dead":
+                channel.basic_reject(delivery.tag, requeue=False)
+            elif outcome is not None:
+                channel.basic_nack(delivery.tag, requeue=True)
 
 
 def _event_key(ce_type: str) -> str | None:
@@ -316,29 +339,6 @@ class Consumer:
                 return
             if last:
                 return
-
-    @staticmethod
-    def _settle(channel, batch: list[_Delivery], outcomes: list[str]) -> None:
-        """Ack, reject or requeue on the connection's thread, if the channel still stands.
-
-        A run of acks is one ``multiple`` ack up to its last tag: the deliveries before
-        it on this channel are settled already (they came earlier, in order, and were
-        settled in order), so it acks only this run.
-        """
-        if not channel.is_open:
-            return
-        run: list[_Delivery] = []
-        for delivery, outcome in [*zip(batch, outcomes, strict=True), (None, None)]:
-            if outcome == "ack":
-                run.append(delivery)
-                continue
-            if run:
-                channel.basic_ack(run[-1].tag, multiple=len(run) > 1)
-                run = []
-            if outcome == "dead":
-                channel.basic_reject(delivery.tag, requeue=False)
-            elif outcome is not None:
-                channel.basic_nack(delivery.tag, requeue=True)
 
     def _handle_batch(self, batch: list[_Delivery]) -> list[str]:
         """Apply deliveries together if they all go through; else one by one, as ever."""
