@@ -12,21 +12,54 @@ The limit comes from ``NIGHTTALK_RATE_LIMIT`` in the notation of the ``limits`` 
 Storage is each gunicorn worker's memory: the deploy has no shared store (no Redis), and
 a limit that protects the workers needs no more than each worker counting its own
 requests. So the limit holds per caller *per worker*: an API with ``WEB_CONCURRENCY``
-workers lets one caller through at most that many times the limit.
+workers lets one caller through at most that many times the limit. That memory is
+``limits``' own storage with its expiry timer started under a lock (see
+``ThreadSafeMemoryStorage``).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 
 from flask import Flask, jsonify, request
 from flask_limiter import Limiter, RateLimitExceeded
 from limits import parse_many
+from limits.storage import MemoryStorage
 
 from servicekit import auth
 
 DEFAULT_LIMIT = "1200/minute"
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class ThreadSafeMemoryStorage(MemoryStorage):
+    """Keep counts in memory as ``limits`` does, starting its expiry timer once at a time.
+
+    ``limits`` 5.8.0 (the newest release we can pin) restarts its expiry timer on a hit
+    when the last one has ended, unguarded: two of a gthread worker's threads hitting at
+    that instant can both replace the timer and both start the second one, and the later
+    start raises ``RuntimeError: threads can only be started once`` -- a 500 for that
+    request. Fixed upstream (alisaifee/limits#352, not yet released); drop this class
+    when a release with it can be pinned (its test says when).
+    """
+
+    STORAGE_SCHEME = ["threadsafe-memory"]
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options):
+        self._expiry_lock = threading.Lock()
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+
+    # The name ``MemoryStorage.__schedule_expiry`` is mangled to, so its callers call this.
+    def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802
+        if self.timer.is_alive():
+            return  # the common case, without taking the lock
+        with self._expiry_lock:
+            if not self.timer.is_alive():
+                timer = threading.Timer(0.01, self._MemoryStorage__expire_events)
+                # Started before it is published: no thread ever sees an unstarted timer.
+                timer.start()
+                self.timer = timer
 
 
 def configured_limit() -> str | None:
@@ -86,7 +119,7 @@ def init_app(app: Flask) -> Limiter | None:
     limiter = Limiter(
         caller_key,
         application_limits=[limit],
-        storage_uri="memory://",
+        storage_uri="threadsafe-memory://",
         strategy="sliding-window-counter",
         headers_enabled=True,
         retry_after="delta-seconds",
