@@ -174,5 +174,6 @@ def test_concurrent_hits_as_the_expiry_timer_ends_never_raise(app):
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_the_pinned_limits_still_races_without_our_storage():
     # The proof the test above can fail. When this fails, ``limits`` has released its
-    # fix (alisaifee/limits#352): drop ThreadSafeMemoryStorage and this test.
-    assert _hits_that_raise(MemoryStorage()) > 0
+    # fix (alisaifee/limits#352): drop ThreadSafeMemoryStorage and this test. About one
+    # round in a hundred raises here; up to five thousand rounds make a miss unheard of.
+    assert any(_hits_that_raise(MemoryStorage()) for _ in range(5))
