@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import psycopg
-from sqlalchemy import Row, and_, bindparam, or_, select, update
+from sqlalchemy import Row, and_, bindparam, literal_column, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -135,18 +135,25 @@ def _due_statement():
     Each row comes with what rendering it reads (the name of the unit it is about, the
     visitor's contact, the stored edit of its template, each NULL where there is none),
     so that a claim and its rendering take one read, not four. The rows are chosen and
-    locked first, in a subquery, so that only they are joined, however many are due.
+    locked first, in a subquery, so that only they are joined, however many are due;
+    they are found by the claim index (``ix_notifications_to_claim``), which holds only
+    the rows to claim.
     """
     n = models.Notification.__table__
+    # The statuses as literals, not parameters: the plan PostgreSQL keeps for this
+    # prepared statement must be able to prove the claim index's condition (CLAIMABLE).
+    pending, sending = (
+        literal_column(f"'{status}'") for status in (models.PENDING, models.SENDING)
+    )
     due = (
         select(n)
         .where(
             or_(
                 and_(
-                    n.c.status == models.PENDING,
+                    n.c.status == pending,
                     or_(n.c.next_attempt_at.is_(None), n.c.next_attempt_at <= bindparam("now")),
                 ),
-                and_(n.c.status == models.SENDING, n.c.sending_since < bindparam("stale")),
+                and_(n.c.status == sending, n.c.sending_since < bindparam("stale")),
             )
         )
         .order_by(n.c.created_at, n.c.id)
