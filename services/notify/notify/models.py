@@ -159,9 +159,10 @@ class Notification(Base):
         Index("ix_notifications_recipient_ref", "recipient_ref", "status"),
         # The delivery worker's claim, oldest first, among the few rows still to send.
         # Partial, so that the claim's plan stays a walk of this small index however
-        # the table grows: PostgreSQL keeps a prepared statement's generic plan until the
-        # table is next analysed, and one made while the table was small (a new
-        # database's first claims) was a sequential scan of every notification ever sent.
+        # the table grows: PostgreSQL may keep a prepared statement's generic plan until
+        # something invalidates it (the table's next ANALYZE, say), and one made while the
+        # table was small (a new database's first claims) was a sequential scan of every
+        # notification ever sent.
         Index(
             "ix_notifications_to_claim",
             "created_at",

@@ -141,10 +141,11 @@ def test_a_claim_reads_the_rows_to_send_not_the_table_however_it_has_grown(
     """The claim's plan, made while the table is small, finds due rows by their index.
 
     psycopg prepares a statement run often, and PostgreSQL may keep one generic plan for
-    it until the table is next analysed. Made on a new system's small table, that plan
-    was a sequential scan, and the benchmark's delivery worker kept it while the table
-    grew: every claim read every notification ever sent (27,000 rows per visit). Which
-    plan PostgreSQL keeps depends on its estimates; the generic one is asked for here.
+    it until something invalidates it (the table's next ANALYZE, say). Made on a new
+    system's small table, that plan was a sequential scan, and the benchmark's delivery
+    worker kept it while the table grew: every claim read every notification ever sent
+    (27,000 rows per visit). Which plan PostgreSQL keeps depends on its estimates; the
+    generic one is asked for here.
     """
     if db_backend == "sqlite":
         pytest.skip("SQLite plans each statement anew: no plan outlives the table's growth")
