@@ -8,8 +8,9 @@ The delivery worker's claim walks a partial index of the rows still to send (pen
 or sending and perhaps left by a dead worker), oldest first. Without it, PostgreSQL's
 plan for the prepared claim, made while the table was small, could scan the whole table
 on every claim until it was re-planned (at the table's next ANALYZE, say): the cost of a
-send grew with every notification ever sent. Building it reads the table once, holding off notify's writes
-meanwhile (seconds for millions of rows); the index itself holds only the rows to send.
+send grew with every notification ever sent. Building it reads the table once, holding
+off notify's writes meanwhile (seconds for millions of rows); the index itself holds only
+the rows to send.
 """
 from typing import Sequence, Union
 
