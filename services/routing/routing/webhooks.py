@@ -19,16 +19,16 @@ import hmac
 import logging
 import os
 import secrets
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 
+import urllib3
 from sqlalchemy import bindparam, select
 
 from eventbus import names
 from eventbus.consumer import backoff
 from eventbus.envelope import OutgoingEvent
 from routing import models
+from servicekit.http import HttpClients
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +84,17 @@ def enqueue(session, event: OutgoingEvent, now: dt.datetime) -> None:
 Post = Callable[[str, dict[str, str], bytes], int]
 
 
+_clients = HttpClients()
+
+
 def http_post(url: str, headers: dict[str, str], body: bytes, timeout: float = 10.0) -> int:
-    """POST a body; return the HTTP status (an HTTP error's status is returned, not raised)."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
+    """POST a body once; return the HTTP status (an error's or a redirect's too, not followed).
+
+    A redirect is not followed: the standard library's client re-sent a 301, 302 or 303 as
+    a GET without the body, and the page it landed on answering 200 counted the message as
+    delivered to a partner that never received it.
+    """
+    return _clients.post(url, body=body, headers=headers, timeout=timeout).status
 
 
 def deliver_due(session_factory, *, now: dt.datetime | None = None, post: Post = http_post) -> int:
@@ -133,7 +136,9 @@ def _attempt(session, delivery: models.WebhookDelivery, now: dt.datetime, post: 
     try:
         status = post(hook.url, headers, delivery.body)
         error = None if 200 <= status < 300 else f"HTTP {status}"
-    except (OSError, ValueError) as exc:
+        if 300 <= status < 400:
+            error += " (a redirect, not followed: register the address it points to)"
+    except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
         error = f"{exc.__class__.__name__}: {exc}"[:500]
     if error is None:
         delivery.delivered_at = now

@@ -33,6 +33,7 @@ class Receiver:
     def __init__(self, statuses: list[int]) -> None:
         self.statuses = list(statuses)
         self.received: list[tuple[dict[str, str], bytes]] = []
+        self.landed: list[str] = []  # requests at the address a redirect points to
         self.secret = ""
         receiver = self
 
@@ -41,9 +42,20 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 # HTTP header names are case-insensitive: keep them in lower case.
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                if self.path == "/landing":
+                    receiver.landed.append(f"POST {len(body)} bytes")
+                    return self._answer(200)
                 receiver.received.append((headers, body))
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self._answer(receiver.statuses.pop(0) if receiver.statuses else 200)
+
+            def do_GET(self):  # noqa: N802 - the http.server API
+                receiver.landed.append(f"GET {self.path}")
+                self._answer(200)
+
+            def _answer(self, status):
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", "/landing")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -133,7 +145,40 @@ def test_a_dead_endpoint_is_given_up_after_the_attempts(
     with runtime.sessions() as session:
         [row] = session.scalars(select(models.WebhookDelivery)).all()
         assert row.attempts == 2 and row.failed_at is not None
-        assert "ConnectionRefused" in row.last_error or "URLError" in row.last_error
+        assert row.last_error.startswith("NewConnectionError: ")
+        assert "Connection refused" in row.last_error
+
+
+# The standard library's client turned these three into a GET to the page they pointed
+# to, without the body, and counted the page's 200 as the partner's.
+@pytest.mark.parametrize("redirect", [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_followed_and_the_message_is_tried_again_at_its_address(
+    client, runtime, deliver, case_data, case_registered, redirect
+):
+    receiver = Receiver([redirect])
+    receiver.thread.start()
+    try:
+        client.put(
+            "/v1/units/lw-guokeng/webhook",
+            headers=partner("lw-guokeng"),
+            json={"url": receiver.url},
+        )
+        deliver(case_registered(case_data()))
+        now = dt.datetime.now(dt.UTC)
+        assert webhooks.deliver_due(runtime.sessions, now=now) == 0
+        assert receiver.landed == []
+        with runtime.sessions() as session:
+            [row] = session.scalars(select(models.WebhookDelivery)).all()
+            assert row.attempts == 1 and row.delivered_at is None and row.failed_at is None
+            assert row.last_error == (
+                f"HTTP {redirect} (a redirect, not followed: register the address it points to)"
+            )
+        # Tried again later at the registered address, which now takes it.
+        assert webhooks.deliver_due(runtime.sessions, now=now + dt.timedelta(hours=2)) == 1
+        assert len(receiver.received) == 2 and receiver.landed == []
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
 
 
 def test_only_the_units_partner_or_an_admin_manage_its_webhook(client):
