@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import urllib3
 
 from notify import models
-from servicekit.http import HttpClients
+from servicekit.http_clients import HttpClients
 
 
 class TemporaryFailure(Exception):

@@ -28,7 +28,7 @@ from eventbus import names
 from eventbus.consumer import backoff
 from eventbus.envelope import OutgoingEvent
 from routing import models
-from servicekit.http import HttpClients
+from servicekit.http_clients import HttpClients
 
 log = logging.getLogger(__name__)
 
