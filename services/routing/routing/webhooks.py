@@ -135,9 +135,12 @@ def _attempt(session, delivery: models.WebhookDelivery, now: dt.datetime, post: 
     }
     try:
         status = post(hook.url, headers, delivery.body)
-        error = None if 200 <= status < 300 else f"HTTP {status}"
-        if 300 <= status < 400:
-            error += " (a redirect, not followed: register the address it points to)"
+        if 200 <= status < 300:
+            error = None
+        elif 300 <= status < 400:
+            error = f"HTTP {status} (a redirect, not followed: register the address it points to)"
+        else:
+            error = f"HTTP {status}"
     except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
         error = f"{exc.__class__.__name__}: {exc}"[:500]
     if error is None:
