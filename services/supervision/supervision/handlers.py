@@ -89,11 +89,15 @@ def _case_for_update_statement():
 
 
 @functools.cache
-def _early_extensions_statement():
+def _early_assignment_events_statement():
     entry = models.TimelineEntry
-    return select(entry).where(
-        entry.case_id == bindparam("case_id"),
-        entry.event_type == "assignment.extension_granted",
+    return (
+        select(entry)
+        .where(
+            entry.case_id == bindparam("case_id"),
+            entry.event_type.in_(("assignment.extension_granted", "assignment.resolved")),
+        )
+        .order_by(entry.occurred_at, entry.event_id)
     )
 
 
@@ -271,23 +275,40 @@ def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
     with uow.session.no_autoflush:
         before = (case.assignment_id, case.due_at, case.status)
         case.record_routing(data)
-        _apply_early_extensions(uow.session, case)
+        _apply_early_assignment_events(uow.session, case)
         if (case.assignment_id, case.due_at, case.status) != before:
             ladder.restart_clock(uow.session, case)
         case.updated_at = now()
 
 
-def _apply_early_extensions(session: Session, case: models.SupervisedCase) -> None:
-    """Apply extensions of the case's assignment that arrived before its case.routed."""
-    granted = session.scalars(_early_extensions_statement(), {"case_id": case.case_id}).all()
-    for item in granted:
-        if item.summary.get("assignment_id") == case.assignment_id and item.summary.get("due_at"):
+def _apply_early_assignment_events(session: Session, case: models.SupervisedCase) -> None:
+    """Apply what the case's assignment reported before its case.routed arrived.
+
+    An extension or a resolution of an assignment not yet in force (a transfer's or a
+    reopening's new assignment, routed after the one the case held) only went on the
+    timeline; now that the routing gives the case that assignment, they count: the
+    extensions first, then the resolution (the clock restarted after this stops at once).
+    """
+    entries = session.scalars(_early_assignment_events_statement(), {"case_id": case.case_id}).all()
+    mine = [e for e in entries if e.summary.get("assignment_id") == case.assignment_id]
+    for item in mine:
+        if item.event_type == "assignment.extension_granted" and item.summary.get("due_at"):
             case.record_extension(
                 {
                     "assignment_id": item.summary["assignment_id"],
                     "due_at": dt.datetime.fromisoformat(item.summary["due_at"]),
                 }
             )
+    for item in mine:
+        if item.event_type == "assignment.resolved":
+            case.record_resolution(
+                {
+                    "assignment_id": item.summary["assignment_id"],
+                    "unit": item.summary["unit"],
+                    "occurred_at": item.occurred_at,
+                }
+            )
+            break
 
 
 def on_visit_followed_up(uow: UnitOfWork, event: ReceivedEvent) -> None:

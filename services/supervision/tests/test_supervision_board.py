@@ -384,6 +384,47 @@ def test_an_unsatisfied_visitor_reopens_the_case_and_the_next_routing_restarts_t
     assert ladder.sweep(rt, back + dt.timedelta(days=30)).fired == {"warning": 1, "overdue": 1}
 
 
+def test_a_reopened_case_resolved_before_its_new_routing_arrives_waits_for_feedback(
+    client, rt, directory
+):
+    """Routing sends the reopened case back; the new assignment's answer overtakes its routing."""
+    case_id, number, _ = resolved_case(rt)
+    response = client.post(f"/v1/cases/{number}/feedback", headers=ADMIN, json={"satisfied": False})
+    assert response.json["status"] == "reopened"
+    back = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+    again = str(uuid.uuid4())
+    consume(
+        rt,
+        assignment_event(
+            "assignment.resolved",
+            case_id,
+            number,
+            again,
+            answer="已全额补发",
+            occurred_at=back + dt.timedelta(days=3),
+        ),
+    )
+    consume(
+        rt,
+        case_routed(
+            case_id,
+            number,
+            unit="lw-buwen",
+            routed_at=back,
+            due_at=back + dt.timedelta(days=30),
+            assignment_id=again,
+        ),
+    )
+
+    with rt.sessions() as session:
+        case = session.get(models.SupervisedCase, case_id)
+        assert (case.status, case.assignment_id) == (models.RESOLVED, again)
+    assert ladder.sweep(rt, back + dt.timedelta(days=200)).total == 0
+    response = client.post(f"/v1/cases/{number}/feedback", headers=ADMIN, json={"satisfied": True})
+    assert response.status_code == 200, response.json
+    assert response.json["status"] == "closed"
+
+
 def test_feedback_on_a_case_not_yet_resolved_is_a_conflict(client, rt):
     _, number, _ = route(rt, "lw-buwen")
     response = client.post(f"/v1/cases/{number}/feedback", headers=ADMIN, json={"satisfied": True})

@@ -353,6 +353,60 @@ def test_a_resolution_of_a_transferred_assignment_leaves_the_clock(ladder_runtim
     assert ladder.sweep(runtime, DUE).fired == {"warning": 1, "overdue": 1}
 
 
+def test_a_resolution_that_overtakes_its_own_routing_resolves_the_case(ladder_runtime):
+    """After a transfer, the new assignment's answer may arrive before its case.routed."""
+    runtime = ladder_runtime
+    case_id, number, first = routed_case(runtime)
+    second = str(uuid.uuid4())
+    moved_at = ROUTED + dt.timedelta(days=1)
+    resolved_at = ROUTED + dt.timedelta(days=3)
+    consume(
+        runtime,
+        assignment_event(
+            "assignment.transferred",
+            case_id,
+            number,
+            first,
+            to_unit="lw-chaoyang",
+            occurred_at=moved_at,
+        ),
+    )
+    consume(
+        runtime,
+        assignment_event(
+            "assignment.resolved",
+            case_id,
+            number,
+            second,
+            unit="lw-chaoyang",
+            answer="已补发",
+            occurred_at=resolved_at,
+        ),
+    )
+    consume(
+        runtime,
+        case_routed(
+            case_id,
+            number,
+            unit="lw-chaoyang",
+            routed_at=moved_at,
+            due_at=DUE + dt.timedelta(days=1),
+            assignment_id=second,
+        ),
+    )
+
+    with runtime.sessions() as session:
+        case = session.get(models.SupervisedCase, case_id)
+        assert (case.status, case.assignment_id, case.responsible_unit) == (
+            models.RESOLVED,
+            second,
+            "lw-chaoyang",
+        )
+        assert case.resolved_at == resolved_at
+        assert session.scalar(select(func.count()).select_from(models.ClockTimer)) == 0
+    assert ladder.sweep(runtime, THREE_MONTHS).total == 0
+
+
 def test_a_co_operating_units_assignment_neither_moves_nor_stops_the_clock(ladder_runtime):
     runtime = ladder_runtime
     case_id, number, _ = routed_case(runtime)
