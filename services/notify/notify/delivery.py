@@ -230,6 +230,31 @@ def _postpone_statement():
 
 
 @functools.cache
+def _release_statement():
+    """Return the postponement to ``wake`` (written at ``at``) of a row (``row_id``) found
+    'sending' and stale: back to 'pending', its lost claim dropped.
+
+    Left 'sending', it would stay the oldest row to claim: every claim until ``wake``
+    would take it again, put it off again and say more were due, and the rows behind it
+    would wait. Only a channel that tells duplicates gets here (the others' stale rows are
+    failed first), so sending it again later is the resend a stale row gets anyway, with
+    the same idempotency key; a worker still holding the dropped claim records nothing.
+    """
+    n = models.Notification.__table__
+    return (
+        update(n)
+        .where(n.c.id == bindparam("row_id"))
+        .values(
+            status=models.PENDING,
+            claim=None,
+            sending_since=None,
+            next_attempt_at=bindparam("wake", type_=n.c.next_attempt_at.type),
+            updated_at=bindparam("at", type_=n.c.updated_at.type),
+        )
+    )
+
+
+@functools.cache
 def _claimed_statement():
     """Return the row still sending under the given ``claim``, locked."""
     n = models.Notification
@@ -522,7 +547,10 @@ class Worker:
                 continue
             wake = quiet_until(self.settings, now, row)
             if wake is not None:
-                session.execute(_postpone_statement(), {"row_id": row.id, "wake": wake, "at": now})
+                postpone = (
+                    _release_statement() if row.status == models.SENDING else _postpone_statement()
+                )
+                session.execute(postpone, {"row_id": row.id, "wake": wake, "at": now})
                 continue
             claim = models.new_id()
             session.execute(_take_statement(), {"row_id": row.id, "taken_as": claim, "at": now})

@@ -257,6 +257,41 @@ def test_an_sms_due_in_quiet_hours_waits_for_the_morning_then_goes(
     }
 
 
+def test_a_stale_sms_met_in_quiet_hours_waits_as_pending_and_holds_nothing_back(
+    deliver, runtime, partner_unit, make_worker, gateway, smtp, partner_hook, clock
+):
+    """A receipt left 'sending' by a worker that died at 21:58, found stale at 22:30 on a
+    gateway that dedupes: it waits for the morning as pending, so the unit's e-mail and
+    webhook behind it go now, and no claim finds it again until 08:00."""
+    visit = Visit()
+    deliver(visit.case_registered())
+    deliver(visit.contact_recorded())
+    clock.now = dt.datetime(2026, 12, 21, 13, 58, tzinfo=dt.UTC)  # 21:58 in Beijing
+    assert len(make_worker(sending_timeout=300).claim(limit=1)) == 1  # ...and it dies
+    deliver(case_routed(visit, partner_unit))
+    clock.now = dt.datetime(2026, 12, 21, 14, 30, tzinfo=dt.UTC)  # 22:30
+    worker = make_worker(sending_timeout=300)
+
+    worker.drain()
+
+    assert (len(smtp.messages), len(partner_hook.requests), len(gateway.requests)) == (1, 1, 0)
+    assert worker._deliver_due(readdress=False) == (0, False)  # nothing due: no spinning
+    receipt = next(n for n in rows(runtime, visit.case_ids[0]) if n.kind == models.RECEIPT)
+    morning = dt.datetime(2026, 12, 22, 0, 0, tzinfo=dt.UTC)
+    assert (receipt.status, receipt.next_attempt_at, receipt.claim, receipt.sending_since) == (
+        models.PENDING,
+        morning,
+        None,
+        None,
+    )
+    clock.now = morning
+    worker.drain()
+    # The receipt, sent again under its own key, and the routing notice put off beside it.
+    assert receipt.id in {r.headers["Idempotency-Key"] for r in gateway.requests}
+    assert len(gateway.requests) == 2
+    assert {n.status for n in rows(runtime, visit.case_ids[0])} == {models.DELIVERED}
+
+
 def test_letter_is_html_and_a_pdf_that_opens_with_the_case_number(
     deliver, runtime, partner_unit, make_worker
 ):
