@@ -42,6 +42,11 @@ def max_attempts() -> int:
     return int(os.environ.get("ROUTING_WEBHOOK_MAX_ATTEMPTS", "8"))
 
 
+def timeout() -> float:
+    """Return the seconds an attempt waits for the partner's endpoint to connect or answer."""
+    return float(os.environ.get("ROUTING_WEBHOOK_TIMEOUT", "10"))
+
+
 def new_secret() -> str:
     """Return a fresh signing secret for a webhook."""
     return secrets.token_urlsafe(32)
@@ -87,14 +92,14 @@ Post = Callable[[str, dict[str, str], bytes], int]
 _clients = HttpClients()
 
 
-def http_post(url: str, headers: dict[str, str], body: bytes, timeout: float = 10.0) -> int:
+def http_post(url: str, headers: dict[str, str], body: bytes) -> int:
     """POST a body once; return the HTTP status (an error's or a redirect's too, not followed).
 
     A redirect is not followed: the standard library's client re-sent a 301, 302 or 303 as
     a GET without the body, and the page it landed on answering 200 counted the message as
     delivered to a partner that never received it.
     """
-    return _clients.post(url, body=body, headers=headers, timeout=timeout).status
+    return _clients.post(url, body=body, headers=headers, timeout=timeout()).status
 
 
 def deliver_due(session_factory, *, now: dt.datetime | None = None, post: Post = http_post) -> int:
@@ -113,19 +118,34 @@ def deliver_due(session_factory, *, now: dt.datetime | None = None, post: Post =
             .limit(BATCH)
             .with_for_update(skip_locked=True)
         ).all()
+        # A unit whose endpoint failed in this round: when it is tried next.
+        failing: dict[str, dt.datetime] = {}
         for delivery in due:
-            delivered += _attempt(session, delivery, now, post)
+            if delivery.unit in failing:
+                # Not tried: its endpoint has just failed. A dead or silent endpoint costs
+                # one attempt (one timeout) a round, not one per message waiting for it,
+                # which held every other unit's messages behind it.
+                delivery.next_attempt_at = failing[delivery.unit]
+                continue
+            retry_at = _attempt(session, delivery, now, post)
+            if retry_at is not None:
+                failing[delivery.unit] = retry_at
+            elif delivery.delivered_at is not None:
+                delivered += 1
         session.commit()
     return delivered
 
 
-def _attempt(session, delivery: models.WebhookDelivery, now: dt.datetime, post: Post) -> int:
+def _attempt(
+    session, delivery: models.WebhookDelivery, now: dt.datetime, post: Post
+) -> dt.datetime | None:
+    """Try a delivery once; return when its unit's endpoint is tried next if it failed there."""
     hook = session.get(models.Webhook, delivery.unit)
     delivery.attempts += 1
     if hook is None:
         delivery.failed_at = now
         delivery.last_error = "webhook removed"
-        return 0
+        return None
     timestamp = str(int(now.timestamp()))
     headers = {
         **delivery.headers,
@@ -145,12 +165,12 @@ def _attempt(session, delivery: models.WebhookDelivery, now: dt.datetime, post: 
         error = f"{exc.__class__.__name__}: {exc}"[:500]
     if error is None:
         delivery.delivered_at = now
-        return 1
+        return None
     delivery.last_error = error
+    retry_at = now + dt.timedelta(seconds=backoff(delivery.attempts, base=2.0, cap=3600.0))
     if delivery.attempts >= max_attempts():
         delivery.failed_at = now
         log.warning("webhook delivery failed for good", extra={"unit": delivery.unit})
     else:
-        delay = backoff(delivery.attempts, base=2.0, cap=3600.0)
-        delivery.next_attempt_at = now + dt.timedelta(seconds=delay)
-    return 0
+        delivery.next_attempt_at = retry_at
+    return retry_at

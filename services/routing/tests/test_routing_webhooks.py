@@ -181,6 +181,83 @@ def test_a_redirect_is_not_followed_and_the_message_is_tried_again_at_its_addres
         receiver.server.server_close()
 
 
+class Hanging:
+    """A partner's endpoint that takes the request and answers nothing until released."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.released = threading.Event()
+        hanging = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the http.server API
+                self.rfile.read(int(self.headers["Content-Length"]))
+                hanging.requests += 1
+                hanging.released.wait(10)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/nighttalk"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_endpoint_that_fails_is_tried_once_a_round_and_holds_up_no_other_unit(
+    client, runtime, deliver, case_data, case_registered, monkeypatch
+):
+    # Each message to an endpoint that answers nothing cost a whole timeout (10 s by
+    # default): a partner's dead server held every other partner's cases for as many
+    # timeouts as it had messages waiting.
+    monkeypatch.setenv("ROUTING_WEBHOOK_TIMEOUT", "0.5")
+    hanging, receiver = Hanging(), Receiver([])
+    receiver.thread.start()
+    try:
+        for unit, url in (("lw-guokeng", hanging.url), ("lw-buwen", receiver.url)):
+            response = client.put(
+                f"/v1/units/{unit}/webhook", headers=partner(unit), json={"url": url}
+            )
+            assert response.status_code == 200, response.get_json()
+        for _ in range(4):
+            deliver(case_registered(case_data()))
+        deliver(case_registered(case_data(disposition={"action": "sign_over", "unit": "lw-buwen"})))
+
+        now = dt.datetime.now(dt.UTC)
+        assert webhooks.deliver_due(runtime.sessions, now=now) == 1
+        assert hanging.requests == 1 and len(receiver.received) == 1
+        with runtime.sessions() as session:
+            first, *waiting = session.scalars(
+                select(models.WebhookDelivery)
+                .where(models.WebhookDelivery.unit == "lw-guokeng")
+                .order_by(models.WebhookDelivery.created_at)
+            ).all()
+            assert first.attempts == 1 and first.last_error.startswith("ReadTimeoutError: ")
+            assert first.next_attempt_at > now
+            # The others wait for the endpoint's next try, their attempts unspent.
+            assert len(waiting) == 3
+            assert {(row.attempts, row.next_attempt_at) for row in waiting} == {
+                (0, first.next_attempt_at)
+            }
+
+        # The endpoint answers again: everything waiting for it goes at its next try.
+        hanging.released.set()
+        assert webhooks.deliver_due(runtime.sessions, now=now + dt.timedelta(hours=2)) == 4
+        assert hanging.requests == 5
+    finally:
+        hanging.close()
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
 def test_only_the_units_partner_or_an_admin_manage_its_webhook(client):
     body = {"url": "https://partner.example/hook"}
     assert (
