@@ -31,9 +31,20 @@ def unit_code(**kwargs) -> fields.String:
     return fields.String(validate=UNIT_CODE, **kwargs)
 
 
+# Years 1900-2999, as the API takes them: an instant of year 1 east of UTC or of year 9999
+# west of it has no UTC to store (OverflowError, retried until the delivery limit).
+FIRST_YEAR, LAST_YEAR = 1900, 2999
+
+
+def on_the_calendar(value) -> None:
+    """Refuse an instant or day outside the years 1900 to 2999."""
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValidationError(f"must be in the years {FIRST_YEAR} to {LAST_YEAR}")
+
+
 def instant(**kwargs) -> fields.AwareDateTime:
     """An ISO 8601 instant with its offset: a naive time cannot be placed on a timeline."""
-    return fields.AwareDateTime(**kwargs)
+    return fields.AwareDateTime(validate=on_the_calendar, **kwargs)
 
 
 class _Payload(Schema):

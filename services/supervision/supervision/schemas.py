@@ -7,6 +7,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from servicekit.openapi import JsonBoolean
 from servicekit.pages import CountedPage
 from supervision.models import STEP_EVENTS, SUPERVISED_BY
+from supervision.payloads import FIRST_YEAR, LAST_YEAR, on_the_calendar
 
 
 class NoQuery(Schema):
@@ -228,7 +229,11 @@ class DecisionIn(Strict):
     )
     decision = fields.String(required=True, validate=validate.OneOf(DECISIONS))
     unit = fields.String(allow_none=True, validate=UNIT_CODE)
-    due_at = fields.AwareDateTime(allow_none=True)
+    due_at = fields.AwareDateTime(
+        allow_none=True,
+        validate=on_the_calendar,
+        metadata={"description": "The new due date, in the years 1900 to 2999."},
+    )
     note = fields.String(required=True, validate=validate.Length(min=1, max=2000))
 
     @validates_schema
@@ -259,7 +264,6 @@ class DecisionOut(Schema):
 # -- statistics ----------------------------------------------------------------------------
 
 MAX_PERIOD_DAYS = 3660
-FIRST_YEAR, LAST_YEAR = 1900, 2999
 
 
 class StatsQuery(Strict):

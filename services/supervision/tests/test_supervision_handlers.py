@@ -480,6 +480,12 @@ def _invalid_events():
         ),
         "routed-without-due-date": case_routed(case_id, number, due_at=None),
         "routed-bad-time": case_routed(case_id, number, routed_at="tomorrow"),
+        # Instants with no place in UTC (year 1 east of it, year 9999 west of it) were an
+        # OverflowError, retried until the delivery limit instead of refused at once.
+        "routed-due-in-year-one": case_routed(case_id, number, due_at="0001-01-01T00:00:00+08:00"),
+        "registered-in-year-9999": case_registered(
+            case_id, number, received_at="9999-12-31T23:00:00-08:00"
+        ),
         "resolved-without-time": case_resolved_on_spot(case_id, number, resolved_at=None),
         "visit-headcount-text": visit_registered(str(uuid.uuid4()), [], headcount="five"),
         "visit-case-ids-not-a-list": visit_registered(str(uuid.uuid4()), [], case_ids="x"),

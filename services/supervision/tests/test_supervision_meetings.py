@@ -177,6 +177,18 @@ def test_a_month_off_the_calendar_is_refused_not_a_server_error(client, month):
         assert list(response.json["errors"]["path"]) == ["month"]
 
 
+@pytest.mark.parametrize("due_at", ["0001-01-01T00:00:00+08:00", "9999-12-31T23:00:00-08:00"])
+def test_a_due_date_off_the_calendar_is_refused_not_a_server_error(client, january, due_at):
+    # Found by the audit: an extension to year 1 east of UTC answered 500 (OverflowError).
+    response = client.post(
+        "/v1/meetings/2027-01/decisions",
+        headers=ADMIN,
+        json={"case": january["buwen"], "decision": "extend", "due_at": due_at, "note": "x"},
+    )
+    assert response.status_code == 422, response.get_data(as_text=True)[:300]
+    assert list(response.json["errors"]["json"]) == ["due_at"]
+
+
 def test_the_document_gives_the_month_pattern(client):
     spec = client.get("/openapi.json").json
     for path in ("/v1/meetings/{month}/agenda", "/v1/meetings/{month}/decisions"):
