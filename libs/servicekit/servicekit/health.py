@@ -43,4 +43,7 @@ def readyz():
 @blp.get("/metrics")
 def metrics_view():
     """Expose Prometheus metrics of every worker of this service."""
-    return metrics.render(current_app.extensions["runtime"].outbox)
+    return metrics.render(
+        current_app.extensions["runtime"].outbox,
+        current_app.extensions.get("metrics_collectors", ()),
+    )

@@ -36,19 +36,26 @@ HTTP_DURATION = Histogram(
 )
 
 
-def render(outbox=None) -> Response:
-    """Return every worker's metrics, and the outbox backlog, in the Prometheus text format."""
+def add_collector(app: Flask, collector) -> None:
+    """Have the app's ``/metrics`` also read ``collector`` at scrape time (a database gauge)."""
+    app.extensions.setdefault("metrics_collectors", []).append(collector)
+
+
+def render(outbox=None, collectors=()) -> Response:
+    """Return every worker's metrics, the outbox backlog and the collectors' gauges as text."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
     body = generate_latest(registry)
+    # Read from the database at scrape time, once, whatever the number of workers.
+    extra = CollectorRegistry()
     if outbox is not None:
-        # Read from the database at scrape time, once, whatever the number of workers.
-        extra = CollectorRegistry()
         extra.register(OutboxCollector(outbox))
-        body += generate_latest(extra)
+    for collector in collectors:
+        extra.register(collector)
+    body += generate_latest(extra)
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 

@@ -8,7 +8,8 @@ from servicekit.web import create_service_app
 
 def create_app(config: dict | None = None):
     """Create the routing app (unit directory and assignments API)."""
-    from routing import assignments, inbox, models, rules_api, units
+    from routing import assignments, inbox, models, rules_api, units, webhooks
+    from servicekit import metrics
 
     logs.configure("routing")
 
@@ -17,6 +18,7 @@ def create_app(config: dict | None = None):
         api.register_blueprint(units.blp)
         api.register_blueprint(rules_api.blp)
         api.register_blueprint(inbox.blp)
+        metrics.add_collector(app, webhooks.DeliveriesCollector(app.extensions["runtime"]))
 
     return create_service_app(
         "routing",

@@ -278,10 +278,31 @@ class WebhookIn(_Strict):
     )
 
 
+class WebhookDeliveriesOut(Schema):
+    waiting = fields.Integer(metadata={"description": "Messages not yet delivered, still tried."})
+    failed = fields.Integer(
+        metadata={
+            "description": "Messages given up after every attempt; registering the webhook "
+            "again gives them another round."
+        }
+    )
+    oldest_waiting_since = fields.DateTime(
+        allow_none=True, metadata={"description": "When the oldest waiting message was queued."}
+    )
+    last_error = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Why the endpoint failed: the oldest waiting message's last "
+            "attempt, else the last message given up."
+        },
+    )
+
+
 class WebhookOut(Schema):
     unit = fields.String()
     url = fields.String()
     updated_at = fields.DateTime()
+    deliveries = fields.Nested(WebhookDeliveriesOut)
 
 
 class WebhookRegisteredOut(WebhookOut):

@@ -165,7 +165,11 @@ class UnitWebhook(MethodView):
     @blp.alt_response(403, description="Neither an admin nor the unit's partner.")
     @blp.alt_response(404, description="No such active unit.")
     def put(self, data, code: str):
-        """Register (or replace) the unit's webhook; the answer carries a new signing secret."""
+        """Register (or replace) the unit's webhook; the answer carries a new signing secret.
+
+        Messages given up at the address before are tried again, at this one: a partner
+        registers its mended endpoint and receives what it missed.
+        """
         _ensure_own_or_admin(code)
         with current_app.extensions["runtime"].sessions() as session:
             unit = session.get(models.Unit, code) if len(code) <= 64 else None
@@ -176,25 +180,32 @@ class UnitWebhook(MethodView):
             hook.secret = webhooks.new_secret()
             hook.updated_at = dt.datetime.now(dt.UTC)
             session.add(hook)
+            webhooks.retry_given_up(session, code, hook.updated_at)
             session.commit()
             return {
                 "unit": code,
                 "url": hook.url,
                 "updated_at": hook.updated_at,
                 "secret": hook.secret,
+                "deliveries": webhooks.deliveries(session, code),
             }
 
     @require("admin", "partner")
     @blp.response(200, WebhookOut)
     @blp.alt_response(404, description="The unit has no webhook.")
     def get(self, code: str):
-        """Read the unit's webhook (never its secret)."""
+        """Read the unit's webhook (never its secret) and how its deliveries stand."""
         _ensure_own_or_admin(code)
         with current_app.extensions["runtime"].reading() as session:
             hook = session.get(models.Webhook, code) if len(code) <= 64 else None
             if hook is None:
                 abort(404, message="no webhook for this unit")
-            return {"unit": hook.unit, "url": hook.url, "updated_at": hook.updated_at}
+            return {
+                "unit": hook.unit,
+                "url": hook.url,
+                "updated_at": hook.updated_at,
+                "deliveries": webhooks.deliveries(session, code),
+            }
 
     @require("admin", "partner")
     @blp.response(204)
@@ -212,4 +223,7 @@ class UnitWebhook(MethodView):
             hook = session.get(models.Webhook, code)
             if hook is not None:
                 session.delete(hook)
+                # Dropped now, not when next tried: a webhook registered later gets only
+                # the messages of its own time, not those of the one removed.
+                webhooks.drop_undelivered(session, code)
                 session.commit()

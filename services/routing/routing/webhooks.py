@@ -22,7 +22,8 @@ import secrets
 from collections.abc import Callable
 
 import urllib3
-from sqlalchemy import bindparam, select
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import bindparam, delete, func, select, update
 
 from eventbus import names
 from eventbus.consumer import backoff
@@ -84,6 +85,99 @@ def enqueue(session, event: OutgoingEvent, now: dt.datetime) -> None:
             next_attempt_at=now,
         )
     )
+
+
+def _undelivered(unit: str):
+    return (
+        models.WebhookDelivery.unit == unit,
+        models.WebhookDelivery.delivered_at.is_(None),
+    )
+
+
+def _standing():
+    """Select each unit's messages waiting, given up, and the oldest waiting's time."""
+    failed = models.WebhookDelivery.failed_at.is_not(None)
+    return (
+        select(
+            models.WebhookDelivery.unit,
+            func.count().filter(~failed),
+            func.count().filter(failed),
+            func.min(models.WebhookDelivery.created_at).filter(~failed),
+        )
+        .where(models.WebhookDelivery.delivered_at.is_(None))
+        .group_by(models.WebhookDelivery.unit)
+    )
+
+
+def deliveries(session, unit: str) -> dict:
+    """Return what a unit's webhook has still to deliver, and what it gave up, with why."""
+    standing = session.execute(_standing().where(models.WebhookDelivery.unit == unit)).first()
+    _, waiting, given_up, oldest = standing or (unit, 0, 0, None)
+    # The error of the oldest message still waiting (the one its endpoint is tried with),
+    # else of the last one given up: what the partner has to mend.
+    last_error = session.scalar(
+        select(models.WebhookDelivery.last_error)
+        .where(*_undelivered(unit), models.WebhookDelivery.last_error.is_not(None))
+        .order_by(
+            models.WebhookDelivery.failed_at.is_not(None),  # waiting ones first, the oldest
+            models.WebhookDelivery.failed_at.desc(),  # else the last given up
+            models.WebhookDelivery.created_at,
+        )
+        .limit(1)
+    )
+    return {
+        "waiting": waiting,
+        "failed": given_up,
+        "oldest_waiting_since": oldest,
+        "last_error": last_error,
+    }
+
+
+class DeliveriesCollector:
+    """Report each unit's webhook messages waiting and given up, read at scrape time."""
+
+    def __init__(self, runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self):
+        count = GaugeMetricFamily(
+            "nighttalk_webhook_deliveries",
+            "Partner webhook messages not delivered, by unit and state (waiting, failed: "
+            "given up until the unit registers its webhook again).",
+            labels=["unit", "state"],
+        )
+        oldest = GaugeMetricFamily(
+            "nighttalk_webhook_oldest_waiting_age_seconds",
+            "Age of a unit's oldest webhook message still waiting.",
+            labels=["unit"],
+        )
+        try:
+            with self.runtime.reading() as session:
+                standing = session.execute(_standing()).all()
+        except Exception:  # noqa: BLE001 - a scrape must not fail because the database did
+            log.warning("webhook deliveries unavailable", exc_info=True)
+            return []
+        now = dt.datetime.now(dt.UTC)
+        for unit, waiting, given_up, since in standing:
+            count.add_metric([unit, "waiting"], waiting)
+            count.add_metric([unit, "failed"], given_up)
+            if since is not None:
+                oldest.add_metric([unit], (now - since).total_seconds())
+        return [count, oldest]
+
+
+def retry_given_up(session, unit: str, now: dt.datetime) -> None:
+    """Give a unit's messages given up another round of attempts, from now."""
+    session.execute(
+        update(models.WebhookDelivery)
+        .where(*_undelivered(unit), models.WebhookDelivery.failed_at.is_not(None))
+        .values(failed_at=None, attempts=0, next_attempt_at=now, last_error=None)
+    )
+
+
+def drop_undelivered(session, unit: str) -> None:
+    """Drop what a unit's webhook has not delivered (it is being removed)."""
+    session.execute(delete(models.WebhookDelivery).where(*_undelivered(unit)))
 
 
 Post = Callable[[str, dict[str, str], bytes], int]

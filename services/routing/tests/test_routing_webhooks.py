@@ -284,6 +284,80 @@ def test_only_the_units_partner_or_an_admin_manage_its_webhook(client):
     assert client.put("/v1/units/nowhere/webhook", headers=admin, json=body).status_code == 404
 
 
+def test_the_webhook_shows_its_deliveries_and_registering_it_again_retries_those_given_up(
+    client, runtime, deliver, case_data, case_registered, monkeypatch
+):
+    monkeypatch.setenv("ROUTING_WEBHOOK_MAX_ATTEMPTS", "1")
+    hook = "/v1/units/lw-guokeng/webhook"
+    own = partner("lw-guokeng")
+    client.put(hook, headers=own, json={"url": "http://127.0.0.1:1/hook"})
+    assert client.get(hook, headers=own).get_json()["deliveries"] == {
+        "waiting": 0,
+        "failed": 0,
+        "oldest_waiting_since": None,
+        "last_error": None,
+    }
+    deliver(case_registered(case_data()))
+    deliver(case_registered(case_data()))
+    shown = client.get(hook, headers=own).get_json()["deliveries"]
+    assert shown["waiting"] == 2 and shown["failed"] == 0 and shown["last_error"] is None
+    assert shown["oldest_waiting_since"] is not None
+    scraped = client.get("/metrics").get_data(as_text=True)
+    assert 'nighttalk_webhook_deliveries{state="waiting",unit="lw-guokeng"} 2.0' in scraped
+    assert 'nighttalk_webhook_oldest_waiting_age_seconds{unit="lw-guokeng"}' in scraped
+
+    now = dt.datetime.now(dt.UTC)
+    for hours in (0, 2):
+        assert webhooks.deliver_due(runtime.sessions, now=now + dt.timedelta(hours=hours)) == 0
+    shown = client.get(hook, headers=own).get_json()["deliveries"]
+    assert shown["waiting"] == 0 and shown["failed"] == 2
+    assert shown["oldest_waiting_since"] is None
+    assert shown["last_error"].startswith("NewConnectionError: ")
+    # The operator's view: a gauge per unit, read at scrape time.
+    scraped = client.get("/metrics").get_data(as_text=True)
+    assert 'nighttalk_webhook_deliveries{state="failed",unit="lw-guokeng"} 2.0' in scraped
+    assert 'nighttalk_webhook_deliveries{state="waiting",unit="lw-guokeng"} 0.0' in scraped
+
+    # The partner mends its endpoint and registers it: what was given up is sent there.
+    receiver = Receiver([])
+    receiver.thread.start()
+    try:
+        response = client.put(hook, headers=own, json={"url": receiver.url})
+        assert response.get_json()["deliveries"]["waiting"] == 2
+        assert response.get_json()["deliveries"]["failed"] == 0
+        receiver.secret = response.get_json()["secret"]
+        later = now + dt.timedelta(hours=4)
+        assert webhooks.deliver_due(runtime.sessions, now=later) == 2
+        assert len(receiver.received) == 2
+        assert all(receiver.verified(headers, body) for headers, body in receiver.received)
+        assert client.get(hook, headers=own).get_json()["deliveries"]["waiting"] == 0
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+def test_removing_the_webhook_drops_what_it_had_not_delivered(
+    client, runtime, deliver, case_data, case_registered
+):
+    hook = "/v1/units/lw-guokeng/webhook"
+    own = partner("lw-guokeng")
+    client.put(hook, headers=own, json={"url": "http://127.0.0.1:1/hook"})
+    deliver(case_registered(case_data()))
+    assert client.delete(hook, headers=own).status_code == 204
+    receiver = Receiver([])
+    receiver.thread.start()
+    try:
+        # Registered again: only messages of the new registration go there.
+        response = client.put(hook, headers=own, json={"url": receiver.url})
+        assert response.get_json()["deliveries"]["waiting"] == 0
+        deliver(case_registered(case_data()))
+        assert webhooks.deliver_due(runtime.sessions) == 1
+        assert len(receiver.received) == 1
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
 @pytest.mark.parametrize(
     "body",
     [
