@@ -41,13 +41,18 @@ FIELDS: dict[str, frozenset[str]] = {
 
 # The text of each kind, shared by SMS, webhook and e-mail bodies and the letter.
 _TEXT = {
+    # A case resolved on the spot has no due date (intake publishes none): the visitor
+    # already has the answer, and is promised none later.
     (models.RECEIPT, "zh"): (
         "【夜话】您反映的问题已登记，编号{{ case_number }}，"
-        "我们将在{{ due_at | date }}前答复您。凭编号可查询办理进度。"
+        "{% if due_at %}我们将在{{ due_at | date }}前答复您。"
+        "{% elif case_status == 'resolved_on_spot' %}已当场答复。{% endif %}"
+        "凭编号可查询办理进度。"
     ),
     (models.RECEIPT, "en"): (
-        "[Night Talk] Your issue is registered as {{ case_number }}; "
-        "you will have an answer by {{ due_at | date }}."
+        "[Night Talk] Your issue is registered as {{ case_number }}"
+        "{% if due_at %}; you will have an answer by {{ due_at | date }}"
+        "{% elif case_status == 'resolved_on_spot' %} and was answered at the desk{% endif %}."
     ),
     (models.ROUTED, "zh"): (
         "【夜话】您反映的问题（编号{{ case_number }}）已交由{{ unit_name }}办理，"
@@ -92,13 +97,19 @@ _TEXT = {
     (models.OVERDUE, "en"): (
         "{{ unit_name }}: case {{ case_number }} was due on {{ due_at | date }} and is overdue."
     ),
+    # Levels 1 and 2 are the ladder's rungs (a month, three months unresolved); "major"
+    # is a major case given a named supervisor, at any time.
     (models.ESCALATED, "zh"): (
-        "{{ recipient_name }}同志：交办件{{ case_number }}（{{ unit_name }}）久拖未决，"
-        "现列入挂牌督办（第{{ level }}级），请督促办理。"
+        "{{ recipient_name }}同志：交办件{{ case_number }}（{{ unit_name }}）"
+        "{% if level == 'major' %}列为重大事项挂牌督办，由您督办，"
+        "{% else %}久拖未决，现列入挂牌督办（第{{ level }}级），{% endif %}请督促办理。"
     ),
     (models.ESCALATED, "en"): (
-        "{{ recipient_name }}: case {{ case_number }} ({{ unit_name }}) is unresolved and "
-        "now under listed supervision (level {{ level }})."
+        "{{ recipient_name }}: case {{ case_number }} ({{ unit_name }}) "
+        "{% if level == 'major' %}is a major case, now under listed supervision with you "
+        "as its supervisor."
+        "{% else %}is unresolved and now under listed supervision (level {{ level }})."
+        "{% endif %}"
     ),
 }
 

@@ -213,6 +213,55 @@ def _notifications_read(runtime) -> dict[str, int]:
     return {"rows_scanned": rows_scanned, "index_scans": index_scans}
 
 
+def test_the_receipt_of_a_case_resolved_on_the_spot_promises_no_later_answer(
+    deliver, make_worker, gateway
+):
+    """Intake publishes such a case with no due date: the receipt says it was answered at
+    the desk, never "我们将在None前答复您"."""
+    visit = Visit()
+    data = visit.case_data()
+    data.update(
+        status="resolved_on_spot",
+        due_at=None,
+        disposition={"action": "resolved_on_spot", "answer": "镇里当场同意补发"},
+    )
+    deliver(visit.case_registered(data=data))
+    deliver(visit.contact_recorded())
+
+    make_worker().drain()
+
+    (receipt,) = [r.json()["text"] for r in gateway.requests]
+    assert receipt == (
+        f"【夜话】您反映的问题已登记，编号{visit.case_numbers[0]}，已当场答复。"
+        "凭编号可查询办理进度。"
+    )
+
+
+def test_a_major_case_given_a_supervisor_is_worded_as_such(
+    deliver, partner_unit, make_worker, smtp
+):
+    """Supervision's ``level: "major"`` (a named supervisor, at any time) is not a rung
+    of the ladder: no "第major级", and not called long unresolved."""
+    visit = Visit()
+    deliver(
+        supervision_event(
+            "case.escalated",
+            visit,
+            partner_unit,
+            level="major",
+            supervisor_unit="city-org",
+            supervisor="黄宝山",
+        )
+    )
+
+    make_worker().drain()
+
+    (mail,) = smtp.messages
+    text = mail.get_content().strip()
+    assert text.startswith(f"黄宝山同志：交办件{visit.case_numbers[0]}（")
+    assert text.endswith("）列为重大事项挂牌督办，由您督办，请督促办理。")
+
+
 def test_the_routing_notice_names_the_unit_as_the_directory_names_it(deliver, make_worker, gateway):
     """By its name in notify's copy of the directory; by its code while the copy lacks it."""
     deliver(unit_changed("lw-guokeng", name="郭坑镇人民政府"))
