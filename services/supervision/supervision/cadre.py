@@ -48,7 +48,8 @@ class CadreFeed(MethodView):
         c = models.SupervisedCase
         conditions = [
             c.registered.is_(True),
-            c.accused_unit.is_not(None),
+            # A complaint may name an official without a unit (intake takes either).
+            or_(c.accused_unit.is_not(None), c.accused_person.is_not(None)),
             c.received_at >= start,
             c.received_at < end,
         ]
@@ -88,7 +89,11 @@ class CadreFeed(MethodView):
             page, size = query["page"], query["page_size"]
             rows = session.execute(
                 grouped.order_by(
-                    complaints.desc(), c.accused_unit, c.accused_person.is_(None), c.accused_person
+                    complaints.desc(),
+                    c.accused_unit.is_(None),
+                    c.accused_unit,
+                    c.accused_person.is_(None),
+                    c.accused_person,
                 )
                 .offset((page - 1) * size)
                 .limit(size)

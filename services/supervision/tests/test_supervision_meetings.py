@@ -250,6 +250,30 @@ def test_complaints_per_accused_official_for_the_organisation_department(client,
     assert [r["accused_unit"] for r in narrowed.json["rows"]] == ["lw-chaoyang"]
 
 
+def test_a_complaint_naming_only_an_official_counts_for_that_official(client, rt, directory):
+    # Intake takes an accused person without a unit; the feed dropped such complaints.
+    day = dt.datetime(2026, 12, 15, 20, 0, tzinfo=CST)
+    route(rt, "lw-buwen", accused={"unit": None, "person": "张某"}, received_at=day)
+    route(rt, "lw-buwen", accused={"unit": None, "person": "张某"}, received_at=day)
+    route(rt, "lw-buwen", accused={"unit": "lw-buwen", "person": "王某"}, received_at=day)
+    route(rt, "lw-buwen", accused={"unit": None, "person": None}, received_at=day)
+
+    response = client.get(
+        "/v1/cadre?from=2026-12-01&to=2026-12-31", headers=bearer("city-org", "supervisor")
+    )
+
+    assert response.status_code == 200, response.json
+    assert [
+        (r["accused_unit"], r["accused_person"], r["complaints"]) for r in response.json["rows"]
+    ] == [
+        (None, "张某", 2),
+        ("lw-buwen", "王某", 1),
+    ]
+    assert response.json["total"] == 2
+    narrowed = client.get("/v1/cadre?from=2026-12-01&to=2026-12-31&unit=lw-buwen", headers=ADMIN)
+    assert [r["accused_person"] for r in narrowed.json["rows"]] == ["王某"]
+
+
 @pytest.mark.parametrize(
     ("unit", "roles"),
     [
