@@ -78,3 +78,14 @@ def ensure_supervises(session: Session, principal: Principal, case: models.Super
     units = jurisdiction(session, principal)
     if units is not None and (case.responsible_unit or case.receiving_unit) not in units:
         abort(404, message="no such case")
+
+
+def ensure_not_its_own_assessment(principal: Principal, case: models.SupervisedCase) -> None:
+    """Refuse (403) the unit responsible for the case an act that assesses it.
+
+    The unit under assessment does not grade itself: whatever its roles, it records no
+    visitor's feedback on its own case nor a joint meeting's decision on it (an extension
+    of its own deadline). An admin may.
+    """
+    if not principal.has("admin") and principal.unit == case.responsible_unit:
+        abort(403, message="the unit responsible for a case does not assess it itself")

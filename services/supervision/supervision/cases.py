@@ -11,7 +11,11 @@ from sqlalchemy.orm import Session
 
 from servicekit.auth import current_principal, require
 from supervision import models, usecases
-from supervision.access import ensure_can_read, ensure_supervises
+from supervision.access import (
+    ensure_can_read,
+    ensure_not_its_own_assessment,
+    ensure_supervises,
+)
 from supervision.schemas import (
     CaseOut,
     FeedbackIn,
@@ -110,7 +114,9 @@ class CaseFeedback(MethodView):
     @blp.arguments(FeedbackIn())
     @blp.response(200, FeedbackOut)
     @blp.alt_response(401, description="No valid bearer token.")
-    @blp.alt_response(403, description="Partners do not record their own visitors' feedback.")
+    @blp.alt_response(
+        403, description="Partners, and the unit responsible for the case, do not record it."
+    )
     @blp.alt_response(404, description="No such case, or not one you may follow.")
     @blp.alt_response(409, description="The case is not resolved and waiting for feedback.")
     def post(self, _query, headers, data, ref: str):
@@ -128,6 +134,7 @@ class CaseFeedback(MethodView):
                 ensure_supervises(session, principal, case)
             elif principal.unit != case.receiving_unit:
                 abort(404, message="no such case")
+            ensure_not_its_own_assessment(principal, case)
             case_id = case.case_id
         try:
             uow = runtime.unit_of_work()

@@ -164,7 +164,9 @@ class Decisions(MethodView):
     @blp.arguments(DecisionIn())
     @blp.response(201, DecisionOut)
     @blp.alt_response(401, description="No valid bearer token.")
-    @blp.alt_response(403, description="Only supervisors and admins record decisions.")
+    @blp.alt_response(
+        403, description="Only supervisors and admins, not of the unit responsible for the case."
+    )
     @blp.alt_response(404, description="No such case in your jurisdiction.")
     @blp.alt_response(409, description="A decision on this case is already recorded this month.")
     def post(self, _query, headers, data, month: str):
@@ -180,6 +182,7 @@ class Decisions(MethodView):
         with runtime.sessions() as session:
             case = find_case(session, data["case"])
             access.ensure_supervises(session, principal, case)
+            access.ensure_not_its_own_assessment(principal, case)
             case_id = case.case_id
         uow = runtime.unit_of_work()
         try:

@@ -469,6 +469,8 @@ def test_bad_feedback_is_refused_field_by_field(client, rt, body, field):
     ("unit", "roles", "status"),
     [
         ("lw-buwen", ["partner"], 403),  # the unit under assessment does not grade itself
+        ("lw-buwen", ["supervisor"], 403),  # nor does its supervisor
+        ("lw-buwen", ["reception", "supervisor"], 403),  # whatever its roles
         ("xc", ["reception"], 404),  # not the desk that received it
         ("xc", ["supervisor"], 404),  # outside its jurisdiction
     ],

@@ -127,6 +127,22 @@ def test_a_decision_is_recorded_once_and_announced_for_routing(client, rt, janua
     assert agenda["units"][0]["cases"][0]["decision"]["decision"] == "reassign"
 
 
+@pytest.mark.parametrize("decision", ["extend", "note"])
+def test_the_unit_responsible_records_no_decision_on_its_own_case(client, rt, january, decision):
+    # Its supervisor could extend its own deadline, or take the month's one decision.
+    body = {"case": january["buwen"], "decision": decision, "note": "本单位自定"}
+    if decision == "extend":
+        body["due_at"] = "2027-06-30T18:00:00+08:00"
+
+    response = client.post(
+        "/v1/meetings/2027-01/decisions", headers=bearer("lw-buwen", "supervisor"), json=body
+    )
+
+    assert response.status_code == 403, response.json
+    assert "responsible" in response.json["message"]
+    assert outbox(rt, "meeting.decision_recorded") == []
+
+
 @pytest.mark.parametrize(
     ("body", "fields"),
     [
