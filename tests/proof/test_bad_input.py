@@ -64,6 +64,10 @@ EXCLUDED: dict[str, dict[str, tuple[str, str]]] = {
         "POST /v1/units": (POSITIVE, "the parent must be a unit of the directory"),
         "PATCH /v1/rules/{rule_id}": (POSITIVE, "the unit must be one of the directory"),
         "POST /v1/rules": (POSITIVE, "the area must be one some unit of the directory is in"),
+        "PUT /v1/units/{code}/webhook": (
+            POSITIVE,
+            "an IP address must be public or in the networks the operator allows",
+        ),
     },
     "supervision": {
         "GET /v1/stats": (POSITIVE, "'to' must not be before 'from'"),

@@ -6,8 +6,18 @@ bounded, and the errors name the argument that is wrong.
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates,
+    validates_schema,
+)
+from urllib3.util import parse_url
 
+from routing import egress
 from routing.directory import UNIT_CODE
 from routing.models import LEVELS, STATUSES
 from servicekit import text
@@ -275,7 +285,17 @@ class WebhookIn(_Strict):
         schemes={"http", "https"},
         require_tld=False,
         validate=[validate.Length(max=500), WEBHOOK_URL],
+        metadata={
+            "description": "Where the unit's messages are POSTed: a public address, or one "
+            "in the networks the operator allows (ROUTING_WEBHOOK_ALLOWED_NETWORKS)."
+        },
     )
+
+    @validates("url")
+    def _not_inside(self, url: str, **_kwargs) -> None:
+        refused = egress.literal_refusal(parse_url(url).host or "")
+        if refused is not None:
+            raise ValidationError(f"refused: {refused}")
 
 
 class WebhookDeliveriesOut(Schema):

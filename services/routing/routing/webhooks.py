@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, delete, func, select, update
 from eventbus import names
 from eventbus.consumer import backoff
 from eventbus.envelope import OutgoingEvent
-from routing import models
+from routing import egress, models
 from servicekit.http_clients import HttpClients
 
 log = logging.getLogger(__name__)
@@ -247,16 +247,7 @@ def _attempt(
         TIMESTAMP: timestamp,
         SIGNATURE: sign(hook.secret, timestamp, delivery.body),
     }
-    try:
-        status = post(hook.url, headers, delivery.body)
-        if 200 <= status < 300:
-            error = None
-        elif 300 <= status < 400:
-            error = f"HTTP {status} (a redirect, not followed: register the address it points to)"
-        else:
-            error = f"HTTP {status}"
-    except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
-        error = f"{exc.__class__.__name__}: {exc}"[:500]
+    error = _send(hook.url, headers, delivery.body, post)
     if error is None:
         delivery.delivered_at = now
         return None
@@ -268,3 +259,19 @@ def _attempt(
     else:
         delivery.next_attempt_at = retry_at
     return retry_at
+
+
+def _send(url: str, headers: dict[str, str], body: bytes, post: Post) -> str | None:
+    """POST a message to a webhook's address; return why it was not delivered, if it was not."""
+    refused = egress.url_refusal(url)
+    if refused is not None:
+        return refused
+    try:
+        status = post(url, headers, body)
+    except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
+        return f"{exc.__class__.__name__}: {exc}"[:500]
+    if 200 <= status < 300:
+        return None
+    if 300 <= status < 400:
+        return f"HTTP {status} (a redirect, not followed: register the address it points to)"
+    return f"HTTP {status}"

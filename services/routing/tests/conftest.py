@@ -25,6 +25,12 @@ NO_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"
 NAMED_UNITS = Path(__file__).parent / "data" / "units_named.json"
 
 
+@pytest.fixture(autouse=True)
+def _loopback_webhooks(monkeypatch):
+    """Let webhooks point at loopback: the tests' partner endpoints listen there."""
+    monkeypatch.setenv("ROUTING_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
+
+
 @pytest.fixture
 def database(make_database) -> str:
     """Return the URL of a fresh routing database at the head migration."""

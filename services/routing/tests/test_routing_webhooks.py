@@ -359,6 +359,62 @@ def test_removing_the_webhook_drops_what_it_had_not_delivered(
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8101/v1/visits",
+        "http://localhost:5432/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.7:8080/hook",
+        "http://0.0.0.0/hook",
+    ],
+)
+def test_a_webhook_into_a_network_not_allowed_is_refused(client, url, monkeypatch):
+    # A partner sees how its deliveries fail: an address on the services' own network
+    # would make routing its probe of that network.
+    monkeypatch.setenv("ROUTING_WEBHOOK_ALLOWED_NETWORKS", "")
+    hook, own = "/v1/units/lw-guokeng/webhook", partner("lw-guokeng")
+    response = client.put(hook, headers=own, json={"url": url})
+    assert response.status_code == 422
+    [message] = response.get_json()["errors"]["json"]["url"]
+    assert message.startswith("refused: address ") and "ROUTING_WEBHOOK_ALLOWED_NETWORKS" in message
+    # A public address or name is taken; a listed network is, too.
+    assert client.put(hook, headers=own, json={"url": "https://8.8.8.8/hook"}).status_code == 200
+    assert (
+        client.put(hook, headers=own, json={"url": "https://partner.example/h"}).status_code == 200
+    )
+    monkeypatch.setenv("ROUTING_WEBHOOK_ALLOWED_NETWORKS", "10.0.0.0/8, 192.168.0.0/16")
+    assert client.put(hook, headers=own, json={"url": "http://10.1.2.3/hook"}).status_code == 200
+
+
+def test_an_attempt_at_an_address_no_longer_allowed_is_not_sent(
+    client, runtime, deliver, case_data, case_registered, monkeypatch
+):
+    receiver = Receiver([])
+    receiver.thread.start()
+    try:
+        client.put(
+            "/v1/units/lw-guokeng/webhook",
+            headers=partner("lw-guokeng"),
+            json={"url": receiver.url},
+        )
+        deliver(case_registered(case_data()))
+        # The operator narrows the networks allowed (or a name now resolves inside them).
+        monkeypatch.setenv("ROUTING_WEBHOOK_ALLOWED_NETWORKS", "10.0.0.0/8")
+        assert webhooks.deliver_due(runtime.sessions) == 0
+        assert receiver.received == []
+        with runtime.sessions() as session:
+            [row] = session.scalars(select(models.WebhookDelivery)).all()
+            assert row.attempts == 1 and row.last_error == (
+                "address 127.0.0.1 is not on the public internet nor in "
+                "ROUTING_WEBHOOK_ALLOWED_NETWORKS"
+            )
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+@pytest.mark.parametrize(
     "body",
     [
         {},
