@@ -124,7 +124,11 @@ class TemplateByKey(MethodView):
     @blp.arguments(TemplateIn())
     @blp.response(200, TemplateOut)
     @blp.alt_response(404, description="No such kind, channel or language.")
-    @blp.alt_response(422, description="Does not parse, or uses a field the kind lacks.")
+    @blp.alt_response(
+        422,
+        description="Does not parse, uses a field the kind lacks or a construct a template "
+        "may not (a loop, a call, another template …), or fails on sample values.",
+    )
     def put(self, body, kind: str, channel: str, language: str):
         """Replace a template after checking it parses and uses only the kind's fields."""
         _check_key(kind, channel, language)

@@ -14,7 +14,7 @@ import functools
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -209,6 +209,110 @@ def _environment(channel: str) -> SandboxedEnvironment:
     return env
 
 
+# What a template may be made of: text, fields, conditions, arithmetic that cannot grow a
+# text, and filters that do not make it much longer. Every part is evaluated at most once
+# per render (no loops, macros, calls or assignments to build on), so rendering costs no
+# more than the template's length times its fields': the sandbox alone stops
+# ``range(200000)`` but not two loops of ``range(99999)``, ``'x' * 10**9`` or a macro
+# calling itself twice, any of which would keep a delivery worker (and the request saving
+# it) busy or out of memory. Another template cannot be included, extended or imported:
+# a template stands alone.
+_ALLOWED_NODES = (
+    nodes.Template,
+    nodes.Output,
+    nodes.TemplateData,
+    nodes.Name,
+    nodes.Const,
+    nodes.Getattr,
+    nodes.Getitem,
+    nodes.Slice,
+    nodes.Filter,
+    nodes.FilterBlock,
+    nodes.Test,
+    nodes.If,
+    nodes.CondExpr,
+    nodes.Compare,
+    nodes.Operand,
+    nodes.And,
+    nodes.Or,
+    nodes.Not,
+    nodes.Neg,
+    nodes.Pos,
+    nodes.Concat,
+    nodes.Add,
+    nodes.Sub,
+    nodes.Div,
+    nodes.FloorDiv,
+    nodes.Tuple,
+    nodes.List,
+    nodes.Dict,
+    nodes.Pair,
+    nodes.Keyword,
+    nodes.EvalContextModifier,
+)
+ALLOWED_FILTERS = frozenset(
+    {
+        "abs",
+        "capitalize",
+        "count",
+        "d",
+        "date",
+        "default",
+        "e",
+        "escape",
+        "first",
+        "float",
+        "int",
+        "last",
+        "length",
+        "lower",
+        "round",
+        "string",
+        "striptags",
+        "title",
+        "trim",
+        "truncate",
+        "upper",
+        "wordcount",
+    }
+)
+_REFUSED = {
+    nodes.For: "loops ({% for %})",
+    nodes.Macro: "macros ({% macro %})",
+    nodes.CallBlock: "macros ({% call %})",
+    nodes.Call: "calls (range(), a method, a macro)",
+    nodes.Assign: "assignments ({% set %})",
+    nodes.AssignBlock: "assignments ({% set %})",
+    nodes.With: "assignments ({% with %})",
+    nodes.Include: "other templates ({% include %})",
+    nodes.Extends: "other templates ({% extends %})",
+    nodes.Import: "other templates ({% import %})",
+    nodes.FromImport: "other templates ({% from ... import %})",
+    nodes.Block: "blocks ({% block %})",
+    nodes.Mul: "the operator *",
+    nodes.Mod: "the operator %",
+    nodes.Pow: "the operator **",
+}
+
+
+def _refused_parts(parsed: nodes.Template) -> list[str]:
+    """Return what the parsed template uses that a template may not, in order, once each."""
+    refused: list[str] = []
+    stack: list[nodes.Node] = [parsed]
+    while stack:  # not recursive: a template may nest deeper than Python's stack
+        node = stack.pop()
+        if isinstance(node, nodes.Filter) and node.name not in ALLOWED_FILTERS:
+            what = f"the filter {node.name} (may use: {', '.join(sorted(ALLOWED_FILTERS))})"
+        elif not isinstance(node, _ALLOWED_NODES):
+            what = _REFUSED.get(type(node), type(node).__name__)
+        else:
+            what = None
+        if what is not None and what not in refused:
+            refused.append(what)
+        stack.extend(reversed(list(node.iter_child_nodes())))
+    return refused
+
+
 class InvalidTemplate(ValueError):
     """A template that cannot be saved, with messages by field (subject, body)."""
 
@@ -230,7 +334,18 @@ def validate(kind: str, channel: str, template: Source) -> None:
         except TemplateSyntaxError as exc:
             errors[field_name] = [f"line {exc.lineno}: {exc.message}"]
             continue
-        unknown = sorted(meta.find_undeclared_variables(parsed) - allowed)
+        except RecursionError:
+            errors[field_name] = ["nested too deeply"]
+            continue
+        refused = _refused_parts(parsed)
+        if refused:
+            errors[field_name] = [f"a template may not use {what}" for what in refused]
+            continue
+        try:
+            unknown = sorted(meta.find_undeclared_variables(parsed) - allowed)
+        except RecursionError:
+            errors[field_name] = ["nested too deeply"]
+            continue
         if unknown:
             errors[field_name] = [
                 f"unknown field(s) {', '.join(unknown)}; a {kind} template may use: "
@@ -241,6 +356,8 @@ def validate(kind: str, channel: str, template: Source) -> None:
             env.from_string(text).render({name: "x" for name in allowed})
         except TemplateError as exc:
             errors[field_name] = [f"does not render: {exc}"]
+        except Exception as exc:  # noqa: BLE001 - whatever the sample values meet: the admin's
+            errors[field_name] = [f"does not render: {type(exc).__name__}: {exc}"[:300]]
     if errors:
         raise InvalidTemplate(errors)
 
@@ -255,7 +372,13 @@ class Rendered:
 # text and compiles once on first use.
 @functools.lru_cache(maxsize=256)
 def _compiled(channel: str, text: str) -> Template:
-    return _environment(channel).from_string(text)
+    env = _environment(channel)
+    # Checked here too: a template stored before the check was made is refused as it
+    # would be when saved now, rather than allowed to keep a sender busy.
+    refused = _refused_parts(env.parse(text))
+    if refused:
+        raise TemplateError("a template may not use " + ", ".join(refused))
+    return env.from_string(text)
 
 
 def render(template: Source, channel: str, context: dict[str, object]) -> Rendered:

@@ -196,6 +196,75 @@ def test_bad_templates_are_refused(client, body):
     assert response.json["errors"]["json"]
 
 
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        # Each was a 500: an error on the sample values other than Jinja's own, another
+        # template with no loader to find it, Python's stack exhausted by the parser.
+        ("{{ case_number + 1 }}", "does not render: TypeError"),
+        ("{{ (case_number|length) // 0 }}", "does not render: ZeroDivisionError"),
+        ("{{ '%d' % case_number }}", "the operator %"),
+        ('{% include "x.html" %}', "other templates"),
+        ('{% extends "x" %}', "other templates"),
+        ("{% for i in range(200000) %}{% endfor %}x", "loops"),
+        ("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}", "nested too deeply"),
+    ],
+)
+def test_a_template_that_fails_its_own_way_is_refused_field_by_field(client, body, says):
+    response = client.put("/v1/templates/receipt/sms/zh", json={"body": body}, headers=ADMIN)
+    assert response.status_code == 422
+    assert says in " ".join(response.json["errors"]["json"]["body"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Small here; each grows without bound as its numbers do, in the request saving it
+        # and then in every delivery worker rendering it.
+        "{% for i in range(3) %}{% for j in range(3) %}x{% endfor %}{% endfor %}",
+        "{{ case_number * 3 }}",
+        "{{ case_number|center(30) }}",
+        "{% set twice = case_number ~ case_number %}{{ twice }}",
+        "{% macro m(n) %}{{ n }}{% endmacro %}{{ m(1) }}{{ m(2) }}",
+        "{{ case_number.ljust(30) }}",
+    ],
+)
+def test_a_template_whose_work_could_grow_without_bound_is_refused(client, body):
+    response = client.put("/v1/templates/receipt/sms/zh", json={"body": body}, headers=ADMIN)
+    assert response.status_code == 422
+    assert response.json["errors"]["json"]["body"][0].startswith("a template may not use")
+
+
+def test_a_template_stored_before_the_check_is_refused_when_sent_not_run(
+    deliver, runtime, make_worker, gateway
+):
+    """A loop saved before templates were checked fails its deliveries, for an operator to
+    see, instead of occupying a sender."""
+    with runtime.sessions() as session:
+        session.add(
+            models.Template(
+                kind=models.RECEIPT,
+                channel=models.SMS,
+                language="zh",
+                body="{% for i in range(2) %}{{ case_number }}{% endfor %}",
+                updated_at=models.now(),
+                updated_by="admin",
+            )
+        )
+        session.commit()
+    visit = registered(deliver)
+
+    make_worker().drain()
+
+    assert gateway.requests == []
+    with runtime.sessions() as session:
+        (receipt,) = session.scalars(
+            select(models.Notification).where(models.Notification.case_id == visit.case_ids[0])
+        ).all()
+    assert receipt.status == models.FAILED
+    assert receipt.last_error == "template does not render: TemplateError"
+
+
 def test_unknown_template_keys_are_404(client):
     for path in ("nope/sms/zh", "receipt/fax/zh", "receipt/sms/fr"):
         response = client.get(f"/v1/templates/{path}", headers=ADMIN)
