@@ -168,7 +168,11 @@ class Smtp:
         mail = EmailMessage()
         mail["From"] = self.sender
         mail["To"] = message.address
-        mail["Subject"] = message.subject or message.case_number
+        # On one line: a header may not hold a line break (EmailMessage refuses it, so the
+        # message could not be built), and an edited subject may quote a case's summary,
+        # typed over several lines. Any run of white space, line breaks included, is one
+        # space.
+        mail["Subject"] = " ".join((message.subject or "").split()) or message.case_number
         # Stable per notification, so a mail client can fold a duplicate.
         mail["Message-ID"] = make_msgid(idstring=message.notification_id, domain="nighttalk")
         mail["X-NightTalk-Notification"] = message.notification_id

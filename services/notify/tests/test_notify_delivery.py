@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import os
 import socket
 import threading
@@ -26,6 +27,7 @@ from notify_test_servers import PARTNER, HttpReceiver, self_signed_certificate
 from pypdf import PdfReader
 from sqlalchemy import select
 
+from eventbus import envelope
 from notify import delivery, models
 from notify.channels import SmsGateway, Webhook
 from notify.delivery import UNKNOWN_OUTCOME, Settings, Worker
@@ -590,6 +592,42 @@ def test_one_channel_failing_does_not_hold_back_the_others(
     by_channel = {n.channel: n.status for n in rows(runtime, visit.case_ids[0])}
     assert by_channel[models.EMAIL] == models.FAILED
     assert by_channel[models.WEBHOOK] == models.DELIVERED
+
+
+def test_a_subject_with_a_line_break_from_the_case_goes_on_one_line(
+    deliver, runtime, partner_unit, make_worker, smtp
+):
+    """A summary typed over two lines, in an edited subject: one send, the lines joined
+    (a header may not hold a line break: the message could not even be built)."""
+    with runtime.sessions() as session:
+        session.add(
+            models.Template(
+                kind=models.ASSIGNMENT,
+                channel=models.EMAIL,
+                language="zh",
+                subject="新交办件：{{ summary }}",
+                body="{{ unit_name }}：{{ summary }}",
+                updated_at=models.now(),
+                updated_by="admin",
+            )
+        )
+        session.commit()
+    visit = Visit()
+    event = case_routed(visit, partner_unit)
+    data = json.loads(event.body)
+    data["summary"] = "退休教师工资拖欠\r\n多次反映未果\u2028仍未解决"
+    deliver(
+        envelope.build(
+            service="routing", routing_key="case.routed", subject=data["case_id"], data=data
+        )
+    )
+
+    make_worker().drain()
+
+    (mail,) = smtp.messages
+    assert mail["Subject"] == "新交办件：退休教师工资拖欠 多次反映未果 仍未解决"
+    email = next(n for n in rows(runtime, visit.case_ids[0]) if n.channel == models.EMAIL)
+    assert (email.status, email.attempts) == (models.DELIVERED, 1)
 
 
 def test_a_stale_sending_email_is_failed_not_resent(
