@@ -9,7 +9,7 @@ Reception desks follow the cases they received, partners those they must resolve
 from __future__ import annotations
 
 from flask_smorest import abort
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, not_, or_, true
 from sqlalchemy.orm import Session
 
 from servicekit import jurisdiction as areas
@@ -41,26 +41,78 @@ def jurisdiction(session: Session, principal: Principal) -> set[str] | None:
     return areas.governed_units(_directory(session), principal.unit)
 
 
-def in_units(session: Session, units: set[str]):
-    """Return the SQL condition of a case the given units are responsible for (or received).
+def accused_above(session: Session, principal: Principal) -> set[str] | None:
+    """Return the units whose complaints are kept from the caller; None for an admin.
 
-    One array parameter on PostgreSQL (``servicekit.db.one_of``): the board's statements
-    read the same whatever the supervisor's jurisdiction.
+    A complaint is never handed to the unit it accuses nor to a unit below it (routing's
+    rule, DESIGN: "or that unit's own sub-units"), so it is kept from the caller's unit
+    and from every unit above it in the directory: the accused may govern the county the
+    case is supervised in, but it does not read, list or act on a complaint about itself.
+    """
+    if principal.has("admin"):
+        return None
+    directory = _directory(session)
+    found, unit = {principal.unit}, principal.unit
+    while unit in directory and directory[unit][0] is not None:
+        unit = directory[unit][0]
+        if unit in found:
+            break  # a loop a corrupted directory may hold
+        found.add(unit)
+    return found
+
+
+def accuses(case: models.SupervisedCase, principal: Principal, withheld: set[str] | None) -> bool:
+    """Return True if the case accuses one of the ``withheld`` units, and is not the
+    caller's own to resolve (routing's last resort sends a complaint about the city itself
+    to the discipline commission, a unit below it)."""
+    return (
+        withheld is not None
+        and case.accused_unit in withheld
+        and case.responsible_unit != principal.unit
+    )
+
+
+def in_units(
+    session: Session, units: set[str] | None, *, withheld: set[str] | None, own: str | None
+):
+    """Return the SQL condition of a case the given units are responsible for (or received),
+    that accuses none of the ``withheld`` units (:func:`accused_above`) unless ``own`` unit
+    must resolve it.
+
+    ``units`` None means every unit. One array parameter each on PostgreSQL
+    (``servicekit.db.one_of``): the board's statements read the same whatever the
+    supervisor's jurisdiction.
     """
     case = models.SupervisedCase
-    return or_(
-        one_of(session, case.responsible_unit, units),
-        and_(case.responsible_unit.is_(None), one_of(session, case.receiving_unit, units)),
-    )
+    conditions = []
+    if units is not None:
+        conditions.append(
+            or_(
+                one_of(session, case.responsible_unit, units),
+                and_(case.responsible_unit.is_(None), one_of(session, case.receiving_unit, units)),
+            )
+        )
+    if withheld is not None:
+        conditions.append(
+            or_(
+                case.accused_unit.is_(None),
+                not_(one_of(session, case.accused_unit, withheld)),
+                case.responsible_unit == own,
+            )
+        )
+    return and_(true(), *conditions)
 
 
 def can_read(session: Session, principal: Principal, case: models.SupervisedCase) -> bool:
     """Return True if the caller may read the case and its timeline."""
     if principal.has("admin"):
         return True
-    # A reception desk follows the cases it received, a partner those it must resolve.
+    # A reception desk follows the cases it received (even one about itself: it took the
+    # complaint and knows the visitor), a partner those it must resolve.
     if principal.unit in (case.receiving_unit, case.responsible_unit):
         return True
+    if accuses(case, principal, accused_above(session, principal)):
+        return False
     if principal.has("supervisor"):
         units = jurisdiction(session, principal)
         return units is None or (case.responsible_unit or case.receiving_unit) in units
@@ -78,6 +130,8 @@ def ensure_supervises(session: Session, principal: Principal, case: models.Super
     units = jurisdiction(session, principal)
     if units is not None and (case.responsible_unit or case.receiving_unit) not in units:
         abort(404, message="no such case")
+    if accuses(case, principal, accused_above(session, principal)):
+        abort(404, message="no such case")  # a complaint about the caller's own unit
 
 
 def ensure_not_its_own_assessment(principal: Principal, case: models.SupervisedCase) -> None:

@@ -72,12 +72,21 @@ class Board(MethodView):
                         errors={"query": {"unit": ["outside your jurisdiction"]}},
                     )
                 units = wanted if units is None else units & wanted
-            if units is not None:
-                conditions.append(access.in_units(session, units))
+            # A complaint is kept from the unit it accuses and the units below it.
+            withheld = access.accused_above(session, principal)
+            conditions.append(
+                access.in_units(session, units, withheld=withheld, own=principal.unit)
+            )
             if query.get("category"):
                 conditions.append(case.category == query["category"])
             # Counted as cases move (board_counts.py), not by reading every open case.
-            levels = board_counts.levels(session, units=units, category=query.get("category"))
+            levels = board_counts.levels(
+                session,
+                units=units,
+                category=query.get("category"),
+                withheld=withheld,
+                own=principal.unit,
+            )
             total = sum(n for _, step, n in levels if query.get("step") in (None, step))
             if query.get("step"):
                 conditions.append(case.ladder_step == query["step"])

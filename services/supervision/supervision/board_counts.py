@@ -15,7 +15,7 @@ or not the scheduler has run.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, text, union_all
+from sqlalchemy import func, literal, or_, select, text, union_all
 from sqlalchemy.orm import Session
 
 from servicekit.db import one_of
@@ -26,11 +26,20 @@ NONE = ""
 
 
 def levels(
-    session: Session, *, units: set[str] | None, category: str | None
+    session: Session,
+    *,
+    units: set[str] | None,
+    category: str | None,
+    withheld: set[str] | None = None,
+    own: str | None = None,
 ) -> list[tuple[int, str | None, int]]:
     """Return (position, step, count) of the unresolved cases of these units, furthest first.
 
-    ``units`` None means every unit; ``category`` None every category.
+    ``units`` None means every unit; ``category`` None every category. The cases that
+    accuse one of the ``withheld`` units (``access.accused_above``), unless ``own`` must
+    resolve them, are taken off the counts as they are off the board's rows: the counts
+    do not know whom a case accuses, so these few are counted from the cases themselves
+    (index ``ix_supervised_cases_accused_unresolved``).
     """
 
     def narrowed(table, amount):
@@ -41,10 +50,30 @@ def levels(
             query = query.where(table.category == category)
         return query
 
-    rows = union_all(
+    parts = [
         narrowed(models.BoardCount, models.BoardCount.count),
         narrowed(models.BoardChange, models.BoardChange.delta),
-    ).subquery()
+    ]
+    if withheld is not None:
+        case = models.SupervisedCase
+        kept_off = select(
+            case.ladder_position,
+            func.coalesce(case.ladder_step, NONE),
+            literal(-1).label("n"),
+        ).where(
+            case.status.in_(models.UNRESOLVED),
+            case.accused_unit.is_not(None),
+            one_of(session, case.accused_unit, withheld),
+            or_(case.responsible_unit.is_(None), case.responsible_unit != own),
+        )
+        if units is not None:
+            kept_off = kept_off.where(
+                one_of(session, func.coalesce(case.responsible_unit, case.receiving_unit), units)
+            )
+        if category is not None:
+            kept_off = kept_off.where(func.coalesce(case.category, NONE) == category)
+        parts.append(kept_off)
+    rows = union_all(*parts).subquery()
     count = func.sum(rows.c.n)
     found = session.execute(
         select(rows.c.ladder_position, rows.c.ladder_step, count)

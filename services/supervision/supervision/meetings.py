@@ -94,9 +94,12 @@ class Agenda(MethodView):
                 case.status.in_(models.UNRESOLVED),
                 or_(case.major_since < end, escalated),
             ]
-            units = access.jurisdiction(session, current_principal())
-            if units is not None:
-                conditions.append(access.in_units(session, units))
+            principal = current_principal()
+            units = access.jurisdiction(session, principal)
+            withheld = access.accused_above(session, principal)
+            conditions.append(
+                access.in_units(session, units, withheld=withheld, own=principal.unit)
+            )
             rows = session.execute(
                 select(case, escalation.label("level"))
                 .where(*conditions)

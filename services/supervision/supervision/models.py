@@ -203,6 +203,16 @@ Index(
     sqlite_where=SupervisedCase.status.in_(UNRESOLVED),
 )
 
+# The unresolved cases that accuse a unit: the board takes them off a supervisor's counts
+# when they accuse its unit or one above it (board_counts.levels).
+Index(
+    "ix_supervised_cases_accused_unresolved",
+    SupervisedCase.accused_unit,
+    postgresql_where=SupervisedCase.status.in_(UNRESOLVED)
+    & SupervisedCase.accused_unit.is_not(None),
+    sqlite_where=SupervisedCase.status.in_(UNRESOLVED) & SupervisedCase.accused_unit.is_not(None),
+)
+
 
 class BoardCount(Base):
     """How many unresolved cases a unit has at a ladder step, in a category: the board's counts.

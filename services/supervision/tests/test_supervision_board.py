@@ -183,6 +183,59 @@ def test_the_board_asks_the_same_statements_of_any_jurisdiction(client, rt, dire
         assert asked["lw"] == asked["xc"]
 
 
+def test_a_complaint_about_a_unit_is_kept_from_that_unit_and_those_below_it(client, rt, directory):
+    # Routing withholds a complaint about lw-org from lw-org (and its sub-units) and sends
+    # it to lw; lw-org's supervisors govern the county, so jurisdiction alone let them in.
+    consume(rt, unit_changed("lw-org", parent="lw", leader="部长", level="county"))
+    consume(rt, unit_changed("lw-org-office", parent="lw-org", leader="主任", level="county"))
+    case_id, number = new_case()
+    assignment_id = str(uuid.uuid4())
+    consume(rt, case_registered(case_id, number, accused={"unit": "lw-org", "person": "王某"}))
+    consume(
+        rt,
+        case_routed(
+            case_id, number, unit="lw", routed_at=ROUTED, due_at=DUE, assignment_id=assignment_id
+        ),
+    )
+    route(rt, "lw-buwen")  # another case of the county, not about lw-org
+    ladder.sweep(rt, THREE_MONTHS)
+
+    for unit in ("lw-org", "lw-org-office"):
+        accused = bearer(unit, "supervisor")
+        assert client.get(f"/v1/cases/{number}", headers=accused).status_code == 404
+        assert client.get(f"/v1/cases/{number}/timeline", headers=accused).status_code == 404
+        board = client.get("/v1/board", headers=accused).json
+        assert number not in [item["case_number"] for item in board["items"]]
+        assert board["total"] == len(board["items"]) == 1
+        assert sum(level["count"] for level in board["levels"]) == 1
+        agenda = client.get("/v1/meetings/2027-03/agenda", headers=accused).json
+        listed = [c["case_number"] for u in agenda["units"] for c in u["cases"]]
+        assert number not in listed and len(listed) == 1
+        named = client.put(
+            f"/v1/cases/{number}/supervisor",
+            headers=accused,
+            json={"supervisor": "王某", "supervisor_unit": unit},
+        )
+        assert named.status_code == 404
+        decided = client.post(
+            "/v1/meetings/2027-03/decisions",
+            headers=accused,
+            json={"case": number, "decision": "note", "note": "x"},
+        )
+        assert decided.status_code == 404
+    consume(rt, assignment_event("assignment.resolved", case_id, number, assignment_id, unit="lw"))
+    feedback = client.post(
+        f"/v1/cases/{number}/feedback",
+        headers=bearer("lw-org", "supervisor"),
+        json={"satisfied": True},
+    )
+    assert feedback.status_code == 404
+    # The superior routing chose, and the admin, still see and act on it.
+    superior = bearer("lw", "supervisor")
+    assert client.get(f"/v1/cases/{number}", headers=superior).status_code == 200
+    assert client.get(f"/v1/cases/{number}", headers=ADMIN).status_code == 200
+
+
 @pytest.mark.parametrize("roles", [["reception"], ["partner"], ["reception", "partner"]])
 def test_reception_and_partner_tokens_cannot_read_the_board(client, roles):
     assert client.get("/v1/board", headers=bearer("lw-buwen", *roles)).status_code == 403
