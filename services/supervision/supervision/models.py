@@ -162,6 +162,9 @@ class SupervisedCase(Base):
         self.assignment_id = data["assignment_id"]
         self.responsible_unit = self.responsible_unit or data["unit"]
         self.resolved_at = data["occurred_at"]
+        if self.status == REOPENED:
+            # Reopened and resolved rank alike: the new answer waits for the visitor again.
+            self.status = RESOLVED
         self._advance(RESOLVED)
         return True
 

@@ -478,6 +478,33 @@ def test_a_reopened_case_resolved_before_its_new_routing_arrives_waits_for_feedb
     assert response.json["status"] == "closed"
 
 
+def test_a_reopened_case_resolved_again_on_the_same_assignment_waits_for_feedback(
+    client, rt, directory
+):
+    case_id, number, assignment_id = resolved_case(rt)
+    response = client.post(f"/v1/cases/{number}/feedback", headers=ADMIN, json={"satisfied": False})
+    assert response.json["status"] == "reopened"
+    again = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+    consume(
+        rt,
+        assignment_event(
+            "assignment.resolved",
+            case_id,
+            number,
+            assignment_id,
+            answer="已全额补发",
+            occurred_at=again,
+        ),
+    )
+
+    with rt.sessions() as session:
+        case = session.get(models.SupervisedCase, case_id)
+        assert (case.status, case.resolved_at) == (models.RESOLVED, again)
+    response = client.post(f"/v1/cases/{number}/feedback", headers=ADMIN, json={"satisfied": True})
+    assert response.status_code == 200, response.json
+    assert response.json["status"] == "closed"
+
+
 def test_feedback_on_a_case_not_yet_resolved_is_a_conflict(client, rt):
     _, number, _ = route(rt, "lw-buwen")
     response = client.post(f"/v1/cases/{number}/feedback", headers=ADMIN, json={"satisfied": True})
