@@ -1,9 +1,14 @@
 """The channels a notification goes out on: SMS gateway, SMTP, signed webhook, printed letter.
 
 Each sender raises ``TemporaryFailure`` (worth retrying: a gateway 5xx or 429, an
-SMTP 4xx, a timeout, a refused connection) or ``PermanentFailure`` (a gateway 4xx,
-an SMTP 5xx, no address): the worker retries the first with backoff and gives up
-on the second at once.
+SMTP 4xx, a refused connection, a timeout before the message was handed over) or
+``PermanentFailure`` (a gateway 4xx, an SMTP 5xx, no address): the worker retries the
+first with backoff and gives up on the second at once. When the message was handed
+over (the HTTP request was written, the SMTP server said 354 to DATA) and then no
+answer came (a read timeout, a dropped connection), it may have gone out: a channel
+that tells duplicates raises ``TemporaryFailure`` and is tried again under the same
+key; one that cannot raises ``OutcomeUnknown`` (a permanent failure) instead of
+risking a second message, as the worker does with a send a crash hid.
 
 Whether a channel can tell a duplicate (``dedupes``) decides what a restart does
 with a send whose outcome a crash hid: the SMS gateway and the webhook receive the
@@ -20,6 +25,7 @@ import hmac
 import json
 import os
 import smtplib
+import ssl
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -40,6 +46,41 @@ class TemporaryFailure(Exception):
 
 class PermanentFailure(Exception):
     """A failure that will not go away by trying again."""
+
+
+class OutcomeUnknown(PermanentFailure):
+    """The message was handed over and no answer came, on a channel that cannot tell a
+    duplicate: it may have gone out, so it is not sent again automatically."""
+
+    def __init__(self, what: str, exc: BaseException) -> None:
+        super().__init__(
+            f"{what}: no answer after the message was handed over ({type(exc).__name__}); "
+            "it may have gone out, and this channel cannot tell a duplicate: not resent "
+            "automatically; check with the recipient, then retry by hand"
+        )
+
+
+# The failures of an HTTP request that come before anything of it was written: the
+# connection (or the proxy, or TLS with a certificate it refused) never came about. Any
+# other (a read timeout, a connection dropped or reset, a TLS error past the handshake)
+# may come after the gateway had the whole request.
+_NOT_SENT = (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ProxyError)
+
+
+def _unanswered(exc: urllib3.exceptions.HTTPError, what: str, dedupes: bool) -> Exception:
+    """Return the failure to raise for an HTTP request that got no answer."""
+    summary = f"{what} unreachable: {type(exc).__name__}"
+    if dedupes or isinstance(exc, _NOT_SENT) or _refused_certificate(exc):
+        return TemporaryFailure(summary)
+    return OutcomeUnknown(what, exc)
+
+
+def _refused_certificate(exc: urllib3.exceptions.HTTPError) -> bool:
+    # urllib3 wraps the ssl module's error: a certificate is refused in the handshake.
+    return isinstance(exc, urllib3.exceptions.SSLError) and any(
+        isinstance(inner, (ssl.SSLCertVerificationError, ssl.CertificateError))
+        for inner in (*exc.args, exc.__cause__, exc.__context__)
+    )
 
 
 @dataclass(frozen=True)
@@ -130,7 +171,7 @@ class SmsGateway:
         try:
             response = self.http.post(self.url, body=body, headers=headers, timeout=self.timeout)
         except urllib3.exceptions.HTTPError as exc:
-            raise TemporaryFailure(f"SMS gateway unreachable: {type(exc).__name__}") from exc
+            raise _unanswered(exc, "SMS gateway", self.dedupes) from exc
         _http_outcome(response.status, "SMS gateway")
 
 
@@ -177,13 +218,14 @@ class Smtp:
         mail["Message-ID"] = make_msgid(idstring=message.notification_id, domain="nighttalk")
         mail["X-NightTalk-Notification"] = message.notification_id
         mail.set_content(message.body)
+        smtp: _Session | None = None
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
-                if self.starttls:
-                    smtp.starttls()
-                if self.user:
-                    smtp.login(self.user, self.password or "")
-                smtp.send_message(mail)
+            smtp = _Session(self.host, self.port, timeout=self.timeout)
+            if self.starttls:
+                smtp.starttls()
+            if self.user:
+                smtp.login(self.user, self.password or "")
+            smtp.send_message(mail)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _text in exc.recipients.values()]
             if all(400 <= code < 500 for code in codes):
@@ -195,7 +237,34 @@ class Smtp:
                 raise TemporaryFailure(summary) from exc
             raise PermanentFailure(summary) from exc
         except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            if smtp is not None and smtp.content_sent:
+                raise OutcomeUnknown("SMTP", exc) from exc
             raise TemporaryFailure(f"SMTP unreachable: {type(exc).__name__}") from exc
+        finally:
+            if smtp is not None:
+                smtp.leave()
+
+
+class _Session(smtplib.SMTP):
+    """An SMTP session that knows whether the message itself went out (DATA's 354)."""
+
+    content_sent = False
+
+    def getreply(self):
+        code, text = super().getreply()
+        if code == 354:  # the answer to DATA only: the message's content follows
+            self.content_sent = True
+        return code, text
+
+    def leave(self) -> None:
+        """Say QUIT and close, whatever the answer: the message's fate is settled by then
+        (``with SMTP()`` raised on a QUIT not answered 221, after the message was taken)."""
+        try:
+            self.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+        finally:
+            self.close()
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -252,7 +321,7 @@ class Webhook:
                 message.address, body=body, headers=headers, timeout=self.timeout
             )
         except urllib3.exceptions.HTTPError as exc:
-            raise TemporaryFailure(f"webhook unreachable: {type(exc).__name__}") from exc
+            raise _unanswered(exc, "webhook", self.dedupes) from exc
         _http_outcome(response.status, "webhook")
 
 

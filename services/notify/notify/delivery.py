@@ -14,6 +14,10 @@ can read:
    limit reached), with ``notification.delivered`` / ``notification.failed`` in the
    same transaction (outbox). Only the holder of the claim token records.
 
+A send that was handed over and got no answer (a read timeout, a dropped connection)
+is the same unknown outcome met while the worker lives: the channel raises
+``OutcomeUnknown`` where it cannot tell a duplicate, and the row is failed.
+
 A worker killed between 2 and 3 leaves the row ``sending``. Once it is older than
 the sending timeout, a channel that tells duplicates (webhook, an SMS gateway that
 honours ``Idempotency-Key``, the letter) gets it again; one that cannot (SMTP, an
@@ -49,6 +53,14 @@ log = logging.getLogger(__name__)
 
 UNKNOWN_OUTCOME = (
     "the worker stopped during the send, and this channel cannot tell a duplicate: "
+    "not resent automatically; check with the recipient, then retry by hand"
+)
+
+
+# Said of a send that raised what no channel should, on a channel that cannot tell a
+# duplicate: the message may have gone out before the error.
+UNKNOWN_SEND = (
+    " during the send, on a channel that cannot tell a duplicate: it may have gone out; "
     "not resent automatically; check with the recipient, then retry by hand"
 )
 
@@ -596,20 +608,23 @@ class Worker:
         error, temporary = item.error, item.temporary
         if item.message is not None:
             message = item.message
+            channel = self.channels.get(message.channel)
             try:
-                channel = self.channels.get(message.channel)
                 if channel is None:
                     raise PermanentFailure(f"no sender for channel {message.channel}")
                 artifact = channel.send(message)
             except TemporaryFailure as exc:
                 error, temporary = str(exc), True
             except PermanentFailure as exc:
-                error = str(exc)
+                error = str(exc)  # OutcomeUnknown too: handed over, no answer, no dedupe
             except Exception as exc:  # noqa: BLE001 - a bug in one send must not stop the rest
                 log.exception(
                     "send failed unexpectedly", extra={"notification_id": item.notification_id}
                 )
-                error, temporary = f"unexpected {type(exc).__name__}", True
+                # It may have failed after the message went out: tried again only where
+                # the channel tells a duplicate, as after a crash.
+                temporary = channel.dedupes
+                error = f"unexpected {type(exc).__name__}" + ("" if temporary else UNKNOWN_SEND)
         return {"error": error, "temporary": temporary, "artifact": artifact}
 
     def _rendered(self, session: Session, row: Row, claim: str) -> Claimed:

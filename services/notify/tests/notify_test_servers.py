@@ -7,6 +7,7 @@ to kill the delivery process between a send and its recording).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -130,6 +131,9 @@ class SmtpServer:
         self.messages: list[Any] = []
         self.script: list[str] = []
         self.on_message: Callable[[Any], None] | None = None
+        # Set: a message is kept at once but answered only once this is set (a server
+        # slower to answer than the client waits), or when the server closes.
+        self.answer_after: threading.Event | None = None
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
         self.controller.start()
@@ -141,9 +145,13 @@ class SmtpServer:
         self.messages.append(message)
         if self.on_message is not None:
             self.on_message(message)
+        if self.answer_after is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.answer_after.wait)
         return "250 Message accepted for delivery"
 
     def close(self) -> None:
+        if self.answer_after is not None:
+            self.answer_after.set()
         self.controller.stop()
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from eventbus import envelope
 from notify import delivery, models
-from notify.channels import SmsGateway, Webhook
+from notify.channels import SmsGateway, Smtp, Webhook
 from notify.delivery import UNKNOWN_OUTCOME, Settings, Worker
 from servicekit.localsystem import free_port
 
@@ -458,9 +458,10 @@ def test_a_gateway_4xx_is_permanent(deliver, runtime, make_worker, gateway, stat
     assert len(gateway.requests) == 1
 
 
-def sms_worker(runtime, clock, url: str, timeout: float = 5) -> Worker:
+def sms_worker(runtime, clock, url: str, timeout: float = 5, dedupes: bool = False) -> Worker:
     """Return a worker whose SMS go to ``url`` (made now: it reads the proxies now)."""
-    return Worker(runtime, {models.SMS: SmsGateway(url=url, timeout=timeout)}, clock=clock)
+    gateway = SmsGateway(url=url, timeout=timeout, dedupes=dedupes)
+    return Worker(runtime, {models.SMS: gateway}, clock=clock)
 
 
 def test_an_unreachable_gateway_is_tried_again_later(deliver, runtime, clock):
@@ -476,7 +477,10 @@ def test_an_unreachable_gateway_is_tried_again_later(deliver, runtime, clock):
     assert receipt.last_error.startswith("SMS gateway unreachable")
 
 
-def test_a_gateway_that_does_not_answer_in_time_is_tried_again_later(deliver, runtime, clock):
+def test_a_deduping_gateway_that_does_not_answer_in_time_is_tried_again_later(
+    deliver, runtime, clock
+):
+    """The request went out, so it may have arrived: sent again under the same key."""
     visit = Visit()
     deliver(visit.case_registered())
     deliver(visit.contact_recorded())
@@ -484,13 +488,88 @@ def test_a_gateway_that_does_not_answer_in_time_is_tried_again_later(deliver, ru
     silent = socket.create_server(("127.0.0.1", 0))
     try:
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/sms"
-        assert sms_worker(runtime, clock, url, timeout=0.5).drain() == 1
+        assert sms_worker(runtime, clock, url, timeout=0.5, dedupes=True).drain() == 1
     finally:
         silent.close()
 
     (receipt,) = rows(runtime, visit.case_ids[0])
     assert receipt.status == models.PENDING
     assert receipt.last_error == "SMS gateway unreachable: ReadTimeoutError"
+
+
+def test_a_gateway_that_cannot_dedupe_and_answers_late_is_not_sent_twice(deliver, runtime, clock):
+    """The gateway took the SMS and answered after the worker stopped waiting: the
+    outcome is unknown, so the row is failed for an operator, never sent again."""
+    answer = threading.Event()
+    gateway = HttpReceiver(on_request=lambda _received: answer.wait())
+    visit = Visit()
+    deliver(visit.case_registered())
+    deliver(visit.contact_recorded())
+    worker = sms_worker(runtime, clock, gateway.url, timeout=0.5)
+    try:
+        worker.drain()
+        clock.advance(3600)
+        worker.drain()
+    finally:
+        answer.set()
+        gateway.close()
+
+    assert len(gateway.requests) == 1
+    (receipt,) = rows(runtime, visit.case_ids[0])
+    assert (receipt.status, receipt.attempts) == (models.FAILED, 1)
+    assert receipt.last_error.startswith(
+        "SMS gateway: no answer after the message was handed over (ReadTimeoutError)"
+    )
+    assert outbox_types(runtime)["notification.failed"] == 1
+
+
+def test_an_smtp_server_answering_late_to_the_message_is_not_sent_it_twice(
+    deliver, runtime, partner_unit, smtp, clock
+):
+    """After DATA's 354 the message is the server's: no answer to it is an unknown outcome
+    (SMTP tells no duplicate), failed for an operator; before it, tried again."""
+    smtp.answer_after = threading.Event()
+    visit = Visit()
+    deliver(case_routed(visit, partner_unit))
+    channels = {models.EMAIL: Smtp(host="127.0.0.1", port=smtp.port, timeout=0.5)}
+    worker = Worker(runtime, channels, clock=clock)
+
+    worker.drain()
+    clock.advance(3600)
+    worker.drain()
+
+    assert len(smtp.messages) == 1
+    email = next(n for n in rows(runtime, visit.case_ids[0]) if n.channel == models.EMAIL)
+    assert (email.status, email.attempts) == (models.FAILED, 1)
+    assert email.last_error.startswith("SMTP: no answer after the message was handed over")
+
+
+def test_an_unexpected_error_in_a_send_that_cannot_dedupe_is_not_sent_again(
+    deliver, runtime, clock
+):
+    """A send that raised what no channel should may have gone out first."""
+
+    class Broken:
+        dedupes = False
+        calls = 0
+
+        def send(self, message):
+            Broken.calls += 1
+            raise RuntimeError("after the message went out")
+
+    visit = Visit()
+    deliver(visit.case_registered())
+    deliver(visit.contact_recorded())
+    worker = Worker(runtime, {models.SMS: Broken()}, clock=clock)
+
+    worker.drain()
+    clock.advance(3600)
+    worker.drain()
+
+    assert Broken.calls == 1
+    (receipt,) = rows(runtime, visit.case_ids[0])
+    assert receipt.status == models.FAILED
+    assert receipt.last_error == "unexpected RuntimeError" + delivery.UNKNOWN_SEND
 
 
 def test_an_https_gateway_is_trusted_only_with_a_known_certificate(
