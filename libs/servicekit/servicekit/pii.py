@@ -55,11 +55,17 @@ def mask_name(name: str | None) -> str | None:
 
 
 def mask_phone(phone: str | None) -> str | None:
-    """13905961234 → 139****1234."""
+    """13905961234 → 139****1234; 29612345 → ****2345; 110 → ***.
+
+    A number shorter than a mobile's eleven digits (a landline, without or with its area
+    code) shows its last four at most: the first three as well would leave one to guess.
+    """
     if not phone:
         return phone
     if len(phone) <= 7:
         return "*" * len(phone)
+    if len(phone) < 11:
+        return "*" * (len(phone) - 4) + phone[-4:]
     return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
 
 

@@ -24,6 +24,10 @@ def test_a_value_reads_back_under_the_same_key_and_not_under_another(monkeypatch
         (pii.mask_name, "林河", "林*"),
         (pii.mask_phone, "13905961234", "139****1234"),
         (pii.mask_phone, "110", "***"),
+        # A landline without its area code: the last four at most (296*2345 showed seven).
+        (pii.mask_phone, "29612345", "****2345"),
+        (pii.mask_phone, "0596123456", "******3456"),
+        (pii.mask_phone, "059612345678", "059*****5678"),
         (pii.mask_address, "郭坑镇中学旁", "郭坑***"),
         (pii.mask_address, None, None),
     ],
