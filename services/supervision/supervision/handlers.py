@@ -297,6 +297,7 @@ def _apply_early_assignment_events(session: Session, case: models.SupervisedCase
                 {
                     "assignment_id": item.summary["assignment_id"],
                     "due_at": dt.datetime.fromisoformat(item.summary["due_at"]),
+                    "occurred_at": item.occurred_at,
                 }
             )
     for item in mine:

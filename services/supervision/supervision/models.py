@@ -169,13 +169,26 @@ class SupervisedCase(Base):
         return True
 
     def record_extension(self, data: dict[str, Any]) -> bool:
-        """Apply routing's assignment.extension_granted; return True if the due date moved."""
-        if self.assignment_id != data["assignment_id"] or self.status != ROUTED:
+        """Apply routing's assignment.extension_granted; return True if the clock must move.
+
+        An extension of the assignment in force moves the due date of a routed case, and
+        of a case resolved since if it was granted no later than the resolution (it
+        arrived after it): the answer is then judged against the date in force when it
+        was given. A resolved case has no clock to move.
+        """
+        if self.assignment_id != data["assignment_id"]:
+            return False
+        if self.status == ROUTED:
+            pass
+        elif self.status in (RESOLVED, CLOSED, REOPENED) and self.resolved_at is not None:
+            if data["occurred_at"] > self.resolved_at:
+                return False
+        else:
             return False
         if self.due_at is not None and data["due_at"] <= self.due_at:
             return False  # an extension only ever extends; an older grant arriving late is past
         self.due_at = data["due_at"]
-        return True
+        return self.status == ROUTED
 
     def record_resolution_on_spot(self, data: dict[str, Any]) -> None:
         """Apply intake's case.resolved_on_spot: answered at the desk, so no clock runs."""

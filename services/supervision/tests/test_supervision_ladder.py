@@ -326,6 +326,71 @@ def test_an_extension_that_arrives_before_the_routing_still_counts(ladder_runtim
     assert ladder.sweep(runtime, new_due).fired == {"warning": 1, "overdue": 1}
 
 
+@pytest.mark.parametrize("order", ["extension first", "resolution first"])
+def test_an_extension_granted_before_the_resolution_counts_in_either_order(ladder_runtime, order):
+    """Granted on day 25 to a month later, resolved on day 40: on time, whichever comes first."""
+    runtime = ladder_runtime
+    case_id, number, assignment_id = routed_case(runtime)
+    new_due = DUE + dt.timedelta(days=30)
+    resolved_at = ROUTED + dt.timedelta(days=40)
+    extension = assignment_event(
+        "assignment.extension_granted",
+        case_id,
+        number,
+        assignment_id,
+        due_at=new_due.isoformat(),
+        granted_by="city-org:supervisor",
+        reason="需要现场勘测",
+        occurred_at=ROUTED + dt.timedelta(days=25),
+    )
+    resolution = assignment_event(
+        "assignment.resolved",
+        case_id,
+        number,
+        assignment_id,
+        answer="已补发",
+        occurred_at=resolved_at,
+    )
+    for event in [extension, resolution] if order == "extension first" else [resolution, extension]:
+        consume(runtime, event)
+
+    with runtime.sessions() as session:
+        case = session.get(models.SupervisedCase, case_id)
+        assert (case.status, case.due_at, case.resolved_at) == (
+            models.RESOLVED,
+            new_due,
+            resolved_at,
+        )
+        assert session.scalar(select(func.count()).select_from(models.ClockTimer)) == 0
+    assert ladder.sweep(runtime, THREE_MONTHS).total == 0
+
+
+def test_an_extension_granted_after_the_resolution_moves_nothing(ladder_runtime):
+    runtime = ladder_runtime
+    case_id, number, assignment_id = routed_case(runtime)
+    resolved_at = ROUTED + dt.timedelta(days=40)
+    consume(
+        runtime,
+        assignment_event(
+            "assignment.resolved", case_id, number, assignment_id, occurred_at=resolved_at
+        ),
+    )
+    consume(
+        runtime,
+        assignment_event(
+            "assignment.extension_granted",
+            case_id,
+            number,
+            assignment_id,
+            due_at=(DUE + dt.timedelta(days=60)).isoformat(),
+            occurred_at=resolved_at + SECOND,
+        ),
+    )
+
+    with runtime.sessions() as session:
+        assert session.get(models.SupervisedCase, case_id).due_at == DUE
+
+
 def test_resolution_stops_the_ladder(ladder_runtime):
     runtime = ladder_runtime
     case_id, number, assignment_id = routed_case(runtime)
