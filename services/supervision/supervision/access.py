@@ -137,9 +137,10 @@ def ensure_supervises(session: Session, principal: Principal, case: models.Super
 def ensure_not_its_own_assessment(principal: Principal, case: models.SupervisedCase) -> None:
     """Refuse (403) the unit responsible for the case an act that assesses it.
 
-    The unit under assessment does not grade itself: whatever its roles, it records no
-    visitor's feedback on its own case nor a joint meeting's decision on it (an extension
-    of its own deadline). An admin may.
+    The unit under assessment does not grade itself: its supervisor records no visitor's
+    feedback on its own case nor a joint meeting's decision on it (an extension of its own
+    deadline). An admin may; so may the desk that received the visitor, which records the
+    visitor's word (``cases.CaseFeedback``).
     """
     if not principal.has("admin") and principal.unit == case.responsible_unit:
         abort(403, message="the unit responsible for a case does not assess it itself")

@@ -130,11 +130,15 @@ class CaseFeedback(MethodView):
         runtime = current_app.extensions["runtime"]
         with runtime.sessions() as session:
             case = find_case(session, ref)
-            if principal.has("supervisor", "admin"):
+            if principal.has("reception") and principal.unit == case.receiving_unit:
+                # The desk the visitor came to records the visitor's word, on its own
+                # unit's answer too: leaders receive visitors about their unit's work.
+                pass
+            elif principal.has("supervisor", "admin"):
                 ensure_supervises(session, principal, case)
-            elif principal.unit != case.receiving_unit:
+                ensure_not_its_own_assessment(principal, case)
+            else:
                 abort(404, message="no such case")
-            ensure_not_its_own_assessment(principal, case)
             case_id = case.case_id
         try:
             uow = runtime.unit_of_work()

@@ -368,8 +368,8 @@ def test_partners_and_reception_cannot_read_the_ladder(client):
 # -- feedback (回访) --------------------------------------------------------------------------
 
 
-def resolved_case(rt):
-    case_id, number, assignment_id = route(rt, "lw-buwen")
+def resolved_case(rt, unit: str = "lw-buwen"):
+    case_id, number, assignment_id = route(rt, unit)
     consume(
         rt,
         assignment_event(
@@ -564,6 +564,25 @@ def test_feedback_is_only_for_the_receiving_desk_and_the_supervisors(
     )
     assert response.status_code == status
     assert outbox(rt, "case.closed") == []
+
+
+def test_the_desk_records_the_visitors_word_on_its_own_units_answer(client, rt):
+    # A unit's leaders receive visitors about the unit's own work: the desk that received
+    # the visitor takes the visitor's feedback; the unit's supervisor does not grade it.
+    _, number, _ = resolved_case(rt, "city-org")
+    supervisor = client.post(
+        f"/v1/cases/{number}/feedback",
+        headers=bearer("city-org", "supervisor"),
+        json={"satisfied": True},
+    )
+    assert supervisor.status_code == 403
+    desk = client.post(
+        f"/v1/cases/{number}/feedback",
+        headers=bearer("city-org", "reception"),
+        json={"satisfied": True},
+    )
+    assert desk.status_code == 200, desk.json
+    assert [closed["outcome"] for closed in outbox(rt, "case.closed")] == ["satisfied"]
 
 
 def test_no_answer_within_the_window_closes_the_case_as_no_feedback_once(rt):
