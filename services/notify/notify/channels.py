@@ -20,9 +20,11 @@ in the same transaction that records it delivered, so it is exactly once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
+import logging
 import os
 import smtplib
 import ssl
@@ -396,9 +398,52 @@ class _Paragraphs(HTMLParser):
         self._flush()
 
 
+class _NoLetterTextInLog(logging.Filter):
+    """Keep fpdf2's warnings, without the letter's text it quotes.
+
+    fpdf2 names the characters a font lacks (a rare character of a visitor's name, say):
+    visitor data, which the logs never hold. Its message says which font, not which
+    characters; any other record of fpdf2's above DEBUG keeps its wording, its
+    placeholders left unfilled. Nothing is dropped, and no other logger is touched.
+    """
+
+    GLYPHS = "Font %s is missing the following glyphs: %s"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG or not record.args:
+            return True
+        if record.msg == self.GLYPHS and isinstance(record.args, tuple):
+            record.msg = (
+                "Font %s is missing glyphs for some of the letter's characters "
+                "(not logged: they may be a visitor's)"
+            )
+            record.args = record.args[:1]
+        else:
+            # The format as it stands, placeholders unfilled.
+            record.msg = f"{record.msg} (values not logged: they may quote the letter)"
+            record.args = None
+        return True
+
+
+@functools.cache
+def _quiet_fpdf() -> None:
+    """Put the filter on fpdf2's loggers (a logger's filter sees only its own records),
+    and keep fontTools' subsetting to its warnings: at INFO, the services' level, it lists
+    the glyphs of the letter by name ('uni6797' is 林), the visitor's name among them."""
+    kept = _NoLetterTextInLog()
+    names = [name for name in logging.Logger.manager.loggerDict if name.split(".")[0] == "fpdf"]
+    for name in {"fpdf", "fpdf.output", "fpdf.fpdf", *names}:
+        logging.getLogger(name).addFilter(kept)
+    subset = logging.getLogger("fontTools.subset")
+    if subset.getEffectiveLevel() < logging.WARNING:
+        subset.setLevel(logging.WARNING)
+
+
 def letter_pdf(html: str) -> bytes:
     """Typeset the letter's HTML as an A4 PDF with an embedded CJK font."""
     from fpdf import FPDF
+
+    _quiet_fpdf()
 
     parser = _Paragraphs()
     parser.feed(html)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import logging
 import os
 import socket
 import threading
@@ -763,6 +764,40 @@ def test_the_letter_escapes_what_it_quotes(deliver, runtime, make_worker):
         (letter,) = session.scalars(select(models.Letter)).all()
     assert "<script>" not in letter.html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in letter.html
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.name} {record.levelname} {record.getMessage()}")
+
+
+def test_a_character_the_letters_fonts_lack_is_warned_of_not_written_to_the_log(
+    deliver, runtime, make_worker
+):
+    """fpdf2 names the characters a font lacks: from a visitor's name, PII in the log."""
+    visit = Visit()
+    deliver(visit.contact_recorded(name="林𠈓清"))
+    deliver(assignment_resolved(visit, PARTNER))
+    kept, root = _Kept(), logging.getLogger()
+    level = root.level
+    root.addHandler(kept)
+    root.setLevel(logging.INFO)  # the services' level (LOG_LEVEL)
+    try:
+        make_worker().drain()
+    finally:
+        root.removeHandler(kept)
+        root.setLevel(level)
+
+    with runtime.sessions() as session:
+        (letter,) = session.scalars(select(models.Letter)).all()
+    assert "林𠈓清" in letter.html
+    # Neither the characters nor their glyphs' names (fontTools lists 'uni6797', 林).
+    assert not [line for line in kept.lines if "𠈓" in line or "uni6797" in line]
+    assert [line for line in kept.lines if line.startswith("fpdf.output WARNING Font")]
 
 
 def test_a_stale_sending_sms_is_failed_when_the_gateway_cannot_dedupe(
