@@ -77,7 +77,7 @@ def on_case_registered(uow: UnitOfWork, event: ReceivedEvent) -> None:
     # Link first: the upsert locks the link row, which the contact handler also
     # upserts before it addresses waiting notifications. Whichever of the two commits
     # second then sees the other's rows, so no receipt is left waiting by a race.
-    _link_case(session, data["case_id"], data["visit_id"])
+    _link_case(session, data["case_id"], data["visit_id"], data["unit"])
     _notify(
         uow,
         event,
@@ -118,7 +118,7 @@ def on_contact_recorded(uow: UnitOfWork, event: ReceivedEvent) -> None:
     }
     _upsert(session, models.VisitorContact.__table__, written, key=["visit_id"])
     for case in data["cases"]:
-        _link_case(session, case["case_id"], visit_id)
+        _link_case(session, case["case_id"], visit_id, data["unit"])
     # The row is what the upsert wrote, every column: addressed from that, not read back.
     contact = SimpleNamespace(**written)
     waiting = session.scalars(_waiting_for_visitor_statement(), {"visit_id": visit_id}).all()
@@ -311,6 +311,9 @@ def _notify(
     session = uow.session
     rules = _enabled_rules(session, event.routing_key)
     case_id = data["case_id"]
+    # The case's desk reads every notification of it: the unit the event names, else the
+    # one its registration or contact left on the link; the event's own unit (the answering
+    # or responsible one) only for a case neither has reached yet.
     access_unit = receiving_unit or _receiving_unit(session, case_id) or data.get("unit")
     now = models.now()
     # Each recipient's contact is read once per event, as plain columns: the rules of its
@@ -392,17 +395,17 @@ def _unit_contact_statement():
 
 
 def _receiving_unit(session: Session, case_id: str) -> str | None:
-    """Return the unit that received the case, as an earlier notification of it says."""
+    """Return the unit that received the case, as its registration or its visit's contact
+    said, whatever rules are on (a receipt switched off once hid later notifications of
+    the case from its desk); None if neither event has come yet."""
     return session.scalars(_receiving_unit_statement(), {"case_id": case_id}).first()
 
 
 @functools.cache
 def _receiving_unit_statement():
-    """Return the unit of a case's (``case_id``) receipt."""
-    n = models.Notification
-    return (
-        select(n.unit).where(n.case_id == bindparam("case_id"), n.kind == models.RECEIPT).limit(1)
-    )
+    """Return the receiving unit of a case (``case_id``), by its link to the visit."""
+    link = models.ContactCase
+    return select(link.unit).where(link.case_id == bindparam("case_id"))
 
 
 def _insert_new(session: Session, table: Table, rows: list[dict[str, Any]]) -> int:
@@ -433,11 +436,12 @@ def _upsert_statement(table: Table, dialect: str, columns: tuple[str, ...], key:
     )
 
 
-def _link_case(session: Session, case_id: str, visit_id: str) -> None:
+def _link_case(session: Session, case_id: str, visit_id: str, unit: str) -> None:
+    """Link a case to its visit and the unit that received it (both events say the same)."""
     _upsert(
         session,
         models.ContactCase.__table__,
-        {"case_id": case_id, "visit_id": visit_id},
+        {"case_id": case_id, "visit_id": visit_id, "unit": unit},
         key=["case_id"],
     )
 

@@ -102,12 +102,17 @@ class VisitorContact(Base):
 
 
 class ContactCase(Base):
-    """Which visit (and so which contact) a case belongs to, learnt from either event."""
+    """Which visit (and so which contact) a case belongs to, and the unit that received it,
+    learnt from either event (``case.registered``, ``visit.contact_recorded``)."""
 
     __tablename__ = "contact_cases"
 
     case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     visit_id: Mapped[str] = mapped_column(String(64), index=True)
+    # The receiving unit (the desk): every notification of the case is kept under it,
+    # whichever rules are on. NULL only for a link older than the column that neither a
+    # receipt nor the visit's contact told (see migration d7b3e9f1a2c4).
+    unit: Mapped[str | None] = mapped_column(String(64))
 
 
 class Notification(Base):

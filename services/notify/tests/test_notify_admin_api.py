@@ -6,7 +6,7 @@ import io
 import uuid
 
 import pytest
-from notify_sample_events import Visit, assignment_resolved, case_routed
+from notify_sample_events import Visit, assignment_resolved, case_routed, supervision_event
 from pypdf import PdfReader
 from sqlalchemy import select
 
@@ -426,6 +426,47 @@ def test_the_letter_prints_as_html_and_pdf_for_its_desk_only(client, deliver, ma
     assert client.get(f"/v1/deliveries/{letter_id}/letter.pdf", headers=other).status_code == 404
     receipt = receipt_of(runtime, visit)
     assert client.get(f"/v1/deliveries/{receipt.id}/letter.pdf", headers=desk).status_code == 404
+
+
+def test_the_desk_reads_every_notification_of_its_case_with_the_receipt_switched_off(
+    client, deliver, make_worker, runtime
+):
+    """The receiving unit is known from the case's registration, not from its receipt: with
+    the receipt's rule off, the answer and its letter were kept under the answering unit,
+    hidden from the desk that must print the letter (404)."""
+    rule = {
+        "event": "case.registered",
+        "kind": "receipt",
+        "recipient_kind": "visitor",
+        "channel": "sms",
+        "enabled": False,
+    }
+    assert client.put("/v1/rules", json=rule, headers=ADMIN).status_code == 200
+    visit = registered(deliver, unit="city-org")
+    deliver(case_routed(visit, "lw-guokeng"))
+    deliver(supervision_event("case.warning", visit, "lw-guokeng"))
+    deliver(assignment_resolved(visit, "lw-guokeng"))
+    make_worker().drain()
+    path = f"/v1/notifications?case={visit.case_numbers[0]}"
+    every = client.get(path, headers=ADMIN).get_json()
+    desk = bearer("city-org", "reception")
+
+    assert {n["kind"] for n in every} == {
+        "routed",
+        "assignment",
+        "warning",
+        "answer",
+        "satisfaction",
+    }
+    assert {n["unit"] for n in every} == {"city-org"}
+    assert len(client.get(path, headers=desk).get_json()) == len(every)
+    (letter,) = (n for n in every if n["channel"] == "letter")
+    assert client.get(f"/v1/deliveries/{letter['id']}/letter.pdf", headers=desk).status_code == 200
+    # The answering unit's desk reads none of them, as before.
+    partner_desk = bearer("lw-guokeng", "reception")
+    assert client.get(path, headers=partner_desk).get_json() == []
+    letter_pdf = f"/v1/deliveries/{letter['id']}/letter.pdf"
+    assert client.get(letter_pdf, headers=partner_desk).status_code == 404
 
 
 def test_templates_list_filters_and_refuses_unknown_arguments(client):
