@@ -75,12 +75,25 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver():
-    receiver = Receiver([500])
-    receiver.thread.start()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+def endpoints():
+    """Return a function starting a partner's endpoint (a Receiver); all stop at the end."""
+    started: list[Receiver] = []
+
+    def start(statuses=()) -> Receiver:
+        receiver = Receiver(list(statuses))
+        receiver.thread.start()
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+@pytest.fixture
+def receiver(endpoints):
+    return endpoints([500])
 
 
 def partner(unit: str) -> dict[str, str]:
@@ -153,32 +166,27 @@ def test_a_dead_endpoint_is_given_up_after_the_attempts(
 # to, without the body, and counted the page's 200 as the partner's.
 @pytest.mark.parametrize("redirect", [301, 302, 303, 307, 308])
 def test_a_redirect_is_not_followed_and_the_message_is_tried_again_at_its_address(
-    client, runtime, deliver, case_data, case_registered, redirect
+    client, runtime, deliver, case_data, case_registered, redirect, endpoints
 ):
-    receiver = Receiver([redirect])
-    receiver.thread.start()
-    try:
-        client.put(
-            "/v1/units/lw-guokeng/webhook",
-            headers=partner("lw-guokeng"),
-            json={"url": receiver.url},
+    receiver = endpoints([redirect])
+    client.put(
+        "/v1/units/lw-guokeng/webhook",
+        headers=partner("lw-guokeng"),
+        json={"url": receiver.url},
+    )
+    deliver(case_registered(case_data()))
+    now = dt.datetime.now(dt.UTC)
+    assert webhooks.deliver_due(runtime.sessions, now=now) == 0
+    assert receiver.landed == []
+    with runtime.sessions() as session:
+        [row] = session.scalars(select(models.WebhookDelivery)).all()
+        assert row.attempts == 1 and row.delivered_at is None and row.failed_at is None
+        assert row.last_error == (
+            f"HTTP {redirect} (a redirect, not followed: register the address it points to)"
         )
-        deliver(case_registered(case_data()))
-        now = dt.datetime.now(dt.UTC)
-        assert webhooks.deliver_due(runtime.sessions, now=now) == 0
-        assert receiver.landed == []
-        with runtime.sessions() as session:
-            [row] = session.scalars(select(models.WebhookDelivery)).all()
-            assert row.attempts == 1 and row.delivered_at is None and row.failed_at is None
-            assert row.last_error == (
-                f"HTTP {redirect} (a redirect, not followed: register the address it points to)"
-            )
-        # Tried again later at the registered address, which now takes it.
-        assert webhooks.deliver_due(runtime.sessions, now=now + dt.timedelta(hours=2)) == 1
-        assert len(receiver.received) == 2 and receiver.landed == []
-    finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
+    # Tried again later at the registered address, which now takes it.
+    assert webhooks.deliver_due(runtime.sessions, now=now + dt.timedelta(hours=2)) == 1
+    assert len(receiver.received) == 2 and receiver.landed == []
 
 
 class Hanging:
@@ -213,14 +221,13 @@ class Hanging:
 
 
 def test_an_endpoint_that_fails_is_tried_once_a_round_and_holds_up_no_other_unit(
-    client, runtime, deliver, case_data, case_registered, monkeypatch
+    client, runtime, deliver, case_data, case_registered, monkeypatch, endpoints
 ):
     # Each message to an endpoint that answers nothing cost a whole timeout (10 s by
     # default): a partner's dead server held every other partner's cases for as many
     # timeouts as it had messages waiting.
     monkeypatch.setenv("ROUTING_WEBHOOK_TIMEOUT", "0.5")
-    hanging, receiver = Hanging(), Receiver([])
-    receiver.thread.start()
+    hanging, receiver = Hanging(), endpoints()
     try:
         for unit, url in (("lw-guokeng", hanging.url), ("lw-buwen", receiver.url)):
             response = client.put(
@@ -254,8 +261,6 @@ def test_an_endpoint_that_fails_is_tried_once_a_round_and_holds_up_no_other_unit
         assert hanging.requests == 5
     finally:
         hanging.close()
-        receiver.server.shutdown()
-        receiver.server.server_close()
 
 
 def test_only_the_units_partner_or_an_admin_manage_its_webhook(client):
@@ -285,7 +290,7 @@ def test_only_the_units_partner_or_an_admin_manage_its_webhook(client):
 
 
 def test_the_webhook_shows_its_deliveries_and_registering_it_again_retries_those_given_up(
-    client, runtime, deliver, case_data, case_registered, monkeypatch
+    client, runtime, deliver, case_data, case_registered, monkeypatch, endpoints
 ):
     monkeypatch.setenv("ROUTING_WEBHOOK_MAX_ATTEMPTS", "1")
     hook = "/v1/units/lw-guokeng/webhook"
@@ -319,43 +324,33 @@ def test_the_webhook_shows_its_deliveries_and_registering_it_again_retries_those
     assert 'nighttalk_webhook_deliveries{state="waiting",unit="lw-guokeng"} 0.0' in scraped
 
     # The partner mends its endpoint and registers it: what was given up is sent there.
-    receiver = Receiver([])
-    receiver.thread.start()
-    try:
-        response = client.put(hook, headers=own, json={"url": receiver.url})
-        assert response.get_json()["deliveries"]["waiting"] == 2
-        assert response.get_json()["deliveries"]["failed"] == 0
-        receiver.secret = response.get_json()["secret"]
-        later = now + dt.timedelta(hours=4)
-        assert webhooks.deliver_due(runtime.sessions, now=later) == 2
-        assert len(receiver.received) == 2
-        assert all(receiver.verified(headers, body) for headers, body in receiver.received)
-        assert client.get(hook, headers=own).get_json()["deliveries"]["waiting"] == 0
-    finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
+    receiver = endpoints()
+    response = client.put(hook, headers=own, json={"url": receiver.url})
+    assert response.get_json()["deliveries"]["waiting"] == 2
+    assert response.get_json()["deliveries"]["failed"] == 0
+    receiver.secret = response.get_json()["secret"]
+    later = now + dt.timedelta(hours=4)
+    assert webhooks.deliver_due(runtime.sessions, now=later) == 2
+    assert len(receiver.received) == 2
+    assert all(receiver.verified(headers, body) for headers, body in receiver.received)
+    assert client.get(hook, headers=own).get_json()["deliveries"]["waiting"] == 0
 
 
 def test_removing_the_webhook_drops_what_it_had_not_delivered(
-    client, runtime, deliver, case_data, case_registered
+    client, runtime, deliver, case_data, case_registered, endpoints
 ):
     hook = "/v1/units/lw-guokeng/webhook"
     own = partner("lw-guokeng")
     client.put(hook, headers=own, json={"url": "http://127.0.0.1:1/hook"})
     deliver(case_registered(case_data()))
     assert client.delete(hook, headers=own).status_code == 204
-    receiver = Receiver([])
-    receiver.thread.start()
-    try:
-        # Registered again: only messages of the new registration go there.
-        response = client.put(hook, headers=own, json={"url": receiver.url})
-        assert response.get_json()["deliveries"]["waiting"] == 0
-        deliver(case_registered(case_data()))
-        assert webhooks.deliver_due(runtime.sessions) == 1
-        assert len(receiver.received) == 1
-    finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
+    receiver = endpoints()
+    # Registered again: only messages of the new registration go there.
+    response = client.put(hook, headers=own, json={"url": receiver.url})
+    assert response.get_json()["deliveries"]["waiting"] == 0
+    deliver(case_registered(case_data()))
+    assert webhooks.deliver_due(runtime.sessions) == 1
+    assert len(receiver.received) == 1
 
 
 @pytest.mark.parametrize(
@@ -388,30 +383,25 @@ def test_a_webhook_into_a_network_not_allowed_is_refused(client, url, monkeypatc
 
 
 def test_an_attempt_at_an_address_no_longer_allowed_is_not_sent(
-    client, runtime, deliver, case_data, case_registered, monkeypatch
+    client, runtime, deliver, case_data, case_registered, monkeypatch, endpoints
 ):
-    receiver = Receiver([])
-    receiver.thread.start()
-    try:
-        client.put(
-            "/v1/units/lw-guokeng/webhook",
-            headers=partner("lw-guokeng"),
-            json={"url": receiver.url},
+    receiver = endpoints()
+    client.put(
+        "/v1/units/lw-guokeng/webhook",
+        headers=partner("lw-guokeng"),
+        json={"url": receiver.url},
+    )
+    deliver(case_registered(case_data()))
+    # The operator narrows the networks allowed (or a name now resolves inside them).
+    monkeypatch.setenv("ROUTING_WEBHOOK_ALLOWED_NETWORKS", "10.0.0.0/8")
+    assert webhooks.deliver_due(runtime.sessions) == 0
+    assert receiver.received == []
+    with runtime.sessions() as session:
+        [row] = session.scalars(select(models.WebhookDelivery)).all()
+        assert row.attempts == 1 and row.last_error == (
+            "address 127.0.0.1 is not on the public internet nor in "
+            "ROUTING_WEBHOOK_ALLOWED_NETWORKS"
         )
-        deliver(case_registered(case_data()))
-        # The operator narrows the networks allowed (or a name now resolves inside them).
-        monkeypatch.setenv("ROUTING_WEBHOOK_ALLOWED_NETWORKS", "10.0.0.0/8")
-        assert webhooks.deliver_due(runtime.sessions) == 0
-        assert receiver.received == []
-        with runtime.sessions() as session:
-            [row] = session.scalars(select(models.WebhookDelivery)).all()
-            assert row.attempts == 1 and row.last_error == (
-                "address 127.0.0.1 is not on the public internet nor in "
-                "ROUTING_WEBHOOK_ALLOWED_NETWORKS"
-            )
-    finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
 
 
 @pytest.mark.parametrize(
@@ -430,10 +420,9 @@ def test_bad_webhooks_are_refused(client, body):
 
 
 def test_the_webhooks_process_delivers_and_stops_on_sigterm(
-    runtime, database, deliver, case_data, case_registered
+    runtime, database, deliver, case_data, case_registered, endpoints
 ):
-    receiver = Receiver([])
-    receiver.thread.start()
+    receiver = endpoints()
     app = create_app({"DATABASE_URL": database, "AMQP_URL": NO_BROKER, "TESTING": True})
     try:
         response = app.test_client().put(
@@ -465,5 +454,3 @@ def test_the_webhooks_process_delivers_and_stops_on_sigterm(
         assert webhooks.SIGNATURE.lower() in headers
     finally:
         app.extensions["runtime"].close()
-        receiver.server.shutdown()
-        receiver.server.server_close()
