@@ -40,7 +40,7 @@ def deliver(interval: float, once: bool) -> None:
     worker = Worker(runtime, channels.from_env(), Settings.from_env())
     try:
         if once:
-            click.echo(f"notify: {worker.drain()} notifications handled")
+            click.echo(f"notify: {worker.drain(stop=stop)} notifications handled")
         else:
             worker.run(stop, interval=interval)
     finally:

@@ -228,6 +228,30 @@ def _take_statement():
 
 
 @functools.cache
+def _unclaim_statement():
+    """Return the return to 'pending' (at ``at``) of a row claimed under ``held`` and never
+    sent (its worker stopped first): its attempt uncounted, for the next worker to take.
+
+    'pending' also wakes the other workers on PostgreSQL (the table's trigger). Left
+    'sending', it would wait out the sending timeout, and then an e-mail would be failed
+    as of unknown outcome though it never went out.
+    """
+    n = models.Notification.__table__
+    return (
+        update(n)
+        .where(n.c.id == bindparam("row_id"), n.c.claim == bindparam("held"))
+        .where(n.c.status == models.SENDING)
+        .values(
+            status=models.PENDING,
+            claim=None,
+            sending_since=None,
+            attempts=n.c.attempts - 1,
+            updated_at=bindparam("at", type_=n.c.updated_at.type),
+        )
+    )
+
+
+@functools.cache
 def _postpone_statement():
     """Return the postponement of a row (``row_id``) to ``wake``, written at ``at``."""
     n = models.Notification.__table__
@@ -376,7 +400,10 @@ class Worker:
 
         A sender with nothing to do waits until a notification becomes due (PostgreSQL
         tells at once, by NOTIFY) or ``interval`` seconds pass (a retry's time comes; on
-        SQLite, anything new), and finishes its send before stopping.
+        SQLite, anything new). Once ``stop`` is set, each sender records the send it has
+        in hand and starts no other: a row it claimed and has not sent goes back to
+        'pending' for the next worker (a whole round of sends on a slow gateway outlasted
+        the grace period between SIGTERM and SIGKILL).
         """
         others = [
             threading.Thread(target=self._send_until, args=(stop, interval), name=f"sender-{n}")
@@ -398,7 +425,7 @@ class Worker:
             seen = self._due.generation
             try:
                 self._readdress_if_due(interval)
-                _claimed, more = self._deliver_due(readdress=False)
+                _claimed, more = self._deliver_due(readdress=False, stop=stop)
             except Exception:  # noqa: BLE001 - a database blip must not end the worker
                 log.exception("delivery round failed; trying again")
                 more = False
@@ -438,26 +465,38 @@ class Worker:
                 log.warning("delivery worker lost its LISTEN connection; reconnecting")
                 stop.wait(1.0)
 
-    def run_once(self) -> int:
+    def run_once(self, stop: threading.Event | None = None) -> int:
         """Deliver up to one batch, claiming one row at a time; return how many were claimed.
 
         One at a time, so a worker killed mid-send leaves at most one row per sender
-        whose outcome is unknown, never a batch of rows it had not even tried.
+        whose outcome is unknown, never a batch of rows it had not even tried. Once
+        ``stop`` is set, no other send starts.
         """
-        return self._deliver_due(readdress=True)[0]
+        return self._deliver_due(readdress=True, stop=stop)[0]
 
-    def _deliver_due(self, readdress: bool) -> tuple[int, bool]:
+    def _deliver_due(
+        self, readdress: bool, stop: threading.Event | None = None
+    ) -> tuple[int, bool]:
         """Deliver up to one batch; return how many were claimed and whether more are due.
 
         While more are due, a send's outcome is recorded in the transaction that claims
         the next row: one transaction per send instead of two, and still never more than
-        one row of this sender's in 'sending'.
+        one row of this sender's in 'sending'. ``stop`` is looked at before each claim and
+        each send: once it is set, the send in hand is recorded alone, no row is claimed,
+        and a row claimed meanwhile goes back unsent.
         """
+        stopping = stop.is_set if stop is not None else _never
         if readdress:
             self.readdress()
+        if stopping():
+            return 0, False
         claimed_total = 0
         claimed, handled, more = self._claim(limit=1)
         for claims in range(1, self.settings.batch + 1):
+            if claimed and stopping():
+                # Claimed with the last record, as the stop came: not sent, so not kept.
+                self.unclaim(claimed[0])
+                return claimed_total, False
             if more:
                 # A backlog: wake a waiting sender to share it. Without one, no sender is
                 # woken to find nothing (each empty look is a transaction).
@@ -465,23 +504,34 @@ class Worker:
             claimed_total += len(claimed)
             go_on = bool(handled and more) and claims < self.settings.batch
             if not claimed:
-                if not go_on:
+                if not go_on or stopping():
                     break
                 claimed, handled, more = self._claim(limit=1)
                 continue
             (item,) = claimed
             sent = self._send(item)
-            if not go_on:
+            if not go_on or stopping():
                 self.record(item, **sent)
                 break
             claimed, handled, more = self._record_and_claim_next(item, sent)
         return claimed_total, more
 
-    def drain(self, limit: int = 1000) -> int:
-        """Deliver until nothing is due now (for ``--once`` and tests); return how many."""
+    def unclaim(self, item: Claimed) -> None:
+        """Put a claimed row that was not sent back to 'pending', if the claim is still ours."""
+        with self.runtime.unit_of_work() as uow:
+            uow.session.execute(
+                _unclaim_statement(),
+                {"row_id": item.notification_id, "held": item.claim, "at": self.clock()},
+            )
+            uow.commit()
+        log.info("claim given back unsent", extra={"notification_id": item.notification_id})
+
+    def drain(self, limit: int = 1000, stop: threading.Event | None = None) -> int:
+        """Deliver until nothing is due now or ``stop`` is set (for ``--once`` and tests);
+        return how many."""
         total = 0
         while total < limit:
-            done = self.run_once()
+            done = self.run_once(stop)
             if not done:
                 break
             total += done
@@ -773,6 +823,10 @@ class Worker:
         else:
             row.last_error = (error or "")[:500]
         uow.emit(_outcome_event(row, status, now, row.last_error))
+
+
+def _never() -> bool:
+    return False
 
 
 def _recorded(item: Claimed, status: str) -> str:

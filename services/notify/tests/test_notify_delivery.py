@@ -981,6 +981,75 @@ def test_a_worker_with_several_senders_sends_each_notification_once(
     assert statuses == {models.DELIVERED: 30}
 
 
+def stop_waiting_rows(runtime) -> Counter:
+    """Return the rows as (status, attempts, claim held), by count."""
+    with runtime.sessions() as session:
+        rows = session.scalars(select(models.Notification))
+        return Counter((r.status, r.attempts, r.claim is not None) for r in rows)
+
+
+def test_a_stopped_worker_records_the_send_in_progress_and_starts_no_other(
+    deliver, runtime, make_worker, gateway
+):
+    """SIGTERM mid-send: that send is recorded, and the rest of the round is left to the
+    next worker (a round of up to ``batch`` sends on a slow gateway outlasted compose's
+    grace period, and the SIGKILL then left e-mails failed as outcome unknown)."""
+    for visit in [Visit() for _ in range(5)]:
+        deliver(visit.case_registered())
+        deliver(visit.contact_recorded())
+    worker = make_worker(senders=1)
+    stop = threading.Event()
+    gateway.on_request = lambda _request: stop.set()  # the signal comes during the send
+
+    worker.run(stop, 60.0)
+
+    assert len(gateway.requests) == 1
+    assert stop_waiting_rows(runtime) == {
+        (models.DELIVERED, 1, False): 1,
+        (models.PENDING, 0, False): 4,
+    }
+    gateway.on_request = None
+    assert make_worker().drain() == 4
+    assert len(gateway.requests) == 5
+    assert len(gateway.accepted) == 5
+
+
+def test_a_row_claimed_as_the_worker_stops_goes_back_unsent_for_the_next_worker(
+    deliver, runtime, make_worker, gateway
+):
+    """The signal comes while a send is recorded and the next row claimed in one
+    transaction: that row is not sent but put back, 'pending' and its attempt not
+    counted, so the next worker sends it at once (left 'sending', an e-mail would be
+    failed as outcome unknown once stale)."""
+    for visit in [Visit() for _ in range(5)]:
+        deliver(visit.case_registered())
+        deliver(visit.contact_recorded())
+    worker = make_worker(senders=1)
+    stop = threading.Event()
+    takes = []
+
+    def stop_at_the_second_take(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("UPDATE notifications") and "attempts" in statement:
+            takes.append(statement)
+            if len(takes) == 2:
+                stop.set()
+
+    sqlalchemy.event.listen(runtime.engine, "before_cursor_execute", stop_at_the_second_take)
+    try:
+        worker.run(stop, 60.0)
+    finally:
+        sqlalchemy.event.remove(runtime.engine, "before_cursor_execute", stop_at_the_second_take)
+
+    assert len(gateway.requests) == 1
+    assert stop_waiting_rows(runtime) == {
+        (models.DELIVERED, 1, False): 1,
+        (models.PENDING, 0, False): 4,
+    }
+    assert make_worker().drain() == 4
+    assert len(gateway.requests) == 5
+    assert len(gateway.accepted) == 5
+
+
 def test_an_idle_worker_is_woken_by_a_notification_becoming_due(
     deliver, runtime, make_worker, gateway, db_backend
 ):
