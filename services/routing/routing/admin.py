@@ -68,6 +68,7 @@ def add_unit(uow: UnitOfWork, data: dict[str, Any]) -> models.Unit:
         area=record.area,
         leader=record.leader,
         active=record.active,
+        amqp=record.amqp,
         revision=1,
     )
     session.add(unit)
