@@ -78,7 +78,7 @@ def new_id() -> str:
 @dataclass(frozen=True)
 class CaseRouted:
     assignment: Assignment
-    partner_queue: bool = True  # the unit reads partner.<code>: it gets a partner copy
+    partner_queue: bool = True  # the unit reads partner copies (its queue or webhook)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from eventbus import names
 from eventbus.unit_of_work import UnitOfWork
 from routing import access, events, models, rules, webhooks
 from routing.directory import SessionDirectory
@@ -128,10 +129,20 @@ def facts_of_assignment(assignment: models.Assignment) -> rules.CaseFacts:
 
 
 def _emit(uow: UnitOfWork, domain_event: Any) -> None:
+    """Write a domain event's integration events, and its partner copy where the unit reads it.
+
+    The AMQP copy and the webhook delivery are decided apart: most units read by webhook
+    (or the inbox) and have no partner queue, and a few do both.
+    """
     now = dt.datetime.now(dt.UTC)
     for outgoing in events.to_integration(domain_event):
-        uow.emit(outgoing)
-        # A unit with a webhook also gets its partner copies POSTed, from this transaction.
+        if outgoing.exchange != names.PARTNERS_EXCHANGE:
+            uow.emit(outgoing)
+            continue
+        unit = outgoing.routing_key.split(".", 1)[0]
+        if _reads_queue(uow.session, unit):
+            uow.emit(outgoing)
+        # A unit with a webhook gets its partner copies POSTed, from this transaction.
         webhooks.enqueue(uow.session, outgoing, now)
 
 
@@ -189,7 +200,7 @@ def _hand_over(
     session.flush()
     if previous is not None:
         previous.superseded_by = assignment.id
-    _emit(uow, models.CaseRouted(assignment, _reads_queue(session, assignment.unit)))
+    _emit(uow, models.CaseRouted(assignment, _gets_partner_copies(session, assignment.unit)))
     log.info(
         "case routed",
         extra={
@@ -350,14 +361,19 @@ def _log(session, assignment, action: str, by: str, now: dt.datetime, text: str 
 
 
 def _reads_queue(session, code: str) -> bool:
-    # Partner copies go only to units that consume partner.<code>: a copy for a unit
+    # AMQP copies go only to units that consume partner.<code>: a copy for a unit
     # without a queue would be unroutable and wait in the outbox for ever.
     unit = session.get(models.Unit, code)
     return bool(unit is not None and unit.amqp)
 
 
+def _gets_partner_copies(session, code: str) -> bool:
+    """Return whether a unit reads partner copies: from its queue, its webhook, or both."""
+    return _reads_queue(session, code) or webhooks.registered(session, code)
+
+
 def _acted(uow, assignment, action, by, now, extra=None, *, partner_copy=False) -> None:
-    copy = partner_copy and _reads_queue(uow.session, assignment.unit)
+    copy = partner_copy and _gets_partner_copies(uow.session, assignment.unit)
     _emit(
         uow,
         models.AssignmentActed(assignment, action, now, by, extra or {}, copy),

@@ -68,12 +68,17 @@ def _registered_statement():
     return select(models.Webhook.unit).where(models.Webhook.unit == bindparam("unit"))
 
 
+def registered(session, unit: str) -> bool:
+    """Return whether a unit registered a webhook (its partner copies are POSTed to it)."""
+    return session.execute(_registered_statement(), {"unit": unit}).first() is not None
+
+
 def enqueue(session, event: OutgoingEvent, now: dt.datetime) -> None:
     """Queue a partner copy for the webhook of its unit, if the unit registered one."""
     if event.exchange != names.PARTNERS_EXCHANGE:
         return
     unit = event.routing_key.split(".", 1)[0]
-    if session.execute(_registered_statement(), {"unit": unit}).first() is None:
+    if not registered(session, unit):
         return
     session.add(
         models.WebhookDelivery(
