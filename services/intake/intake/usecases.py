@@ -315,9 +315,12 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
     if case_rows:
         connection.execute(_insert_statement(models.Case), case_rows)
     if later_visits:
+        # In the order of their ids, whatever the order the clerk named them in: two desks
+        # counting visits on the same cases then lock them in the same order, one waiting
+        # for the other rather than each holding a case the other needs (a deadlock).
         connection.execute(
             _count_later_visits_statement(),
-            [{"earlier_id": i, "later_visits": n} for i, n in later_visits.items()],
+            [{"earlier_id": i, "later_visits": n} for i, n in sorted(later_visits.items())],
         )
 
     # The domain's objects, for the events and the answer; written above, not by the ORM.
