@@ -4,31 +4,55 @@ A supervisor's jurisdiction is the area its unit governs (``servicekit.jurisdict
 in the other services): a city-level unit the whole city, a county's government or
 departments that county's units, a township itself and the units below it. Admins see
 all. A token naming a unit routing does not know governs its own unit only.
+
+A complaint is never shown to the unit it accuses nor to a unit below it, whatever their
+jurisdiction: routing keeps it from them as handlers (``rules.apply_confidentiality``),
+and the same rule keeps it from their supervisors, who would otherwise read, arbitrate or
+decide the extensions of a complaint about themselves. The one exception is an
+assignment handed to the caller's own unit (the discipline commission taking a complaint
+about the city itself, every unit being below the city).
 """
 
 from __future__ import annotations
 
 from flask_smorest import abort
-from sqlalchemy import Select
+from sqlalchemy import Select, or_
 from sqlalchemy.orm import Session, object_session
 
 from routing import models
-from servicekit.jurisdiction import governed_units, read_directory
+from servicekit.jurisdiction import Directory, governed_units, read_directory
 
 
-def _governed(session: Session, principal) -> set[str] | None:
-    """Return the units the supervisor governs (None: the whole city)."""
-    return governed_units(read_directory(session, models.Unit), principal.unit)
+def _accused_above(directory: Directory, unit: str) -> set[str]:
+    """Return the caller's unit and every unit above it: a complaint accusing one of
+    them is a complaint about the caller's unit or a unit it belongs to."""
+    found = {unit}
+    while unit in directory and directory[unit][0] is not None:
+        unit = directory[unit][0]
+        if unit in found:
+            break  # a loop a corrupted directory may hold
+        found.add(unit)
+    return found
 
 
 def visible_assignments(session: Session, principal, query: Select) -> Select:
     """Narrow an assignment query to what the caller may see."""
     if principal.has("admin"):
         return query
-    if principal.has("supervisor"):
-        units = _governed(session, principal)
-        return query if units is None else query.where(models.Assignment.unit.in_(sorted(units)))
-    return query.where(models.Assignment.unit == principal.unit)
+    if not principal.has("supervisor"):
+        return query.where(models.Assignment.unit == principal.unit)
+    directory = read_directory(session, models.Unit)
+    units = governed_units(directory, principal.unit)
+    if units is not None:
+        query = query.where(models.Assignment.unit.in_(sorted(units)))
+    withheld = _accused_above(directory, principal.unit)
+    return query.where(
+        or_(
+            models.Assignment.accused_unit.is_(None),
+            models.Assignment.accused_unit.not_in(sorted(withheld)),
+            models.Assignment.unit == principal.unit,
+        )
+    )
 
 
 def ensure_can_read(principal, assignment: models.Assignment) -> None:
@@ -37,7 +61,11 @@ def ensure_can_read(principal, assignment: models.Assignment) -> None:
         return
     session = object_session(assignment)
     if principal.has("supervisor") and session is not None:
-        units = _governed(session, principal)
+        directory = read_directory(session, models.Unit)
+        accused = assignment.accused_unit
+        if accused is not None and accused in _accused_above(directory, principal.unit):
+            abort(404, message="no such assignment for your unit")
+        units = governed_units(directory, principal.unit)
         if units is None or assignment.unit in units:
             return
     abort(404, message="no such assignment for your unit")
