@@ -173,6 +173,7 @@ def _hand_over(
     if previous is not None:
         # Supersede first: the unique index allows one current lead per case.
         previous.superseded_by = "pending"
+        _drop_extension_request(previous)
         session.flush()
     assignment = models.Assignment(
         case_id=case["case_id"],
@@ -352,6 +353,13 @@ def _hint(what: str) -> str:
     }.get(what, "not allowed now")
 
 
+def _drop_extension_request(assignment: models.Assignment) -> None:
+    # An assignment that is answered, replaced or awaiting arbitration has no deadline left
+    # to move: a request still pending would otherwise be granted on it later.
+    assignment.extension_days = None
+    assignment.extension_reason = None
+
+
 def _log(session, assignment, action: str, by: str, now: dt.datetime, text: str | None) -> None:
     session.add(
         models.AssignmentAction(
@@ -417,6 +425,7 @@ def resolve(
     assignment.status = models.RESOLVED
     assignment.resolved_at = now
     assignment.answer = answer
+    _drop_extension_request(assignment)
     _log(uow.session, assignment, "resolved", principal.sub, now, answer)
     _acted(uow, assignment, "resolved", principal.sub, now, {"answer": answer})
     return assignment
@@ -428,6 +437,7 @@ def _to_arbitration(uow, assignment, principal, now, reason, *, default_unit) ->
     )
     assignment.status = models.ARBITRATION
     assignment.supervising_unit = supervising
+    _drop_extension_request(assignment)
     text = f"moved {assignment.moves} times already; {reason}"
     _log(uow.session, assignment, "arbitration_requested", principal.sub, now, text)
     _acted(
@@ -667,9 +677,20 @@ def decide_extension(
     now = dt.datetime.now(dt.UTC)
     assignment = _load(uow.session, assignment_id)
     _ensure_in_jurisdiction(uow.session, principal, assignment)
-    if assignment.extension_days is None or assignment.superseded_by is not None:
+    pending = (
+        assignment.extension_days is not None
+        and assignment.superseded_by is None
+        and assignment.status in models.OPEN_STATUSES
+    )
+    if not pending:
         if not principal.has("admin", "supervisor"):
             raise NotFound("no such assignment for your unit")
+        if assignment.status not in models.OPEN_STATUSES:
+            raise Conflict(
+                f"no extension request awaits a decision: the assignment is "
+                f"{assignment.status}, and only an open (assigned or accepted) one has a "
+                "deadline to move"
+            )
         raise Conflict("no extension request awaits a decision on this assignment")
     if not _is_supervisor_of(principal, assignment.supervising_unit):
         raise Forbidden(f"only {assignment.supervising_unit!r} (or an admin) may decide")

@@ -1,0 +1,112 @@
+"""Partner and supervisor actions on assignments that are no longer open, or not the caller's."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from routing import models
+from servicekit.auth import mint
+
+
+def bearer(unit: str, *roles: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint(unit, list(roles), sub=f'{unit}:clerk')}"}
+
+
+GUOKENG = bearer("lw-guokeng", "partner")
+LW_SUPERVISOR = bearer("lw", "supervisor")
+
+
+@pytest.fixture
+def signed_over(deliver, case_data, case_registered, runtime):
+    """Route one case to 郭坑镇 (signed over, or as changed); return its assignment id."""
+
+    def make(**changes):
+        data = case_data(**changes)
+        deliver(case_registered(data))
+        with runtime.sessions() as session:
+            return session.scalars(
+                select(models.Assignment.id).where(models.Assignment.case_id == data["case_id"])
+            ).one()
+
+    return make
+
+
+def ask_for_extension(client, assignment_id: str) -> None:
+    # 30 days: more than the policy grants at once, so the request waits.
+    response = client.post(
+        f"/v1/assignments/{assignment_id}/extension",
+        headers=GUOKENG,
+        json={"days": 30, "reason": "需要调查"},
+    )
+    assert response.status_code == 200 and response.get_json()["granted"] is False
+
+
+def extension_events(runtime) -> int:
+    table = models.metadata.tables["outbox"]
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(
+            select(table.c.routing_key).where(table.c.routing_key == "assignment.extension_granted")
+        )
+        return len(rows.all())
+
+
+def test_a_resolved_assignment_drops_its_pending_extension_request(client, runtime, signed_over):
+    assignment_id = signed_over()
+    ask_for_extension(client, assignment_id)
+    client.post(f"/v1/assignments/{assignment_id}/accept", headers=GUOKENG)
+    response = client.post(
+        f"/v1/assignments/{assignment_id}/resolve", headers=GUOKENG, json={"answer": "已解决"}
+    )
+    assert response.status_code == 200
+    assert response.get_json()["extension_days"] is None
+    due_at = response.get_json()["due_at"]
+
+    response = client.post(
+        f"/v1/assignments/{assignment_id}/extension/decision",
+        headers=LW_SUPERVISOR,
+        json={"grant": True, "reason": "同意"},
+    )
+    assert response.status_code == 409, response.get_json()
+    assert "no extension request" in response.get_json()["message"]
+    got = client.get(f"/v1/assignments/{assignment_id}", headers=GUOKENG).get_json()
+    assert got["due_at"] == due_at and got["status"] == "resolved"
+    assert extension_events(runtime) == 0
+
+
+def test_no_extension_is_granted_on_an_assignment_that_is_not_open(client, runtime, signed_over):
+    # A request left pending by older code on an assignment since resolved.
+    assignment_id = signed_over()
+    with runtime.sessions() as session:
+        assignment = session.get(models.Assignment, assignment_id)
+        assignment.status = models.RESOLVED
+        assignment.extension_days = 30
+        assignment.extension_reason = "需要调查"
+        assignment.supervising_unit = "lw"
+        session.commit()
+
+    response = client.post(
+        f"/v1/assignments/{assignment_id}/extension/decision",
+        headers=LW_SUPERVISOR,
+        json={"grant": True, "reason": "同意"},
+    )
+    assert response.status_code == 409, response.get_json()
+    assert "resolved" in response.get_json()["message"]
+    assert extension_events(runtime) == 0
+
+
+def test_a_returned_assignment_drops_its_pending_extension_request(client, signed_over):
+    assignment_id = signed_over()
+    ask_for_extension(client, assignment_id)
+    response = client.post(
+        f"/v1/assignments/{assignment_id}/return", headers=GUOKENG, json={"reason": "不归我们"}
+    )
+    assert response.status_code == 200, response.get_json()
+    old = client.get(f"/v1/assignments/{assignment_id}", headers=bearer("city-org", "admin"))
+    assert old.get_json()["extension_days"] is None
+    response = client.post(
+        f"/v1/assignments/{assignment_id}/extension/decision",
+        headers=LW_SUPERVISOR,
+        json={"grant": True, "reason": "同意"},
+    )
+    assert response.status_code == 409
