@@ -197,7 +197,10 @@ class CaseOut(Schema):
     repeat_of = fields.String(allow_none=True)
     repeat = fields.Boolean(metadata={"description": "Linked to an earlier open case (重复来访)."})
     repeat_count = fields.Integer(
-        metadata={"description": "Later visits about this case: follow-ups and repeats."}
+        metadata={
+            "description": "Later visits about this case (follow-ups and repeats), each visit"
+            " counted once."
+        }
     )
     responsible_unit = fields.String(
         allow_none=True, metadata={"description": "The lead unit routing assigned it to."}

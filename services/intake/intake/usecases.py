@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections import Counter
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
@@ -131,13 +130,13 @@ def _open_case_statement():
 
 @functools.cache
 def _count_later_visits_statement():
-    # Counted by the database (repeat_count + n), not written back from a value read:
+    # Counted by the database (repeat_count + 1), not written back from a value read:
     # two desks registering repeats of one case at once must both count.
     cases = models.Case.__table__
     return (
         update(cases)
         .where(cases.c.id == bindparam("earlier_id"))
-        .values(repeat_count=cases.c.repeat_count + bindparam("later_visits"))
+        .values(repeat_count=cases.c.repeat_count + 1)
     )
 
 
@@ -269,8 +268,10 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
     }
 
     case_rows: list[dict[str, Any]] = []
-    # Later visits about earlier cases (by id): repeats found below and declared follow-ups.
-    later_visits: Counter[str] = Counter(c.id for c in followed)
+    # The earlier cases this visit is a later visit about (by id): declared follow-ups and
+    # repeats found below. A set: one visit counts once on a case, however many of its
+    # issues are about it and whether or not the visitor also named its number.
+    later_visits: set[str] = {c.id for c in followed}
     for position, issue in enumerate(data.get("issues") or []):
         disposition = issue["disposition"]
         resolved = disposition["action"] == "resolved_on_spot"
@@ -308,7 +309,7 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
             }
         )
         if earlier is not None:
-            later_visits[earlier] += 1
+            later_visits.add(earlier)
 
     connection = session.connection()
     connection.execute(_insert_statement(models.Visit), visit_row)
@@ -320,7 +321,7 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
         # for the other rather than each holding a case the other needs (a deadlock).
         connection.execute(
             _count_later_visits_statement(),
-            [{"earlier_id": i, "later_visits": n} for i, n in sorted(later_visits.items())],
+            [{"earlier_id": i} for i in sorted(later_visits)],
         )
 
     # The domain's objects, for the events and the answer; written above, not by the ORM.
