@@ -179,13 +179,26 @@ def apply_confidentiality(
         return choice
     choice = replace(choice, confidential=True)
     accused = case.accused_unit
-    if not accused or not in_subtree(directory, choice.unit, accused):
+    if not accused or may_take(directory, choice.unit, accused):
         return choice
     if not may_redirect:
         raise AccusedUnitError(
             f"the case accuses {accused!r}: it may not go to {choice.unit!r}, "
             "which is that unit or one of its sub-units"
         )
+    return withheld_to(directory, accused)
+
+
+def may_take(directory: Directory, code: str, accused: str) -> bool:
+    """Return True if unit ``code`` may handle, or supervise, a complaint about ``accused``."""
+    return not in_subtree(directory, code, accused)
+
+
+def withheld_to(directory: Directory, accused: str) -> Choice:
+    """Return where a complaint goes instead of the accused subtree.
+
+    The accused unit's nearest active superior, else the discipline commission.
+    """
     for superior in ancestors(directory, accused):
         if superior.active:
             return Choice(superior.code, WITHHELD_TO_SUPERIOR, confidential=True)
@@ -197,13 +210,30 @@ def apply_confidentiality(
     return Choice(DISCIPLINE_UNIT, WITHHELD_TO_DISCIPLINE, confidential=True)
 
 
-def supervising_unit(directory: Directory, code: str, *, default: str) -> str:
+def supervising_unit(
+    directory: Directory, code: str, *, default: str, accused: str | None = None
+) -> str | None:
     """Return the unit that supervises ``code``: its parent, or the city's office.
 
     A township's or a county department's supervisor is its county government; a
     city department or a county government answers to the city government office
     (the default unit), which itself answers to the city (the root unit).
+
+    For a case that accuses a unit (``accused``), a supervisor in the accused subtree
+    is passed over as a handler would be: the case goes to the accused unit's nearest
+    active superior, else the discipline commission (a complaint about the city). None
+    when the directory leaves no such unit: only an admin may then decide.
     """
+    usual = _usual_supervisor(directory, code, default=default)
+    if not accused or may_take(directory, usual, accused):
+        return usual
+    try:
+        return withheld_to(directory, accused).unit
+    except NoResponsibleUnitError:
+        return None
+
+
+def _usual_supervisor(directory: Directory, code: str, *, default: str) -> str:
     unit = directory.get(code)
     parent = directory.get(unit.parent) if unit is not None and unit.parent else None
     if parent is not None and parent.parent is not None and parent.active:
