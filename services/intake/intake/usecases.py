@@ -275,7 +275,9 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
     for position, issue in enumerate(data.get("issues") or []):
         disposition = issue["disposition"]
         resolved = disposition["action"] == "resolved_on_spot"
-        earlier = None if resolved else _open_case_of(session, key, issue["category"])
+        # Whatever the desk does with it now: a visitor back about a case still open is
+        # a repeat visit, even one answered on the spot this time.
+        earlier = _open_case_of(session, key, issue["category"])
         accused = issue.get("accused") or {}
         case_rows.append(
             {

@@ -40,6 +40,16 @@ def _later(body, **visitor):
     return again
 
 
+def test_a_returning_visitor_answered_on_the_spot_is_a_repeat(client, bearer, wage_visit):
+    earlier = _post(client, bearer, wage_visit)["cases"][0]
+    again = _later(wage_visit)
+    again["issues"][0]["disposition"] = {"action": "resolved_on_spot", "answer": "已当场答复"}
+    later = _post(client, bearer, again)["cases"][0]
+    assert later["status"] == "resolved_on_spot"
+    assert later["repeat_of"] == earlier["case_id"]
+    assert _case(client, bearer, earlier["case_id"])["repeat_count"] == 1
+
+
 def test_naming_a_case_and_raising_it_again_is_one_later_visit(client, bearer, wage_visit):
     earlier = _post(client, bearer, wage_visit)["cases"][0]
     again = _later(wage_visit)
