@@ -262,13 +262,16 @@ def _load(session, assignment_id: str) -> models.Assignment:
     return assignment
 
 
-def _ensure_partner(principal: Principal, assignment: models.Assignment) -> None:
+def _ensure_partner(session, principal: Principal, assignment: models.Assignment) -> None:
+    """Let only the assignment's unit's partner act; 404 for what the caller cannot read.
+
+    Visibility comes first: a token with the supervisor role too must not learn from a
+    403 which unit holds another area's assignment.
+    """
+    _ensure_in_jurisdiction(session, principal, assignment)
     if assignment.unit == principal.unit and principal.has("partner"):
         return
-    if principal.has("admin", "supervisor") or assignment.unit == principal.unit:
-        raise Forbidden(f"only a partner of {assignment.unit!r} may act on its assignments")
-    # Another unit's assignment: as if it did not exist, so ids leak nothing.
-    raise NotFound("no such assignment for your unit")
+    raise Forbidden(f"only a partner of {assignment.unit!r} may act on its assignments")
 
 
 def _ensure_current(assignment: models.Assignment) -> None:
@@ -305,7 +308,7 @@ def add_co_handler(
     now = dt.datetime.now(dt.UTC)
     session = uow.session
     lead = _load(session, assignment_id)
-    _ensure_partner(principal, lead)
+    _ensure_partner(session, principal, lead)
     _ensure_status(lead, models.OPEN_STATUSES, "add a co-handling unit to")
     _ensure_lead(lead, "add a co-handling unit")
     if unit == lead.unit:
@@ -392,7 +395,7 @@ def accept(uow: UnitOfWork, assignment_id: str, principal: Principal) -> models.
     """Accept (签收) an assignment: the unit takes the case on."""
     now = dt.datetime.now(dt.UTC)
     assignment = _load(uow.session, assignment_id)
-    _ensure_partner(principal, assignment)
+    _ensure_partner(uow.session, principal, assignment)
     _ensure_status(assignment, (models.ASSIGNED,), "accept")
     assignment.status = models.ACCEPTED
     assignment.accepted_at = now
@@ -407,7 +410,7 @@ def progress(
     """Report progress on an accepted assignment."""
     now = dt.datetime.now(dt.UTC)
     assignment = _load(uow.session, assignment_id)
-    _ensure_partner(principal, assignment)
+    _ensure_partner(uow.session, principal, assignment)
     _ensure_status(assignment, (models.ACCEPTED,), "report progress on")
     _log(uow.session, assignment, "progressed", principal.sub, now, note)
     _acted(uow, assignment, "progressed", principal.sub, now, {"note": note})
@@ -420,7 +423,7 @@ def resolve(
     """Resolve (办结) an accepted assignment with the answer given to the visitor."""
     now = dt.datetime.now(dt.UTC)
     assignment = _load(uow.session, assignment_id)
-    _ensure_partner(principal, assignment)
+    _ensure_partner(uow.session, principal, assignment)
     _ensure_status(assignment, (models.ACCEPTED,), "resolve")
     assignment.status = models.RESOLVED
     assignment.resolved_at = now
@@ -459,7 +462,7 @@ def return_(
     """
     now = dt.datetime.now(dt.UTC)
     assignment = _load(uow.session, assignment_id)
-    _ensure_partner(principal, assignment)
+    _ensure_partner(uow.session, principal, assignment)
     _ensure_status(assignment, models.OPEN_STATUSES, "return")
     if assignment.role == models.CO:
         # A co-handling unit (协办) declines its part; the lead unit keeps the case.
@@ -507,7 +510,7 @@ def transfer(
     now = dt.datetime.now(dt.UTC)
     session = uow.session
     assignment = _load(session, assignment_id)
-    _ensure_partner(principal, assignment)
+    _ensure_partner(session, principal, assignment)
     _ensure_status(assignment, models.OPEN_STATUSES, "transfer")
     _ensure_lead(assignment, "transfer")
     if to_unit == assignment.unit:
@@ -631,7 +634,7 @@ def request_extension(
     """
     now = dt.datetime.now(dt.UTC)
     assignment = _load(uow.session, assignment_id)
-    _ensure_partner(principal, assignment)
+    _ensure_partner(uow.session, principal, assignment)
     _ensure_status(assignment, models.OPEN_STATUSES, "extend")
     _ensure_lead(assignment, "extend")
     if assignment.extension_days is not None:

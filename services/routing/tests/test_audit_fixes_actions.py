@@ -110,3 +110,36 @@ def test_a_returned_assignment_drops_its_pending_extension_request(client, signe
         json={"grant": True, "reason": "同意"},
     )
     assert response.status_code == 409
+
+
+@pytest.mark.parametrize(
+    "action, body",
+    [
+        ("accept", None),
+        ("return", {"reason": "不归我们"}),
+        ("transfer", {"to_unit": "lw-buwen", "reason": "不归我们"}),
+        ("extension", {"days": 5, "reason": "需要调查"}),
+        ("co-handlers", {"unit": "lw-buwen", "reason": "协办"}),
+    ],
+)
+def test_a_partner_and_supervisor_of_another_area_learns_nothing_from_an_action(
+    client, signed_over, action, body
+):
+    assignment_id = signed_over(disposition={"action": "sign_over", "unit": "xc-zhishan"})
+    # 步文镇's token carries both roles; 芝山镇 is in another county, outside its jurisdiction.
+    both = bearer("lw-buwen", "partner", "supervisor")
+    assert client.get(f"/v1/assignments/{assignment_id}", headers=both).status_code == 404
+
+    response = client.post(f"/v1/assignments/{assignment_id}/{action}", headers=both, json=body)
+    assert response.status_code == 404, response.get_json()
+    assert "xc-zhishan" not in response.get_json()["message"]
+
+
+def test_a_partner_and_supervisor_of_the_area_is_told_only_its_partners_act(client, signed_over):
+    assignment_id = signed_over()
+    # 龙文区 governs 郭坑镇: it may read the assignment, so it may learn whose it is.
+    both = bearer("lw", "partner", "supervisor")
+    assert client.get(f"/v1/assignments/{assignment_id}", headers=both).status_code == 200
+    response = client.post(f"/v1/assignments/{assignment_id}/accept", headers=both)
+    assert response.status_code == 403
+    assert "only a partner of 'lw-guokeng'" in response.get_json()["message"]
