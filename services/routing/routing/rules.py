@@ -5,6 +5,8 @@ routing decide by the (category, area) rules). Every path that hands a case to a
 unit — sign over, rules, return, transfer, arbitration, reopening, a meeting's
 reassignment — passes its choice through ``apply_confidentiality``, the one place
 that keeps a complaint away from the unit it accuses and that unit's subtree.
+``supervising_unit`` applies the same test (``may_take``) to the unit that arbitrates
+a case and decides its extensions.
 """
 
 from __future__ import annotations
@@ -190,8 +192,21 @@ def apply_confidentiality(
 
 
 def may_take(directory: Directory, code: str, accused: str) -> bool:
-    """Return True if unit ``code`` may handle, or supervise, a complaint about ``accused``."""
-    return not in_subtree(directory, code, accused)
+    """Return True if unit ``code`` may handle, or supervise, a complaint about ``accused``.
+
+    No unit in the accused subtree may, but for the discipline commission when the
+    accused has no active superior (the city itself): every unit is the city's, and
+    complaints about officials are the commission's (纪委) to take. The directory marks
+    no other oversight body, so the procuratorate is not one: it prosecutes crimes, it
+    does not take complaints.
+    """
+    if not in_subtree(directory, code, accused):
+        return True
+    return (
+        code == DISCIPLINE_UNIT
+        and accused != DISCIPLINE_UNIT
+        and not any(superior.active for superior in ancestors(directory, accused))
+    )
 
 
 def withheld_to(directory: Directory, accused: str) -> Choice:
@@ -242,6 +257,24 @@ def _usual_supervisor(directory: Directory, code: str, *, default: str) -> str:
         return default
     root = [u for u in ancestors(directory, code) if u.parent is None]
     return root[0].code if root else default
+
+
+def return_target(directory: Directory, case: CaseFacts, code: str, *, default: str) -> str | None:
+    """Return the unit a case returned by unit ``code`` goes to, or None for arbitration.
+
+    A return goes to the supervising unit, redirected away from the accused subtree.
+    When that lands on the returning unit again (the discipline commission returning a
+    complaint about the city, which no other unit may take), or on no unit at all, a
+    return cannot move the case: it must be arbitrated.
+    """
+    supervising = supervising_unit(directory, code, default=default, accused=case.accused_unit)
+    if supervising is None:
+        return None
+    try:
+        target = apply_confidentiality(Choice(supervising, "return"), case, directory).unit
+    except NoResponsibleUnitError:
+        return None
+    return None if target == code else target
 
 
 def due_date(routed_at: dt.datetime, days: int | None = None) -> dt.datetime:
