@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -719,20 +720,40 @@ def reopen(uow: UnitOfWork, data: dict[str, Any], *, default_unit: str) -> model
     if current.routed_at >= data["occurred_at"]:
         # Routed again since (this reopening announced twice, or a later decision).
         return None
-    unit = data["unit"]
-    target = session.get(models.Unit, unit)
-    if target is None or not target.active:
-        unit = current.unit
     if current.status == models.ARBITRATION:
         current.status = models.REPLACED
     return _hand_over(
         uow,
         _case_of(current),
         facts_of_assignment(current),
-        rules.Choice(unit, f"reopened: {data['reason']}"),
+        _reopened_to(session, data, current, default_unit=default_unit),
         now=dt.datetime.now(dt.UTC),
         previous=current,
     )
+
+
+def _reopened_to(
+    session, data: dict[str, Any], current: models.Assignment, *, default_unit: str
+) -> rules.Choice:
+    """Choose who takes a reopened case: someone active, whatever was retired since.
+
+    The unit supervision names, else the unit that answered, else that unit's
+    supervising unit (its county government, or the city's office: where a merged or
+    abolished unit's work goes, as a return would), else the rules, as for a new case.
+    """
+    reason = f"reopened: {data['reason']}"
+    directory = SessionDirectory(session)
+    candidates = [data["unit"], current.unit]
+    candidates.append(rules.supervising_unit(directory, current.unit, default=default_unit))
+    for code in candidates:
+        unit = directory.get(code) if code else None
+        if unit is not None and unit.active:
+            return rules.Choice(code, reason)
+    # Nothing above it is active either: the rules, then the default unit, take it.
+    choice = rules.choose_unit(
+        facts_of_assignment(current), directory, default=default_unit, rules=SessionRules(session)
+    )
+    return replace(choice, reason=f"{reason} ({choice.reason})")
 
 
 def meeting_decision(uow: UnitOfWork, data: dict[str, Any]) -> models.Assignment | None:
