@@ -21,19 +21,30 @@ UNSTORABLE = r"\x00"
 # The other control characters nobody types at a desk (tab, line feed and carriage return
 # aside): refused in free text up front, naming the field.
 CONTROL = r"\x01-\x08\x0b\x0c\x0e-\x1f\x7f"
+# Unicode's non-characters, which no keyboard types and no text exchanged should hold: XML
+# 1.0 cannot hold U+FFFE and U+FFFF at all (one in a case broke the Open311 XML feed of its
+# unit). The plane-end ones beyond the BMP are listed one by one, as characters rather than
+# escapes (Python writes \U0001FFFE, ECMAScript \u{1FFFE}): a validator compiling the
+# pattern with ECMAScript's "u" flag, as JSON Schema validators do, reads them as Python does.
+NONCHARACTER = r"\ufdd0-\ufdef\ufffe\uffff" + "".join(
+    chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF) for plane in range(1, 17)
+)
 # What Python's str.strip() removes, and the byte order mark: a text of only these is blank.
 SPACE = r"\t\n\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 
 STORABLE_PATTERN = rf"^[^{UNSTORABLE}]*$"
-TEXT_PATTERN = rf"^[^{UNSTORABLE}{CONTROL}]*$"
-_TYPED = rf"[^{UNSTORABLE}{CONTROL}]"
-NOT_BLANK_PATTERN = rf"^{_TYPED}*[^{UNSTORABLE}{CONTROL}{SPACE}]{_TYPED}*$"
+TEXT_PATTERN = rf"^[^{UNSTORABLE}{CONTROL}{NONCHARACTER}]*$"
+_TYPED = rf"[^{UNSTORABLE}{CONTROL}{NONCHARACTER}]"
+NOT_BLANK_PATTERN = rf"^{_TYPED}*[^{UNSTORABLE}{CONTROL}{NONCHARACTER}{SPACE}]{_TYPED}*$"
 
 # A field's own pattern shows in the document in place of STORABLE_PATTERN; these refuse
 # what it refuses, and more.
-NO_CONTROL = validate.Regexp(TEXT_PATTERN, error="must not contain control characters")
+NO_CONTROL = validate.Regexp(
+    TEXT_PATTERN, error="must not contain control characters nor non-characters (U+FFFE…)"
+)
 NOT_BLANK = validate.Regexp(
-    NOT_BLANK_PATTERN, error="must not be blank nor contain control characters"
+    NOT_BLANK_PATTERN,
+    error="must not be blank nor contain control characters nor non-characters (U+FFFE…)",
 )
 
 

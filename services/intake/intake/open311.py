@@ -56,6 +56,10 @@ FORMATS = ("json", "xml")
 MAX_RESULTS = 200
 SERVICE_NOTICE = "受理后一个月内答复 (answered within one month of routing)"
 CJK = re.compile(r"[\u4e00-\u9fff]")
+# What XML 1.0 cannot hold (its production Char): most control characters, surrogates,
+# U+FFFE and U+FFFF. The input rules refuse them, but one stored before, or by some other
+# way in, must not make the unit's whole feed unreadable.
+NOT_XML = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 # -- configuration and helpers ---------------------------------------------------------
@@ -109,11 +113,12 @@ def _document(top: ET.Element) -> bytes:
 
 
 def _text(value: Any) -> str | None:
+    """Return a value as XML text; a character XML cannot hold shows as U+FFFD."""
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return NOT_XML.sub("\ufffd", str(value))
 
 
 def render(fmt: str, root: str, item: str, rows: list[dict[str, Any]], status: int = 200):
