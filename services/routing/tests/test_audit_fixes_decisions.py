@@ -111,3 +111,33 @@ def test_a_reopened_case_goes_to_the_default_unit_when_its_county_is_retired_too
     deliver(reopened(data, unit="nowhere"))
 
     assert [a.unit for a in chain(runtime, data["case_id"])] == ["lw-guokeng", "city-gov-office"]
+
+
+def meeting_reassigns(data: dict, unit: str):
+    return supervision_event(
+        "meeting.decision_recorded",
+        {
+            "case_id": data["case_id"],
+            "case_number": data["case_number"],
+            "month": "2026-12",
+            "decision": "reassign",
+            "unit": unit,
+            "due_at": None,
+            "note": "联席会议决定",
+        },
+    )
+
+
+def test_a_meeting_reassigning_to_the_accused_unit_twice_reassigns_once(
+    runtime, deliver, case_data, case_registered
+):
+    data = case_data(accused={"unit": "lw-buwen", "person": None})
+    deliver(case_registered(data))
+    deliver(meeting_reassigns(data, "lw-buwen"))
+    # The same decision announced again, under another event id.
+    deliver(meeting_reassigns(data, "lw-buwen"))
+
+    rows = chain(runtime, data["case_id"])
+    # Redirected from the accused 步文镇 to its superior 龙文区, once.
+    assert [a.unit for a in rows] == ["lw-guokeng", "lw"]
+    assert [body["unit"] for body in routed(runtime)] == ["lw-guokeng", "lw"]
