@@ -15,6 +15,7 @@ import datetime as dt
 import os
 from dataclasses import dataclass, replace
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 
@@ -277,16 +278,26 @@ def return_target(directory: Directory, case: CaseFacts, code: str, *, default: 
     return None if target == code else target
 
 
-def due_date(routed_at: dt.datetime, days: int | None = None) -> dt.datetime:
-    """Return the due date of an assignment: one calendar month after routing.
+def local_zone() -> ZoneInfo:
+    """Return the programme's time zone (``NIGHTTALK_TIMEZONE``, default Asia/Shanghai)."""
+    return ZoneInfo(os.environ.get("NIGHTTALK_TIMEZONE", "Asia/Shanghai"))
 
-    The month is counted on the UTC calendar, as intake's provisional due date and
-    every consumer of ``case.routed`` count it; the day is clamped to the end of a
-    shorter month (routed on 31 January, due on 28 or 29 February).
+
+def due_date(routed_at: dt.datetime, days: int | None = None) -> dt.datetime:
+    """Return the due date of an assignment, in UTC: one calendar month after routing.
+
+    The month is counted on the programme's calendar (``local_zone``), the one the
+    visitor and the unit live by: a case routed on 1 March at 07:00 in Zhangzhou is
+    due on 1 April at 07:00, though it is still 28 February in UTC (counted there, it
+    was due on 29 March). The day is clamped to the end of a shorter month (routed on
+    31 January, due on 28 or 29 February).
     """
     if routed_at.tzinfo is None:
         raise ValueError("naive datetime: give instants with a time zone")
+    local = routed_at.astimezone(local_zone())
     if days is not None:
-        # A rule's own deadline, in days.
-        return routed_at.astimezone(dt.UTC) + dt.timedelta(days=days)
-    return routed_at.astimezone(dt.UTC) + relativedelta(months=1)
+        # A rule's own deadline, in days (the same local time, whatever the clocks do).
+        due = local + dt.timedelta(days=days)
+    else:
+        due = local + relativedelta(months=1)
+    return due.astimezone(dt.UTC)

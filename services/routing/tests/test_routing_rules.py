@@ -192,9 +192,9 @@ def test_no_case_ever_reaches_the_accused_unit_or_its_subtree(shipped):
         ("2027-01-31T02:00:00+00:00", "2027-02-28T02:00:00+00:00"),
         ("2028-01-31T02:00:00+00:00", "2028-02-29T02:00:00+00:00"),
         ("2026-03-31T23:59:59+00:00", "2026-04-30T23:59:59+00:00"),
-        # Any offset in, UTC out; the month is the UTC calendar's (the contract's).
+        # Any offset in, UTC out; the month is the programme's calendar (Asia/Shanghai).
         ("2026-12-15T17:05:00+08:00", "2027-01-15T09:05:00+00:00"),
-        ("2026-12-01T02:00:00+08:00", "2026-12-30T18:00:00+00:00"),
+        ("2026-12-01T02:00:00+08:00", "2026-12-31T18:00:00+00:00"),
     ],
 )
 def test_an_assignment_is_due_one_calendar_month_after_routing(routed_at, due_at):
