@@ -720,8 +720,10 @@ def reopen(uow: UnitOfWork, data: dict[str, Any], *, default_unit: str) -> model
     if current.routed_at >= data["occurred_at"]:
         # Routed again since (this reopening announced twice, or a later decision).
         return None
-    if current.status == models.ARBITRATION:
-        current.status = models.REPLACED
+    # The answer the visitor rejected is history, not current work: replaced, so that
+    # the unit's and its supervisors' lists of resolved assignments hold only answers
+    # that stand (the row keeps its answer and resolved_at).
+    current.status = models.REPLACED
     return _hand_over(
         uow,
         _case_of(current),
@@ -795,7 +797,7 @@ def meeting_decision(uow: UnitOfWork, data: dict[str, Any]) -> models.Assignment
         # find the case there already.
         if current.unit == choice.unit:
             return None
-        if current.status in (models.ARBITRATION, models.ASSIGNED, models.ACCEPTED):
-            current.status = models.REPLACED
+        # Replaced whatever its state: a resolved answer the meeting overrules included.
+        current.status = models.REPLACED
         return _hand_over(uow, _case_of(current), facts, choice, now=now, previous=current)
     return None

@@ -141,3 +141,37 @@ def test_a_meeting_reassigning_to_the_accused_unit_twice_reassigns_once(
     # Redirected from the accused 步文镇 to its superior 龙文区, once.
     assert [a.unit for a in rows] == ["lw-guokeng", "lw"]
     assert [body["unit"] for body in routed(runtime)] == ["lw-guokeng", "lw"]
+
+
+def test_a_reopened_assignment_is_replaced_not_listed_as_resolved(
+    client, runtime, deliver, case_data, case_registered
+):
+    data = case_data()
+    deliver(case_registered(data))
+    [first] = chain(runtime, data["case_id"])
+    resolve_over_the_api(client, first.id)
+
+    deliver(reopened(data))
+
+    old, new = chain(runtime, data["case_id"])
+    assert old.status == "replaced" and old.superseded_by == new.id
+    # The rejected answer is kept as history.
+    assert old.answer == "已办" and old.resolved_at is not None
+    listed = client.get("/v1/assignments?status=resolved", headers=GUOKENG).get_json()
+    assert listed["total"] == 0
+    listed = client.get("/v1/assignments?status=assigned", headers=GUOKENG).get_json()
+    assert [item["assignment_id"] for item in listed["items"]] == [new.id]
+
+
+def test_a_resolved_assignment_a_meeting_reassigns_is_replaced(
+    client, runtime, deliver, case_data, case_registered
+):
+    data = case_data()
+    deliver(case_registered(data))
+    [first] = chain(runtime, data["case_id"])
+    resolve_over_the_api(client, first.id)
+
+    deliver(meeting_reassigns(data, "city-land"))
+
+    old, new = chain(runtime, data["case_id"])
+    assert (old.status, new.unit, new.status) == ("replaced", "city-land", "assigned")

@@ -77,7 +77,7 @@ def test_a_reopened_case_goes_back_to_its_unit_with_a_new_deadline(runtime, deli
     event = reopened(routed_case)
     deliver(event)
     first, second = chain(runtime, routed_case["case_id"])
-    assert first.status == "resolved" and first.superseded_by == second.id
+    assert first.status == "replaced" and first.superseded_by == second.id
     assert second.unit == "lw-guokeng" and second.status == "assigned"
     assert second.routed_at > first.routed_at and second.due_at > first.due_at
     assert [key for key, _ in published(runtime)[before:]] == ["case.routed"]
