@@ -142,7 +142,12 @@ class Case(Base):
     answer: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20))
     due_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # Who raised it, for events (``visitor_ref``): the ID number's key, else the phone's.
     visitor_key: Mapped[str | None] = mapped_column(String(64))
+    # A returning visitor is recognised by either (see intake.pii), each kept on its own:
+    # known first by phone only, then by ID number and phone, is one visitor.
+    visitor_id_key: Mapped[str | None] = mapped_column(String(64))
+    visitor_phone_key: Mapped[str | None] = mapped_column(String(64))
     repeat_of: Mapped[str | None] = mapped_column(String(36))
     repeat_count: Mapped[int] = mapped_column(Integer, default=0)
     # What routing and supervision report back (see handlers.py), for queries and Open311.
@@ -168,7 +173,8 @@ class Case(Base):
         # The list's order (newest first) for those who see every unit: read from the
         # index, not a sort of the whole table.
         Index("ix_cases_received_number", "received_at", "case_number"),
-        Index("ix_cases_visitor_category_status", "visitor_key", "category", "status"),
+        Index("ix_cases_visitor_id_category_status", "visitor_id_key", "category", "status"),
+        Index("ix_cases_visitor_phone_category_status", "visitor_phone_key", "category", "status"),
         Index("ix_cases_status_received", "status", "received_at"),
     )
 

@@ -12,7 +12,7 @@ import functools
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from eventbus.unit_of_work import UnitOfWork
@@ -96,13 +96,20 @@ def _take_numbers_statement(dialect: str):
     )
 
 
-def _open_case_of(session, visitor_key: str | None, category: str) -> str | None:
-    """Return the id of the visitor's latest unanswered case of a category, if any."""
-    if not visitor_key:
+def _open_case_of(session, id_key: str | None, phone_key: str | None, category: str) -> str | None:
+    """Return the id of the visitor's latest unanswered case of a category, if any.
+
+    The visitor is the one of the same ID number or the same phone; a case of the same
+    phone but another ID number is another person's (a family sharing one phone).
+    """
+    if not id_key and not phone_key:
         return None
     return (
         session.connection()
-        .execute(_open_case_statement(), {"visitor_key": visitor_key, "category": category})
+        .execute(
+            _open_case_statement(bool(id_key), bool(phone_key)),
+            {"id_key": id_key, "phone_key": phone_key, "category": category},
+        )
         .scalar()
     )
 
@@ -113,12 +120,18 @@ def _open_case_of(session, visitor_key: str | None, category: str) -> str | None
 # cost more than half of a registration's CPU, for rows written once and read back
 # never in the same request.
 @functools.cache
-def _open_case_statement():
+def _open_case_statement(by_id: bool, by_phone: bool):
     cases = models.Case.__table__
+    same_id = cases.c.visitor_id_key == bindparam("id_key")
+    same_phone = cases.c.visitor_phone_key == bindparam("phone_key")
+    if by_id and by_phone:
+        same_visitor = or_(same_id, and_(same_phone, cases.c.visitor_id_key.is_(None)))
+    else:
+        same_visitor = same_id if by_id else same_phone
     return (
         select(cases.c.id)
         .where(
-            cases.c.visitor_key == bindparam("visitor_key"),
+            same_visitor,
             cases.c.category == bindparam("category"),
             cases.c.status.in_(models.UNANSWERED),
         )
@@ -248,8 +261,9 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
     day = received_at.astimezone(local_zone()).date()
     numbers = iter(hand_out_case_numbers(session, unit, day, len(data.get("issues") or [])))
 
-    key = pii.visitor_key(visitor.get("id_number"), visitor.get("phone"))
     id_number = visitor.get("id_number")
+    id_key, phone_key = pii.id_key(id_number), pii.phone_key(visitor.get("phone"))
+    key = id_key or phone_key
     visit_row = {
         "id": models.new_id(),
         "unit": unit,
@@ -277,7 +291,7 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
         resolved = disposition["action"] == "resolved_on_spot"
         # Whatever the desk does with it now: a visitor back about a case still open is
         # a repeat visit, even one answered on the spot this time.
-        earlier = _open_case_of(session, key, issue["category"])
+        earlier = _open_case_of(session, id_key, phone_key, issue["category"])
         accused = issue.get("accused") or {}
         case_rows.append(
             {
@@ -302,6 +316,8 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
                 # sets the binding date of the assignment when it routes the case).
                 "due_at": None if resolved else now + relativedelta(months=1),
                 "visitor_key": key,
+                "visitor_id_key": id_key,
+                "visitor_phone_key": phone_key,
                 "repeat_of": earlier,
                 "repeat_count": 0,
                 # Only the Open311 face places a request on a map or links a photo.
