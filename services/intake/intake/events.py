@@ -3,15 +3,17 @@
 Payloads here are intake's own contract; each consumer keeps its own schema of
 what it reads. Only ``visit.contact_recorded`` carries the visitor's contact, and
 only notify binds to it: no other service ever receives a name or phone number.
+Even there the contact travels sealed (:func:`seal_contact`), never in clear.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from eventbus import envelope
-from intake import models
+from intake import models, pii
 
 SERVICE = "intake"
 
@@ -99,7 +101,7 @@ def to_integration(event: Any) -> list[envelope.OutgoingEvent]:
                     {
                         "visit_id": visit.id,
                         "unit": visit.unit,
-                        "visitor": {"name": name, "phone": phone, "address": address},
+                        "sealed_contact": seal_contact(name, phone, address),
                         "language": "zh",
                         "cases": [
                             {"case_id": c.id, "case_number": c.case_number} for c in visit.cases
@@ -123,6 +125,18 @@ def to_integration(event: Any) -> list[envelope.OutgoingEvent]:
                 )
             ]
     raise TypeError(f"no integration event for {event!r}")
+
+
+def seal_contact(name: str | None, phone: str | None, address: str | None) -> str:
+    """Return the visitor's contact as one token that only a holder of the PII key opens.
+
+    An event's body outlives its publishing: the outbox keeps the row once sent, the
+    broker's queue and notify's dead letters hold it as it is. Sealed (Fernet, under
+    ``NIGHTTALK_PII_KEY``, which notify shares), none of them shows a visitor in clear;
+    one encryption of the whole contact, once per visit.
+    """
+    contact = {"name": name, "phone": phone, "address": address}
+    return pii.encrypt(json.dumps(contact, ensure_ascii=False, separators=(",", ":")))
 
 
 def _build(routing_key: str, subject: str, data: dict[str, Any]) -> envelope.OutgoingEvent:

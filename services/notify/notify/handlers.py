@@ -98,7 +98,12 @@ def on_case_registered(uow: UnitOfWork, event: ReceivedEvent) -> None:
 
 
 def on_contact_recorded(uow: UnitOfWork, event: ReceivedEvent) -> None:
-    """Keep the visitor's contact (encrypted) and address the visit's waiting notifications."""
+    """Keep the visitor's contact (encrypted) and address the visit's waiting notifications.
+
+    The contact comes sealed under the PII key (opened once, by the schema) or, in an
+    event from before intake sealed it, in clear; either way each field is stored
+    encrypted on its own, as the delivery and the API read them.
+    """
     data = load(_contact_recorded, event)
     session = uow.session
     visit_id = data["visit_id"]

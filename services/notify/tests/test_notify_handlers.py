@@ -6,7 +6,7 @@ import logging
 import threading
 
 import pytest
-from notify_sample_events import ADDRESS, NAME, PHONE, Visit
+from notify_sample_events import ADDRESS, NAME, PHONE, Visit, seal
 from sqlalchemy import func, select, text
 
 from eventbus import envelope, testing
@@ -153,8 +153,7 @@ def test_contact_without_phone_leaves_the_sms_unreachable_until_a_phone_arrives(
 def test_producers_may_add_fields(deliver, notifications_of):
     visit = Visit()
     case = visit.case_data() | {"new_field": 1}
-    contact = visit.contact_data()
-    contact["visitor"]["id_last4"] = "1234"
+    contact = visit.contact_data(id_last4="1234")  # a field added inside the sealed contact
     contact["cases"][0]["status"] = "open"
     contact["extra"] = {"a": 1}
 
@@ -220,9 +219,19 @@ POISON = {
     "case without visit": ("case", lambda d: d.pop("visit_id")),
     "due date not a date": ("case", lambda d: d.update(due_at="next month")),
     "unit not a code": ("case", lambda d: d.update(unit="City Org")),
-    "contact without visitor": ("contact", lambda d: d.pop("visitor")),
-    "visitor not an object": ("contact", lambda d: d.update(visitor="林河清 13905961234")),
-    "phone malformed": ("contact", lambda d: d["visitor"].update(phone="call me")),
+    "contact without visitor": ("contact", lambda d: d.pop("sealed_contact")),
+    "sealed contact not a token": (
+        "contact",
+        lambda d: d.update(sealed_contact="林河清 13905961234"),
+    ),
+    "phone malformed": (
+        "contact",
+        lambda d: d.update(sealed_contact=seal({"name": NAME, "phone": "call me"})),
+    ),
+    # The clear contact of events published before intake sealed it.
+    "unsealed contact without visitor": ("unsealed", lambda d: d.pop("visitor")),
+    "visitor not an object": ("unsealed", lambda d: d.update(visitor="林河清 13905961234")),
+    "unsealed phone malformed": ("unsealed", lambda d: d["visitor"].update(phone="call me")),
     "cases not a list": ("contact", lambda d: d.update(cases={"case_id": "x"})),
     "case ref without id": ("contact", lambda d: d["cases"][0].pop("case_id")),
 }
@@ -232,7 +241,10 @@ POISON = {
 def test_invalid_data_is_poison_and_changes_nothing(spoil, deliver, runtime):
     visit = Visit()
     which, change = spoil
-    data = visit.case_data() if which == "case" else visit.contact_data()
+    if which == "case":
+        data = visit.case_data()
+    else:
+        data = visit.contact_data(sealed=which == "contact")
     change(data)
     event = (
         visit.case_registered(data=data) if which == "case" else visit.contact_recorded(data=data)
