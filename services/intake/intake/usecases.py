@@ -96,6 +96,16 @@ def _take_numbers_statement(dialect: str):
     )
 
 
+def one_month_after(instant: dt.datetime) -> dt.datetime:
+    """Return the same local time one calendar month later (in UTC).
+
+    Counted on the local calendar: 07:00 on 1 March in Zhangzhou is 28 February in UTC,
+    and a month from that would have been 28 days.
+    """
+    local = instant.astimezone(local_zone())
+    return (local + relativedelta(months=1)).astimezone(dt.UTC)
+
+
 def _open_case_of(session, id_key: str | None, phone_key: str | None, category: str) -> str | None:
     """Return the id of the visitor's latest unanswered case of a category, if any.
 
@@ -314,7 +324,7 @@ def _register(session, unit: str, registered_by: str, data: dict[str, Any]):
                 "status": models.RESOLVED_ON_SPOT if resolved else models.OPEN,
                 # The programme's promise: resolved within one calendar month (routing
                 # sets the binding date of the assignment when it routes the case).
-                "due_at": None if resolved else now + relativedelta(months=1),
+                "due_at": None if resolved else one_month_after(now),
                 "visitor_key": key,
                 "visitor_id_key": id_key,
                 "visitor_phone_key": phone_key,
