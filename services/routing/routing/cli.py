@@ -83,9 +83,10 @@ def seed(path: str | None, broker_wait: float, announce_all: bool) -> None:
 
     Each unit added or changed gets a new revision and is announced (``unit.changed``,
     through the outbox). Running it again changes nothing; edit the file and run it
-    to add, change or retire (``"active": false``) units.
+    to add, change or retire (``"active": false``) units. Retiring the default unit or
+    a unit a routing rule names is refused, as the API refuses it, and changes nothing.
     """
-    from routing import admin, directory, models
+    from routing import admin, directory, models, rules
     from routing.partners import declare_partner_queues
     from servicekit.runtime import make_runtime
 
@@ -97,7 +98,7 @@ def seed(path: str | None, broker_wait: float, announce_all: bool) -> None:
     try:
         with runtime.unit_of_work() as uow:
             try:
-                result = directory.seed(uow.session, records)
+                result = directory.seed(uow.session, records, default_unit=rules.default_unit())
             except ValueError as exc:
                 raise click.ClickException(str(exc)) from exc
             announced = (

@@ -19,7 +19,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from routing.models import CITY, CITY_AREA, COUNTY, LEVELS, TOWNSHIP, Unit
+from routing.models import CITY, CITY_AREA, COUNTY, LEVELS, TOWNSHIP, Rule, Unit
 
 UNIT_CODE = validate.Regexp(
     r"^[a-z0-9][a-z0-9-]{0,62}$", error="must be a unit code such as 'lw-buwen'"
@@ -240,13 +240,47 @@ def _depth_first(records: list[UnitRecord]) -> list[UnitRecord]:
     return sorted(records, key=depth)
 
 
-def seed(session: Session, records: list[UnitRecord]) -> SeedResult:
+def check_retirements(
+    session: Session, records: list[UnitRecord], *, default_unit: str | None
+) -> None:
+    """Refuse to retire the default unit or a unit a routing rule names, as the API does.
+
+    Either would leave cases with no one to take them: every case no rule claims goes
+    to the default unit, and a rule's cases to its unit.
+    """
+    problems = []
+    for record in records:
+        if record.active:
+            continue
+        unit = session.get(Unit, record.code)
+        if unit is not None and not unit.active:
+            continue  # retired already: nothing changes
+        if record.code == default_unit:
+            problems.append(
+                f"{record.code!r} is the default unit: it takes every case no rule claims "
+                "(set ROUTING_DEFAULT_UNIT to another unit first)"
+            )
+        rule_ids = list(session.scalars(select(Rule.id).where(Rule.unit == record.code)))
+        if rule_ids:
+            problems.append(
+                f"routing rules name {record.code!r}: point them elsewhere first "
+                f"({', '.join(rule_ids)})"
+            )
+    if problems:
+        raise ValueError("cannot retire units: " + "; ".join(problems))
+
+
+def seed(
+    session: Session, records: list[UnitRecord], *, default_unit: str | None = None
+) -> SeedResult:
     """Upsert units into the directory; running it twice changes nothing.
 
     Units absent from ``records`` are left as they are: retiring a unit is done by
-    listing it with ``"active": false``, so past assignments keep their unit.
+    listing it with ``"active": false``, so past assignments keep their unit. Retiring
+    the default unit or a unit a rule names is refused (ValueError), changing nothing.
     """
     check_hierarchy(records, SessionDirectory(session))
+    check_retirements(session, records, default_unit=default_unit)
     added = updated = unchanged = 0
     changed: list[Unit] = []
     for record in _depth_first(records):
