@@ -52,6 +52,15 @@ def _case(uow: UnitOfWork, event: ReceivedEvent, case_id: str) -> models.Case | 
     return case
 
 
+def _report(uow: UnitOfWork, case_id: str, assignment_id: str) -> models.AssignmentReport:
+    """Return what intake keeps of an assignment of a case (a new, empty one at first)."""
+    report = uow.session.get(models.AssignmentReport, (case_id, assignment_id))
+    if report is None:
+        report = models.AssignmentReport(case_id=case_id, assignment_id=assignment_id)
+        uow.session.add(report)
+    return report
+
+
 def _advance(case: models.Case, status: str) -> None:
     if models.STATUS_RANK[status] > models.STATUS_RANK.get(case.status, 0):
         case.status = status
@@ -72,10 +81,11 @@ def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
             case.due_at = data["due_at"]
         case.updated_at = max(filter(None, [case.updated_at, data["routed_at"]]))
     _advance(case, models.ROUTED)
-    if case.pending_resolution_id and case.pending_resolution_id == case.lead_assignment_id:
+    report = uow.session.get(models.AssignmentReport, (case.id, case.lead_assignment_id))
+    if report is not None and report.resolved_at is not None and case.status == models.ROUTED:
         # The lead's answer came before this routing: the case was resolved then.
-        case.resolved_at = case.pending_resolved_at
-        case.updated_at = max(filter(None, [case.updated_at, case.pending_resolved_at]))
+        case.resolved_at = report.resolved_at
+        case.updated_at = max(filter(None, [case.updated_at, report.resolved_at]))
         _advance(case, models.RESOLVED)
 
 
@@ -85,11 +95,13 @@ def on_assignment_resolved(uow: UnitOfWork, event: ReceivedEvent) -> None:
     case = _case(uow, event, data["case_id"])
     if case is None:
         return
+    # Kept per assignment: whichever assignment turns out to be the lead, its answer is here.
+    report = _report(uow, case.id, data["assignment_id"])
+    if report.resolved_at is None:
+        report.resolved_at = data["occurred_at"]
     if case.lead_assignment_id and case.lead_assignment_id != data["assignment_id"]:
         # A co-handling unit's part, an assignment since transferred away, or the answer
-        # of a new lead whose routing is still on its way: kept until that routing comes.
-        case.pending_resolution_id = data["assignment_id"]
-        case.pending_resolved_at = data["occurred_at"]
+        # of a new lead whose routing is still on its way: that routing resolves the case.
         return
     if case.responsible_unit is None:
         case.responsible_unit = data["unit"]

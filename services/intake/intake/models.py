@@ -153,10 +153,6 @@ class Case(Base):
     # What routing and supervision report back (see handlers.py), for queries and Open311.
     responsible_unit: Mapped[str | None] = mapped_column(String(64))
     lead_assignment_id: Mapped[str | None] = mapped_column(String(64))
-    # An answer whose routing has not arrived yet (a transfer's new assignment): it
-    # resolves the case once that routing names it the lead.
-    pending_resolution_id: Mapped[str | None] = mapped_column(String(64))
-    pending_resolved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     routed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
@@ -177,6 +173,21 @@ class Case(Base):
         Index("ix_cases_visitor_phone_category_status", "visitor_phone_key", "category", "status"),
         Index("ix_cases_status_received", "status", "received_at"),
     )
+
+
+class AssignmentReport(Base):
+    """What routing reported of one assignment of a case, whichever unit holds it.
+
+    Kept for every assignment, not only the lead intake knows: an answer may arrive before
+    the routing that makes its assignment the lead (a transfer), and a co-handler's answer
+    must not take its place.
+    """
+
+    __tablename__ = "assignment_reports"
+
+    case_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    assignment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
 class Unit(Base):
