@@ -36,8 +36,22 @@ def service_group(
     metadata: Callable[[], MetaData],
     handlers: Callable[[Runtime], Mapping[str, Handler]] | None = None,
     consumer_setup: Callable[[Runtime], Callable] | None = None,
+    check_settings: Callable[[], None] | None = None,
 ) -> click.Group:
-    """Build ``nighttalk <service>`` with its standard commands."""
+    """Build ``nighttalk <service>`` with its standard commands.
+
+    ``check_settings`` reads the service's own settings and raises ValueError, naming the
+    variable, at one it cannot use: the API, the relay and the consumer then stop at start
+    with that message instead of running and failing their work.
+    """
+
+    def settings_checked() -> None:
+        if check_settings is None:
+            return
+        try:
+            check_settings()
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
 
     @click.group(name=service, help=f"Operate the {service} service.")
     def group() -> None:
@@ -64,6 +78,7 @@ def service_group(
     @click.option("--host", default="0.0.0.0", show_default=True)
     def api(port_option: int | None, host: str) -> None:
         """Serve the HTTP API with gunicorn (workers: WEB_CONCURRENCY)."""
+        settings_checked()  # here, one clear message rather than each worker failing to boot
         chosen = port_option or int(os.environ.get("PORT", port))
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             folder = var_dir() / "metrics" / service
@@ -102,6 +117,7 @@ def service_group(
     )
     def relay(interval: float, grace: float) -> None:
         """Publish outbox rows that a crash or a broker outage left unsent."""
+        settings_checked()
         stop = stop_on_signals()
         runtime = make_runtime(service, metadata())
         metrics.serve_if_configured(runtime.outbox)
@@ -133,6 +149,7 @@ def service_group(
         @click.option("--prefetch", type=int, default=20, show_default=True)
         def consume(prefetch: int) -> None:
             """Consume this service's queue until stopped."""
+            settings_checked()
             stop = stop_on_signals()
             # No ping before each transaction (a round trip each, a tenth of a consumer's
             # statements): an event that meets a connection the database dropped fails

@@ -8,9 +8,12 @@ from servicekit.web import create_service_app
 
 def create_app(config: dict | None = None):
     """Create the intake app (reception desk API)."""
-    from intake import cases, models, open311, sessions, visits
+    from intake import cases, models, open311, reception, sessions, visits
 
     logs.configure("intake")
+    # A bad schedule or time zone stops the API here, naming the variable, rather than
+    # failing every night-talk registration with a 500 while /readyz says ready.
+    reception.check_settings()
 
     def register(app, api):
         api.register_blueprint(visits.blp)

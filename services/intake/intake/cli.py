@@ -15,4 +15,17 @@ def _handlers(runtime):
     return handlers(runtime)
 
 
-group = service_group("intake", package="intake", port=8101, metadata=_metadata, handlers=_handlers)
+def _check_settings():
+    from intake.reception import check_settings
+
+    check_settings()
+
+
+group = service_group(
+    "intake",
+    package="intake",
+    port=8101,
+    metadata=_metadata,
+    handlers=_handlers,
+    check_settings=_check_settings,
+)
