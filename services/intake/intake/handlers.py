@@ -5,7 +5,9 @@ directory (for supervisors' jurisdictions and checking the units a clerk names),
 and each case's progress (open → routed → resolved → closed) with the unit that
 answers for it (for queries and the Open311 face). Every handler is idempotent
 (the consumer's inbox) and order-tolerant: a unit snapshot applies only if its
-revision is newer, a case's status only moves forward. Handlers never commit.
+revision is newer, a case's status only moves forward — except that a resolved case
+routed again after its answer (reopened) waits for an answer again. Handlers never
+commit.
 """
 
 from __future__ import annotations
@@ -80,6 +82,12 @@ def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
         if data["due_at"] is not None:
             case.due_at = data["due_at"]
         case.updated_at = max(filter(None, [case.updated_at, data["routed_at"]]))
+        if case.status == models.RESOLVED and case.resolved_at < data["routed_at"]:
+            # Routed again after its answer: the visitor was unsatisfied, supervision
+            # reopened the case and routing sent it back. The one exception to "only
+            # forward": it waits for an answer again (and a returning visitor is a repeat).
+            case.status = models.ROUTED
+            case.resolved_at = None
     _advance(case, models.ROUTED)
     report = uow.session.get(models.AssignmentReport, (case.id, case.lead_assignment_id))
     if report is not None and report.resolved_at is not None and case.status == models.ROUTED:

@@ -38,7 +38,8 @@ STATUSES = (OPEN, ROUTED, RESOLVED_ON_SPOT, RESOLVED, CLOSED)
 # Still waiting for an answer: a visitor raising the same category again is a repeat.
 UNANSWERED = (OPEN, ROUTED)
 # A case only moves forward (open → routed → resolved → closed), whatever order
-# routing's and supervision's events arrive in.
+# routing's and supervision's events arrive in; the one way back: a resolved case
+# routed again after its answer (reopened) is routed again (see handlers.py).
 STATUS_RANK = {OPEN: 0, ROUTED: 1, RESOLVED_ON_SPOT: 2, RESOLVED: 2, CLOSED: 3}
 
 
