@@ -3,7 +3,8 @@
 intake keeps two things from other services' events: a copy of routing's unit
 directory (for supervisors' jurisdictions and checking the units a clerk names),
 and each case's progress (open → routed → resolved → closed) with the unit that
-answers for it (for queries and the Open311 face). Every handler is idempotent
+answers for it and its due date, extensions included (for queries and the Open311
+face). Every handler is idempotent
 (the consumer's inbox) and order-tolerant: a unit snapshot applies only if its
 revision is newer, a case's status only moves forward — except that a resolved case
 routed again after its answer (reopened) waits for an answer again. Handlers never
@@ -29,6 +30,7 @@ def handlers(runtime=None) -> Mapping[str, Handler]:
         "unit.changed": on_unit_changed,
         "case.routed": on_case_routed,
         "assignment.resolved": on_assignment_resolved,
+        "assignment.extension_granted": on_extension_granted,
         "case.closed": on_case_closed,
     }
 
@@ -82,7 +84,8 @@ def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
         if data["due_at"] is not None:
             case.due_at = data["due_at"]
         case.updated_at = max(filter(None, [case.updated_at, data["routed_at"]]))
-        if case.status == models.RESOLVED and case.resolved_at < data["routed_at"]:
+        resolved_at = case.resolved_at
+        if case.status == models.RESOLVED and resolved_at and resolved_at < data["routed_at"]:
             # Routed again after its answer: the visitor was unsatisfied, supervision
             # reopened the case and routing sent it back. The one exception to "only
             # forward": it waits for an answer again (and a returning visitor is a repeat).
@@ -90,7 +93,10 @@ def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
             case.resolved_at = None
     _advance(case, models.ROUTED)
     report = uow.session.get(models.AssignmentReport, (case.id, case.lead_assignment_id))
-    if report is not None and report.resolved_at is not None and case.status == models.ROUTED:
+    if report is None:
+        return
+    _extend(case, report)
+    if report.resolved_at is not None and case.status == models.ROUTED:
         # The lead's answer came before this routing: the case was resolved then.
         case.resolved_at = report.resolved_at
         case.updated_at = max(filter(None, [case.updated_at, report.resolved_at]))
@@ -116,6 +122,30 @@ def on_assignment_resolved(uow: UnitOfWork, event: ReceivedEvent) -> None:
     case.resolved_at = data["occurred_at"]
     case.updated_at = max(filter(None, [case.updated_at, data["occurred_at"]]))
     _advance(case, models.RESOLVED)
+
+
+def on_extension_granted(uow: UnitOfWork, event: ReceivedEvent) -> None:
+    """Move the case's due date when routing granted its lead assignment more time."""
+    data = inbound.load(inbound.ExtensionGrantedIn, event, subject="case_id")
+    case = _case(uow, event, data["case_id"])
+    if case is None:
+        return
+    # Kept per assignment: one whose routing is still on its way extends the case when
+    # that routing names it the lead; a co-handler's extension is its own part's.
+    report = _report(uow, case.id, data["assignment_id"])
+    if report.extended_due_at is None or data["due_at"] > report.extended_due_at:
+        report.extended_due_at = data["due_at"]
+    if case.lead_assignment_id == data["assignment_id"]:
+        _extend(case, report)
+        case.updated_at = max(filter(None, [case.updated_at, data["occurred_at"]]))
+
+
+def _extend(case: models.Case, report: models.AssignmentReport) -> None:
+    # Extensions only add time, and a routing delivered again does not take it back.
+    if report.extended_due_at is not None and (
+        case.due_at is None or report.extended_due_at > case.due_at
+    ):
+        case.due_at = report.extended_due_at
 
 
 def on_case_closed(uow: UnitOfWork, event: ReceivedEvent) -> None:

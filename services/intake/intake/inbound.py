@@ -54,6 +54,15 @@ class AssignmentResolvedIn(_Lenient):
     occurred_at = fields.AwareDateTime(required=True)
 
 
+class ExtensionGrantedIn(_Lenient):
+    """routing's ``assignment.extension_granted``: the assignment's new due date."""
+
+    case_id = fields.String(required=True, validate=IDENTIFIER)
+    assignment_id = fields.String(required=True, validate=IDENTIFIER)
+    due_at = fields.AwareDateTime(required=True)
+    occurred_at = fields.AwareDateTime(required=True)
+
+
 class CaseClosedIn(_Lenient):
     """supervision's ``case.closed``: the visitor's feedback (or its absence) closed it."""
 

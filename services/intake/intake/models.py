@@ -179,9 +179,9 @@ class Case(Base):
 class AssignmentReport(Base):
     """What routing reported of one assignment of a case, whichever unit holds it.
 
-    Kept for every assignment, not only the lead intake knows: an answer may arrive before
-    the routing that makes its assignment the lead (a transfer), and a co-handler's answer
-    must not take its place.
+    Kept for every assignment, not only the lead intake knows: an answer or an extension
+    may arrive before the routing that makes its assignment the lead (a transfer), and a
+    co-handler's must not take the lead's place.
     """
 
     __tablename__ = "assignment_reports"
@@ -189,6 +189,8 @@ class AssignmentReport(Base):
     case_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     assignment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # The latest due date an extension granted it (None: none granted).
+    extended_due_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
 class Unit(Base):

@@ -46,6 +46,7 @@ def test_intake_binds_the_events_it_follows():
         "unit.changed",
         "case.routed",
         "assignment.resolved",
+        "assignment.extension_granted",
         "case.closed",
     }
 
@@ -197,6 +198,17 @@ def test_an_event_about_a_case_intake_never_registered_is_ignored(runtime):
             routing_key="assignment.resolved",
             subject="c-1",
             data={"case_id": "c-1", "unit": "lw", "occurred_at": RESOLVED_AT.isoformat()},
+        ),
+        envelope.build(
+            service="routing",
+            routing_key="assignment.extension_granted",
+            subject="c-1",
+            data={  # no new due date
+                "case_id": "c-1",
+                "assignment_id": "a",
+                "unit": "lw",
+                "occurred_at": RESOLVED_AT.isoformat(),
+            },
         ),
     ],
 )
