@@ -8,10 +8,11 @@ import os
 import time
 from collections.abc import Callable
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from flask_smorest import Api
 from sqlalchemy import MetaData
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 from eventbus import tracing
 from servicekit import health, metrics, openapi, ratelimit, text
@@ -20,6 +21,10 @@ from servicekit.runtime import make_runtime
 log = logging.getLogger("servicekit.http")
 
 MAX_BODY_BYTES = 256 * 1024
+
+# Renders an error as one face of the API answers it: (status code, message, errors by
+# location and field or None) -> the response.
+ErrorRenderer = Callable[[int, str, dict | None], Response]
 
 
 def create_service_app(
@@ -83,12 +88,7 @@ def _init_request_context(app: Flask) -> None:
                 return too_large
         unstorable = _unstorable_text()
         if unstorable is not None:
-            return jsonify(
-                code=422,
-                status="Unprocessable Entity",
-                message=f"the request's text {UNSTORABLE_TEXT}",
-                errors=unstorable,
-            ), 422
+            return error_response(422, f"the request's text {UNSTORABLE_TEXT}", unstorable)
         # Everything under /v1 speaks JSON; say so plainly rather than failing on fields.
         if (
             request.path.startswith("/v1/")
@@ -161,12 +161,7 @@ def _buffer_streamed_body(limit: int):
     """
     body = request.environ["wsgi.input"].read(limit + 1)
     if len(body) > limit:
-        response = jsonify(
-            code=413,
-            status="Request Entity Too Large",
-            message=f"request body too large: at most {limit} bytes",
-        )
-        response.status_code = 413
+        response = error_response(413, f"request body too large: at most {limit} bytes")
         response.headers["Connection"] = "close"  # the rest of the body is not read
         return response
     request.environ["wsgi.input"] = io.BytesIO(body)
@@ -174,25 +169,47 @@ def _buffer_streamed_body(limit: int):
     return None
 
 
+def add_error_face(app: Flask, prefix: str, render: ErrorRenderer) -> None:
+    """Have every error on paths under ``prefix`` answered by ``render``.
+
+    A face of the API with an error shape of its own (Open311's error lists) gets it for
+    every error, not only for those its views raise: the request guard's refusals, the
+    router's 404 and 405, an oversize chunked body and unexpected failures are answered
+    before, or outside, the face's blueprint.
+    """
+    app.extensions.setdefault("error_faces", []).append((prefix, render))
+
+
+def error_response(code: int, message: str, errors: dict | None = None) -> Response:
+    """Answer an error in the shape of the face the request addressed (by default /v1's)."""
+    for prefix, render in current_app.extensions.get("error_faces", ()):
+        if request.path.startswith(prefix):
+            return render(code, message, errors)
+    status = HTTP_STATUS_CODES.get(code, "Unknown Error")
+    body = {"code": code, "status": status, "message": message}
+    if errors is not None:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = code
+    return response
+
+
 def _init_errors(app: Flask) -> None:
     # flask-smorest renders HTTP errors as JSON already; these cover what it does not.
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        body = {"code": exc.code, "status": exc.name, "message": exc.description}
+        message, errors = exc.description or exc.name, None
         data = getattr(exc, "data", None)
         if isinstance(data, dict):
             if data.get("message"):
-                body["message"] = data["message"]
+                message = data["message"]
             if "messages" in data:
-                body["errors"] = data["messages"]
+                errors = data["messages"]
             if "errors" in data:
-                body["errors"] = data["errors"]
+                errors = data["errors"]
         if exc.code == 413:
-            body["message"] = (
-                f"request body too large: at most {app.config['MAX_CONTENT_LENGTH']} bytes"
-            )
-        response = jsonify(body)
-        response.status_code = exc.code or 500
+            message = f"request body too large: at most {app.config['MAX_CONTENT_LENGTH']} bytes"
+        response = error_response(exc.code or 500, message, errors)
         # Keep the headers the error carries: a 405 must say which methods are Allow-ed.
         for name, value in exc.get_headers():
             if name.lower() != "content-type":
@@ -202,8 +219,4 @@ def _init_errors(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error")
-        return jsonify(
-            code=500,
-            status="Internal Server Error",
-            message="an unexpected error occurred; it has been logged",
-        ), 500
+        return error_response(500, "an unexpected error occurred; it has been logged")

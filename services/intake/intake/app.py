@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from servicekit import logs
-from servicekit.web import create_service_app
+from servicekit.web import add_error_face, create_service_app
 
 
 def create_app(config: dict | None = None):
@@ -20,6 +20,7 @@ def create_app(config: dict | None = None):
         api.register_blueprint(cases.blp)
         api.register_blueprint(sessions.blp)
         api.register_blueprint(open311.blp)
+        add_error_face(app, "/open311/", open311.error_list)
 
     return create_service_app(
         "intake",

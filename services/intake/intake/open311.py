@@ -35,7 +35,6 @@ from marshmallow import (
     validates_schema,
 )
 from sqlalchemy import or_, select
-from werkzeug.exceptions import HTTPException
 
 from intake import models, usecases
 from intake.catalogue import CATEGORIES
@@ -134,25 +133,34 @@ def _when(value: dt.datetime | None) -> str | None:
     return None if value is None else value.astimezone(local_zone()).isoformat()
 
 
-@blp.errorhandler(HTTPException)
-def _open311_error(exc: HTTPException):
-    """Render any error of this face as an Open311 error list, field by field."""
-    code = exc.code or 500
+def error_list(code: int, message: str, errors: dict | None = None) -> Response:
+    """Answer an error of this face as an Open311 error list, one entry per field.
+
+    Every error on ``/open311/`` comes here (``servicekit.web.add_error_face``), from the
+    views and from the layers before them alike: the request guard, the router's 404 and
+    405, an oversize body. Bad input is 400, as GeoReport v2 answers it; the list comes as
+    JSON or XML by the extension of the path.
+    """
     if code == 422:
-        code = 400  # GeoReport v2 answers bad input with 400
-    descriptions: list[str] = []
-    data = getattr(exc, "data", None) or {}
-    for by_field in (data.get("messages") or data.get("errors") or {}).values():
-        for name, problems in by_field.items():
-            for problem in problems if isinstance(problems, list) else [problems]:
-                descriptions.append(f"{name}: {problem}")
-    if not descriptions:
-        descriptions.append(data.get("message") or exc.description or exc.name)
-    if exc.code == 413:
-        descriptions = ["request body too large"]
+        code = 400
+    descriptions = [f"{name}: {problem}" for name, problem in _problems(errors)] or [message]
     rows = [{"code": code, "description": d} for d in descriptions]
-    fmt = (request.view_args or {}).get("fmt")
-    return render(fmt if fmt in FORMATS else "json", "errors", "error", rows, code)
+    return render(_requested_format(), "errors", "error", rows, code)
+
+
+def _problems(errors: dict | None):
+    """Yield (field, problem) of errors given by location, then field."""
+    for by_field in (errors or {}).values():
+        for name, problems in (by_field if isinstance(by_field, dict) else {}).items():
+            for problem in problems if isinstance(problems, list) else [problems]:
+                yield name, problem
+
+
+def _requested_format() -> str:
+    # A path the router matched names it in view_args; one it did not (a 404, a 405) ends
+    # in its extension all the same.
+    fmt = (request.view_args or {}).get("fmt") or request.path.rpartition(".")[2]
+    return fmt if fmt in FORMATS else "json"
 
 
 # -- schemas -----------------------------------------------------------------------------
