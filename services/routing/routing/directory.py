@@ -8,6 +8,7 @@ answered without loading the whole directory.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -21,9 +22,8 @@ from sqlalchemy.orm import Session
 
 from routing.models import CITY, CITY_AREA, COUNTY, LEVELS, TOWNSHIP, Rule, Unit
 
-UNIT_CODE = validate.Regexp(
-    r"^[a-z0-9][a-z0-9-]{0,62}$", error="must be a unit code such as 'lw-buwen'"
-)
+UNIT_CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+UNIT_CODE = validate.Regexp(UNIT_CODE_PATTERN, error="must be a unit code such as 'lw-buwen'")
 # Deeper than any real hierarchy: a longer walk up means the parents form a loop.
 MAX_DEPTH = 16
 
@@ -209,6 +209,11 @@ def check_hierarchy(records: list[UnitRecord], known: Directory | None = None) -
             problems.append(f"{record.code}: area is {area!r} by its parents, not {record.area!r}")
     if problems:
         raise ValueError("invalid unit directory: " + "; ".join(problems))
+
+
+def is_unit_code(code: str) -> bool:
+    """Return whether ``code`` has the shape of a unit code (so a unit may have it)."""
+    return re.fullmatch(UNIT_CODE_PATTERN, code) is not None
 
 
 # -- seeding -------------------------------------------------------------------------------

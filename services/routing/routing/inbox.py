@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import uuid
 
 from flask import current_app
 from flask.views import MethodView
@@ -34,13 +35,19 @@ def _encode(assignment: models.Assignment) -> str:
 
 
 def _decode(cursor: str) -> tuple[dt.datetime, str]:
+    """Return the (routed_at, assignment id) a cursor holds; 422 for anything else.
+
+    Only what ``_encode`` could have written passes: a moment within the years the
+    database holds once in UTC (a year-1 moment east of Greenwich overflows), and an
+    assignment id that is a UUID (PostgreSQL refuses a NUL in a string outright).
+    """
     try:
         routed_at, assignment_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         moment = dt.datetime.fromisoformat(routed_at)
         if moment.tzinfo is None or not isinstance(assignment_id, str):
             raise ValueError("bad cursor")
-        return moment, assignment_id
-    except (ValueError, TypeError):
+        return moment.astimezone(dt.UTC), str(uuid.UUID(assignment_id))
+    except (ValueError, TypeError, OverflowError):
         abort(422, message="invalid cursor", errors={"query": {"cursor": ["invalid cursor"]}})
 
 

@@ -14,7 +14,7 @@ from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
 from sqlalchemy import select
 
-from routing import admin, idempotency, models, rules, usecases, webhooks
+from routing import admin, directory, idempotency, models, rules, usecases, webhooks
 from routing.assignments import fail
 from routing.pages import paginate
 from routing.schemas import (
@@ -119,8 +119,7 @@ class UnitByCode(MethodView):
     @blp.alt_response(404, description="No such unit.")
     def get(self, code: str):
         """Read one unit by its code, e.g. ``lw-buwen``."""
-        if len(code) > 64:
-            abort(404, message="no such unit")
+        _ensure_unit_code(code)
         with current_app.extensions["runtime"].reading() as session:
             unit = session.get(models.Unit, code)
             if unit is None:
@@ -135,8 +134,7 @@ class UnitByCode(MethodView):
     @blp.alt_response(409, description="Retiring a unit that rules name, or the default unit.")
     def patch(self, data, code: str):
         """Rename, change the leader of, retire (``active: false``) or reactivate a unit."""
-        if len(code) > 64:
-            abort(404, message="no such unit")
+        _ensure_unit_code(code)
         try:
             with current_app.extensions["runtime"].unit_of_work() as uow:
                 body = UnitOut().dump(
@@ -148,6 +146,15 @@ class UnitByCode(MethodView):
         if body["active"] and body["amqp"] and (data.get("active") or data.get("amqp")):
             declare_queue(code)
         return body
+
+
+def _ensure_unit_code(code: str) -> None:
+    """Answer 404 for a path that cannot name a unit, before the database is asked.
+
+    PostgreSQL refuses a NUL in a string outright (a 500), and no such code can exist.
+    """
+    if not directory.is_unit_code(code):
+        abort(404, message="no such unit")
 
 
 def _ensure_own_or_admin(code: str) -> None:
@@ -170,9 +177,10 @@ class UnitWebhook(MethodView):
         Messages given up at the address before are tried again, at this one: a partner
         registers its mended endpoint and receives what it missed.
         """
+        _ensure_unit_code(code)
         _ensure_own_or_admin(code)
         with current_app.extensions["runtime"].sessions() as session:
-            unit = session.get(models.Unit, code) if len(code) <= 64 else None
+            unit = session.get(models.Unit, code)
             if unit is None or not unit.active:
                 abort(404, message="no such active unit")
             hook = session.get(models.Webhook, code) or models.Webhook(unit=code)
@@ -195,9 +203,10 @@ class UnitWebhook(MethodView):
     @blp.alt_response(404, description="The unit has no webhook.")
     def get(self, code: str):
         """Read the unit's webhook (never its secret) and how its deliveries stand."""
+        _ensure_unit_code(code)
         _ensure_own_or_admin(code)
         with current_app.extensions["runtime"].reading() as session:
-            hook = session.get(models.Webhook, code) if len(code) <= 64 else None
+            hook = session.get(models.Webhook, code)
             if hook is None:
                 abort(404, message="no webhook for this unit")
             return {
@@ -216,9 +225,10 @@ class UnitWebhook(MethodView):
         Idempotent: a unit without a webhook answers 204 too (a partner retrying a removal
         whose answer it lost is told what holds: there is none).
         """
+        _ensure_unit_code(code)
         _ensure_own_or_admin(code)
         with current_app.extensions["runtime"].sessions() as session:
-            if len(code) > 64 or session.get(models.Unit, code) is None:
+            if session.get(models.Unit, code) is None:
                 abort(404, message="no such unit")
             hook = session.get(models.Webhook, code)
             if hook is not None:
