@@ -52,32 +52,38 @@ def run_once(
     """Run ``create`` and commit, unless this key was answered before: then replay that.
 
     Return (the answer, whether this call created it).
+
+    A unique index refusing what ``create`` writes, or the key's record, means a
+    concurrent request got there first: the same key's first request, still at work
+    when the client retried, or another request creating the same thing. PostgreSQL
+    made this one wait for that transaction's end, so everything is looked at again in
+    a fresh unit of work: the first answer is replayed for the same key, and ``create``,
+    run again, now sees what the other request made and says so (a 409 naming it).
     """
-    with uow:
-        if key:
-            earlier = _earlier(uow, model, unit, key, fingerprint)
-            if earlier is not None:
-                return earlier, False
-        body = create(uow)
-        if key:
-            uow.session.add(
-                model(
-                    unit=unit,
-                    key=key,
-                    request_hash=fingerprint,
-                    status_code=status_code,
-                    response=body,
-                    created_at=dt.datetime.now(dt.UTC),
-                )
-            )
-        try:
-            uow.session.flush()
-        except IntegrityError:
-            # The same key raced us from another worker and won: answer as it did.
-            uow.session.rollback()
-            earlier = _earlier(uow, model, unit, key, fingerprint) if key else None
-            if earlier is None:
-                raise
-            return earlier, False
-        uow.commit()
-        return body, True
+    for attempt in range(2):
+        with uow:
+            if key:
+                earlier = _earlier(uow, model, unit, key, fingerprint)
+                if earlier is not None:
+                    return earlier, False
+            try:
+                body = create(uow)
+                if key:
+                    uow.session.add(
+                        model(
+                            unit=unit,
+                            key=key,
+                            request_hash=fingerprint,
+                            status_code=status_code,
+                            response=body,
+                            created_at=dt.datetime.now(dt.UTC),
+                        )
+                    )
+                uow.session.flush()
+            except IntegrityError:
+                if attempt:
+                    raise  # not a race: the same refusal with the other request done
+                continue  # leaving the unit of work drops this attempt and its events
+            uow.commit()
+            return body, True
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
-from routing import models
+from routing import admin, models
 from routing.cli import group
 from servicekit.auth import mint
 
@@ -104,3 +106,92 @@ def test_seed_refuses_to_retire_a_unit_a_rule_names(client, runtime, seeding, tm
     assert "routing rules name 'lw-org'" in result.output
     assert response.get_json()["rule_id"] in result.output
     assert directory_state(runtime) == before
+
+
+@pytest.fixture
+def overlapping(app, database, db_backend, monkeypatch):
+    """Return a function POSTing two requests whose transactions overlap; their answers.
+
+    The first request stops after writing what it creates, its transaction open, until
+    the second waits on it (PostgreSQL's unique index makes it wait), as a client's
+    retry sent while the first request is still at work does.
+    """
+    if db_backend == "sqlite":
+        pytest.skip("SQLite writes one transaction at a time: no two requests overlap")
+    engine = create_engine(database)
+
+    def another_waits() -> bool:
+        with engine.connect() as conn:
+            return bool(conn.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")))
+
+    def run(name: str, path: str, first: tuple[dict, dict], second: tuple[dict, dict]):
+        original = getattr(admin, name)
+        started = threading.Event()
+
+        def first_holds(uow, data):
+            made = original(uow, data)
+            if not started.is_set():
+                started.set()
+                for _ in range(400):  # at most 20 s: the second request is on its way
+                    if another_waits():
+                        break
+                    time.sleep(0.05)
+            return made
+
+        monkeypatch.setattr(admin, name, first_holds)
+        answers = {}
+
+        def post(which, headers, body):
+            response = app.test_client().post(path, headers=headers, json=body)
+            answers[which] = (response.status_code, response.get_json())
+
+        thread = threading.Thread(target=post, args=("first", *first))
+        thread.start()
+        assert started.wait(20)
+        post("second", *second)
+        thread.join()
+        return answers["first"], answers["second"]
+
+    yield run
+    engine.dispose()
+
+
+RULE = {"category": "land", "area": "lw", "unit": "lw-org"}
+UNIT = {"code": "lw-newtown", "name": "新镇", "level": "township", "parent": "lw"}
+
+
+@pytest.mark.parametrize(
+    "path, name, body", [("/v1/rules", "add_rule", RULE), ("/v1/units", "add_unit", UNIT)]
+)
+def test_a_retry_while_the_first_request_is_at_work_gets_its_answer(
+    client, overlapping, path, name, body
+):
+    headers = {**ADMIN, "Idempotency-Key": "retry-1"}
+    first, second = overlapping(name, path, (headers, body), (headers, body))
+    assert first[0] == 201, first
+    assert second == first
+    listed = client.get(path, headers=ADMIN).get_json()
+    assert listed["total"] == (1 if name == "add_rule" else 35)
+
+
+@pytest.mark.parametrize(
+    "path, name, body, says",
+    [
+        ("/v1/rules", "add_rule", RULE, "a rule for (land, lw) exists"),
+        ("/v1/units", "add_unit", UNIT, "unit 'lw-newtown' exists"),
+    ],
+)
+def test_the_same_thing_created_at_once_under_two_keys_is_a_conflict(
+    overlapping, path, name, body, says
+):
+    first, second = overlapping(
+        name,
+        path,
+        ({**ADMIN, "Idempotency-Key": "desk-1"}, body),
+        ({**ADMIN, "Idempotency-Key": "desk-2"}, body),
+    )
+    assert first[0] == 201, first
+    assert second[0] == 409, second
+    assert says in second[1]["message"]
+    if name == "add_rule":
+        assert first[1]["rule_id"] in second[1]["message"]
