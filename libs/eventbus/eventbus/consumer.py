@@ -10,6 +10,13 @@ reset, no bytes) is dropped after one heartbeat timeout without a byte from the 
 which sends one every half timeout, and the consumer reconnects. A database call unanswered for as
 long has its link broken (:mod:`eventbus.statement_watch`) and the event is retried.
 
+The subscription can also end while the connection stands: the broker closes the channel
+(its ``consumer_timeout`` strikes a delivery held unacked too long, e.g. through a long
+database outage) or cancels the consumer (its queue deleted). The consumer takes that as
+a lost connection: it says so, drops the connection and subscribes again with the same
+backoff; what it held unacked is redelivered, and the inbox makes a second application
+a no-op. ``nighttalk_consumer_consuming{service}`` is 1 while it is subscribed.
+
 Under load, the messages already prefetched when the worker is free are applied
 together: one transaction, one commit, one publish of what they caused, then their
 acks; a batch takes no new event once it has lasted ``BATCH_SECONDS``. If a handler
@@ -36,7 +43,7 @@ from dataclasses import dataclass
 
 import pika
 import pika.exceptions
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from eventbus import metrics, topology, tracing
@@ -58,6 +65,15 @@ class _Delivery:
     properties: pika.BasicProperties
     body: bytes
     redelivered: bool
+
+
+class SubscriptionLost(Exception):
+    """The broker ended the consumer's subscription while its connection stood."""
+
+    def __init__(self, reason: str, error: str) -> None:
+        super().__init__(f"{reason}: {error}")
+        self.reason = reason
+        self.error = error
 
 
 class _Settlements:
@@ -179,6 +195,9 @@ class Consumer:
         self.on_ready = on_ready
         self.setup = setup
         self.stopping = threading.Event()
+        self._subscribed = False
+        # Set by the worker while an event waits for the database to come back.
+        self._database_away = False
         # The handlers' database, watched as the broker link is: a call unanswered for a
         # heartbeat timeout has its link broken (SQLite is a local file: nothing to watch).
         self.statements = (
@@ -192,22 +211,65 @@ class Consumer:
     def run(self) -> None:
         """Consume until :meth:`stop`; reconnect with backoff whenever the broker is lost."""
         attempt = 0
+        metrics.CONSUMING.labels(self.service).set(0)
         while not self.stopping.is_set():
+            self._subscribed = False
             try:
                 self._run_connected()
                 attempt = 0
             except Exception as exc:  # noqa: BLE001 - pika's connector errors are not AMQPErrors
-                attempt += 1
+                # After a subscription that stood, the first try again comes soon.
+                attempt = 1 if self._subscribed else attempt + 1
                 delay = backoff(attempt, cap=RECONNECT_CAP)
-                log.warning(
-                    "broker connection lost; reconnecting",
-                    extra={
-                        "service": self.service,
-                        "error": repr(exc),
-                        "retry_in": round(delay, 2),
-                    },
-                )
+                # A SubscriptionLost was said already, with its reason.
+                if not isinstance(exc, SubscriptionLost):
+                    if self._subscribed:
+                        metrics.SUBSCRIPTIONS_LOST.labels(self.service, "connection lost").inc()
+                    log.warning(
+                        "broker connection lost; reconnecting",
+                        extra={
+                            "service": self.service,
+                            "error": repr(exc),
+                            "retry_in": round(delay, 2),
+                        },
+                    )
                 self.stopping.wait(delay)
+                self._wait_for_the_database()
+
+    def _wait_for_the_database(self) -> None:
+        """Return once the database answers, if an event was waiting for it (or stopping).
+
+        The messages wait in the queue meanwhile, held by nobody and counted by nothing.
+        """
+        attempt = 0
+        while self._database_away and not self.stopping.is_set():
+            answered = threading.Event()
+            asking = threading.Thread(
+                target=self._ask_the_database,
+                args=(answered,),
+                name=f"{self.service}-db-probe",
+                daemon=True,
+            )
+            asking.start()
+            while asking.is_alive():
+                asking.join(timeout=0.5)
+                self._break_overdue_calls()  # a black-holed link answers nothing
+            if answered.is_set():
+                self._database_away = False
+                return
+            attempt += 1
+            delay = backoff(attempt, cap=RECONNECT_CAP)
+            log.warning(
+                "database unavailable; subscribing again once it answers",
+                extra={"service": self.service, "retry_in": round(delay, 2)},
+            )
+            self.stopping.wait(delay)
+
+    def _ask_the_database(self, answered: threading.Event) -> None:
+        """Set ``answered`` if the database answers a query (any failure: it did not)."""
+        with contextlib.suppress(Exception), self.unit_of_work() as uow:
+            uow.session.execute(text("SELECT 1"))
+            answered.set()
 
     def stop(self) -> None:
         """Ask the consumer to finish the message in hand and return from :meth:`run`."""
@@ -218,12 +280,26 @@ class Consumer:
         work: queue.Queue[_Delivery | None] = queue.Queue()
         worker: threading.Thread | None = None
         settlements: _Settlements | None = None
+        # Set once the deliveries of this subscription are no longer the worker's to
+        # settle: an event held in place for the database lets go of it at once.
+        gone = threading.Event()
+        lost: list[SubscriptionLost] = []
         try:
             channel = conn.channel()
+            channel._impl.add_on_close_callback(  # noqa: SLF001 - BlockingChannel has no hook
+                lambda _channel, reason: lost.append(
+                    SubscriptionLost("channel closed by the broker", str(reason))
+                )
+            )
+            channel.add_on_cancel_callback(
+                lambda _frame: lost.append(
+                    SubscriptionLost("cancelled by the broker", "Basic.Cancel")
+                )
+            )
             settlements = _Settlements(conn, channel, self.prefetch)
             worker = threading.Thread(
                 target=self._work,
-                args=(settlements, work),
+                args=(settlements, work, gone),
                 name=f"{self.service}-worker",
                 daemon=True,
             )
@@ -247,6 +323,8 @@ class Consumer:
 
             channel.basic_consume(service_queue(self.service), on_message, auto_ack=False)
             worker.start()
+            self._subscribed = True
+            metrics.CONSUMING.labels(self.service).set(1)
             log.info(
                 "consuming", extra={"service": self.service, "queue": service_queue(self.service)}
             )
@@ -255,6 +333,8 @@ class Consumer:
             heard, heard_at = bytes_received(conn), time.monotonic()
             while not self.stopping.is_set():
                 conn.process_data_events(time_limit=0.5)
+                if lost and conn.is_open:
+                    raise lost[0]
                 settlements.send()
                 self._break_overdue_calls()
                 if bytes_received(conn) != heard:
@@ -267,6 +347,15 @@ class Consumer:
                     abort(conn, f"no bytes from the broker for {silent} s")
                     conn.process_data_events(time_limit=0)  # raises the abort's error
                     raise ConnectionError(f"no bytes from the broker for {silent} s")
+        except SubscriptionLost as exc:
+            # The broker's own words (e.g. "PRECONDITION_FAILED - delivery acknowledgement
+            # on channel 1 timed out"): no message content in them.
+            metrics.SUBSCRIPTIONS_LOST.labels(self.service, exc.reason).inc()
+            log.warning(
+                "subscription lost; resubscribing",
+                extra={"service": self.service, "reason": exc.reason, "error": exc.error},
+            )
+            raise
         except Exception as exc:
             # Said at once: finishing the message in hand below may take a while.
             log.warning(
@@ -275,6 +364,8 @@ class Consumer:
             )
             raise
         finally:
+            metrics.CONSUMING.labels(self.service).set(0)
+            gone.set()
             # Let the worker finish the message in hand; what is still queued is
             # unacked and will be redelivered to whoever consumes next.
             with contextlib.suppress(queue.Empty):
@@ -310,7 +401,7 @@ class Consumer:
 
     # -- the worker thread --------------------------------------------------------------
 
-    def _work(self, settlements: _Settlements, work: queue.Queue) -> None:
+    def _work(self, settlements: _Settlements, work: queue.Queue, gone: threading.Event) -> None:
         while True:
             delivery = work.get()
             if delivery is None:
@@ -328,7 +419,7 @@ class Consumer:
                     last = True
                     break
                 batch.append(more)
-            outcomes = self._handle_batch(batch)
+            outcomes = self._handle_batch(batch, gone)
             for each, outcome in zip(batch, outcomes, strict=True):
                 metrics.EVENTS_CONSUMED.labels(self.service, each.routing_key, outcome).inc()
             try:
@@ -340,10 +431,10 @@ class Consumer:
             if last:
                 return
 
-    def _handle_batch(self, batch: list[_Delivery]) -> list[str]:
+    def _handle_batch(self, batch: list[_Delivery], gone: threading.Event) -> list[str]:
         """Apply deliveries together if they all go through; else one by one, as ever."""
         if len(batch) <= 1:
-            return [self._handle(delivery) for delivery in batch]
+            return [self._handle(delivery, gone) for delivery in batch]
         together = []
         for delivery in batch:
             try:
@@ -363,7 +454,7 @@ class Consumer:
                     return ["ack"] * len(batch)
                 if applied:
                     # Slow handlers: what went in is committed; the rest is another batch.
-                    return ["ack"] * applied + self._handle_batch(batch[applied:])
+                    return ["ack"] * applied + self._handle_batch(batch[applied:], gone)
             else:
                 # One handler failed on its own (a bug, invalid data): that event is judged
                 # now, its handler not run twice for one delivery; the others go again
@@ -371,13 +462,13 @@ class Consumer:
                 index, exc = fault
                 outcome = self._judge_handler_fault(together[index][1], exc, attempt=1)
                 return [
-                    *self._handle_batch(batch[:index]),
+                    *self._handle_batch(batch[:index], gone),
                     outcome,
-                    *self._handle_batch(batch[index + 1 :]),
+                    *self._handle_batch(batch[index + 1 :], gone),
                 ]
         # Poison, an unknown event or a database error: each event on its own, so that one
         # bad event neither holds up nor dead-letters the others.
-        return [self._handle(delivery) for delivery in batch]
+        return [self._handle(delivery, gone) for delivery in batch]
 
     def _apply_together(
         self, batch: list[tuple[_Delivery, ReceivedEvent, Handler]]
@@ -440,7 +531,7 @@ class Consumer:
             },
         )
 
-    def _handle(self, delivery: _Delivery) -> str:
+    def _handle(self, delivery: _Delivery, gone: threading.Event) -> str:
         """Apply one delivery; return 'ack', 'dead' (reject to dead letters) or 'retry'."""
         try:
             event = decode(delivery.properties, delivery.body, delivery.routing_key)
@@ -471,6 +562,7 @@ class Consumer:
                 try:
                     started = time.perf_counter()
                     self._apply(handler, event)
+                    self._database_away = False
                     self._record_applied(delivery, event, time.perf_counter() - started, batch=1)
                     return "ack"
                 except PoisonMessage as exc:
@@ -494,6 +586,7 @@ class Consumer:
                 except (OperationalError, InterfaceError) as exc:
                     # The database is away: hold the message and retry in place, so an
                     # outage does not burn the delivery limit and dead-letter good events.
+                    self._database_away = True
                     delay = backoff(attempt, cap=RECONNECT_CAP)
                     log.warning(
                         "database unavailable; retrying event",
@@ -503,12 +596,24 @@ class Consumer:
                             "retry_in": round(delay, 2),
                         },
                     )
-                    if self.stopping.wait(delay):
+                    if self._held_in_vain(delay, gone):
+                        # Stopping, or the broker has taken the delivery back: it goes to
+                        # whoever consumes next, this consumer again once resubscribed.
                         return "retry"
                 except Exception as exc:  # noqa: BLE001 - a bug must not kill the consumer
                     return self._judge_handler_fault(event, exc, attempt)
         finally:
             tracing.clear()
+
+    def _held_in_vain(self, seconds: float, gone: threading.Event) -> bool:
+        """Wait ``seconds`` before a retry in place; True at once if it would be in vain."""
+        deadline = time.monotonic() + seconds
+        while not (self.stopping.is_set() or gone.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            gone.wait(min(left, 0.25))
+        return True
 
     def _judge_handler_fault(self, event: ReceivedEvent, exc: Exception, attempt: int) -> str:
         """Return what becomes of an event whose handler raised: 'dead' if invalid, else 'retry'.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,18 @@ EVENT_PROCESSING = Histogram(
     "Time to apply one event and commit its effect.",
     ["service", "event"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+CONSUMING = Gauge(
+    "nighttalk_consumer_consuming",
+    "1 while a service's consumer is subscribed to its queue, 0 while it reconnects.",
+    ["service"],
+    multiprocess_mode="livemax",
+)
+SUBSCRIPTIONS_LOST = Counter(
+    "nighttalk_consumer_subscriptions_lost_total",
+    "Subscriptions a consumer lost and made again, by reason (connection, channel closed "
+    "by the broker, e.g. its consumer_timeout; cancelled by the broker, e.g. queue deleted).",
+    ["service", "reason"],
 )
 
 

@@ -714,3 +714,182 @@ def test_slow_handlers_commit_a_batch_once_it_has_lasted_its_time(store, amqp_ur
     # 0.1 s each: the third event passes 0.25 s and its batch commits.
     assert max(sizes) <= 3, sorted(sizes)
     assert sum(sizes) == 8
+
+
+def _spy_channels(monkeypatch) -> list:
+    """Record the (connection, channel) of each subscription the consumer makes."""
+    from eventbus import consumer as consumer_module
+
+    made = []
+
+    class Recorded(consumer_module._Settlements):
+        def __init__(self, conn, channel, prefetch):
+            super().__init__(conn, channel, prefetch)
+            made.append((conn, channel))
+
+    monkeypatch.setattr(consumer_module, "_Settlements", Recorded)
+    return made
+
+
+def _consumers_on(url, queue) -> int:
+    conn = connect(url)
+    try:
+        return conn.channel().queue_declare(queue, passive=True).method.consumer_count
+    finally:
+        conn.close()
+
+
+def _consuming(service) -> float | None:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("nighttalk_consumer_consuming", {"service": service})
+
+
+def _rabbitmqctl_in(url, command, *args) -> str:
+    """Run a rabbitmqctl command in the vhost of ``url``; return what it printed."""
+    import subprocess
+    import urllib.parse
+
+    vhost = urllib.parse.unquote(urllib.parse.urlparse(url).path[1:])
+    return subprocess.run(
+        ["rabbitmqctl", "-q", command, "-p", vhost, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+
+
+def _unacked(url, queue) -> int:
+    listed = _rabbitmqctl_in(url, "list_queues", "name", "messages_unacknowledged")
+    counts = dict(line.split() for line in listed.splitlines())
+    return int(counts[queue])
+
+
+def _close_channel_from_the_broker(conn, channel) -> None:
+    # Acking a delivery tag the broker never gave makes it close the channel
+    # (PRECONDITION_FAILED), the connection staying up: what consumer_timeout does to a
+    # delivery held unacked too long.
+    conn.add_callback_threadsafe(lambda: channel.basic_ack(999_999))
+    testing.eventually(lambda: not channel.is_open, "the broker closed the channel")
+
+
+def test_a_channel_the_broker_closes_is_opened_again_and_consuming_goes_on(
+    store, amqp_url, monkeypatch, caplog
+):
+    caplog.set_level(logging.WARNING, logger="eventbus.consumer")
+    engine, outbox_t, inbox_t, effects = store
+    service = "svc9"
+    channels = _spy_channels(monkeypatch)
+    consumer = _consumer(
+        engine, outbox_t, inbox_t, amqp_url, service, {"thing.on": _Recorder(effects)}
+    )
+    thread = _start(consumer)
+    try:
+        _publish(
+            amqp_url,
+            envelope.build(service="tests", routing_key="thing.on", subject="s", data={"v": "a"}),
+        )
+        testing.eventually(lambda: _effects(engine, effects) == ["a"], "effect a applied")
+        testing.eventually(
+            lambda: _unacked(amqp_url, names.service_queue(service)) == 0, "effect a acked"
+        )
+        _close_channel_from_the_broker(*channels[0])
+        _publish(
+            amqp_url,
+            envelope.build(service="tests", routing_key="thing.on", subject="s", data={"v": "b"}),
+        )
+        testing.eventually(lambda: _effects(engine, effects) == ["a", "b"], "effect b applied")
+        assert len(channels) == 2
+        assert _consumers_on(amqp_url, names.service_queue(service)) == 1
+        assert _consuming(service) == 1
+    finally:
+        consumer.stop()
+        thread.join(10)
+    assert _consuming(service) == 0
+    [said] = [r for r in caplog.records if r.getMessage() == "subscription lost; resubscribing"]
+    assert said.levelno == logging.WARNING
+    assert said.reason == "channel closed by the broker"
+    assert "PRECONDITION_FAILED" in said.error
+
+
+def test_a_subscription_the_broker_cancels_is_made_again(store, amqp_url, caplog):
+    """Deleting and declaring the queue again (an operator changing its arguments) cancels
+    the consumer (Basic.Cancel): it subscribes again to the new queue."""
+    caplog.set_level(logging.WARNING, logger="eventbus.consumer")
+    engine, outbox_t, inbox_t, effects = store
+    service = "svc10"
+    consumer = _consumer(
+        engine, outbox_t, inbox_t, amqp_url, service, {"thing.anew": _Recorder(effects)}
+    )
+    thread = _start(consumer)
+    try:
+        # As an operator deletes it; then declared again, as `nighttalk broker declare` does.
+        _rabbitmqctl_in(amqp_url, "delete_queue", names.service_queue(service))
+        conn = connect(amqp_url)
+        topology.declare_service_queue(conn.channel(), service, ["thing.anew"])
+        conn.close()
+        _publish(
+            amqp_url,
+            envelope.build(service="tests", routing_key="thing.anew", subject="s", data={"v": "a"}),
+        )
+        testing.eventually(lambda: _effects(engine, effects) == ["a"], "effect a applied")
+        assert _consumers_on(amqp_url, names.service_queue(service)) == 1
+    finally:
+        consumer.stop()
+        thread.join(10)
+    said = [r for r in caplog.records if r.getMessage() == "subscription lost; resubscribing"]
+    assert [r.reason for r in said] == ["cancelled by the broker"]
+
+
+def test_a_channel_closed_while_the_database_is_away_is_opened_again_once_it_answers(
+    store, amqp_url, monkeypatch
+):
+    """The broker's consumer_timeout closes the channel of a delivery held through a long
+    database outage: the consumer lets go of it at once and subscribes again only once the
+    database answers, so the broker does not hand it the messages again (and count each
+    return toward their delivery limit) while nothing can be applied."""
+    from sqlalchemy.exc import OperationalError
+
+    engine, outbox_t, inbox_t, effects = store
+    service = "svc11"
+    channels = _spy_channels(monkeypatch)
+    away, opened = threading.Event(), Counter()
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
+
+    def unit_of_work():
+        opened["units"] += 1
+        if away.is_set():
+            raise OperationalError("connect", {}, Exception("connection refused"))
+        return UnitOfWork(sessionmaker(engine), box, inbox_t)
+
+    consumer = Consumer(
+        service=service,
+        handlers={"thing.held": _Recorder(effects)},
+        unit_of_work=unit_of_work,
+        url=amqp_url,
+    )
+    thread = _start(consumer)
+    try:
+        away.set()
+        event = envelope.build(
+            service="tests", routing_key="thing.held", subject="s", data={"v": "a"}
+        )
+        _publish(amqp_url, event)
+        testing.eventually(lambda: opened["units"] >= 2, "the event retried in place")
+        _close_channel_from_the_broker(*channels[0])
+        # While the database is away the consumer asks it, not the broker: it tries the
+        # database again and again, the event waiting in the queue, held by nobody.
+        tried = opened["units"]
+        testing.eventually(lambda: opened["units"] >= tried + 3, "the database tried again")
+        assert len(channels) == 1
+        assert _consumers_on(amqp_url, names.service_queue(service)) == 0
+        assert testing.queue_depth(amqp_url, names.service_queue(service)) == 1
+        assert _consuming(service) == 0
+        away.clear()
+        testing.eventually(lambda: _effects(engine, effects) == ["a"], "effect a applied")
+        assert len(channels) == 2
+    finally:
+        away.clear()
+        consumer.stop()
+        thread.join(10)
