@@ -27,7 +27,10 @@ never takes the others with it.
 
 A message that cannot be decoded or validated is rejected to the service's
 dead-letter queue; a handler that fails for another reason is retried (infrastructure
-errors in place, other errors by redelivery up to the delivery limit).
+errors in place, other errors by redelivery up to the delivery limit). Which database
+errors are infrastructure is told by their SQLSTATE (:func:`database_trouble`): a database
+that is away or refuses writes (a failover's demoted primary) is waited for, and never
+dead-letters an event.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ from dataclasses import dataclass
 
 import pika
 import pika.exceptions
+import sqlalchemy.event
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from eventbus import metrics, topology, tracing
 from eventbus.connection import abort, bytes_received, connect, heartbeat_timeout
@@ -138,6 +142,53 @@ class _Settlements:
                 channel.basic_nack(delivery.tag, requeue=True)
 
 
+# SQLSTATEs that say the database cannot take a write now, whatever the event: away
+# (class 08, connection; 57P, operator intervention: admin or crash shutdown, cannot connect
+# now; 53, insufficient resources: disk full, too many connections; 58, system error: I/O),
+# or refusing writes (25006: a read-only transaction, as on a failover's demoted primary or
+# under default_transaction_read_only).
+_AWAY_CLASSES = ("08", "53", "57P", "58")
+_AWAY_STATES = frozenset({"25006"})
+# ...or another transaction stands in its way for a moment: a serialization failure, a
+# deadlock, a lock wait past lock_timeout, a statement cancelled (by statement_timeout, or
+# by the statement watch on an unanswered call).
+_CONTENDED_STATES = frozenset({"40001", "40P01", "55P03", "57014"})
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None)
+
+
+def database_trouble(exc: BaseException) -> str | None:
+    """Return "away" or "contended" if a database error is none of the event's doing.
+
+    Told by the SQLSTATE the server sent; an error without one (a link lost or broken, a
+    connection refused, SQLite's locked file) is the database being away if the driver
+    calls it operational. Any other error (a bug, bad data) is the event's: None.
+    """
+    if not isinstance(exc, DBAPIError):
+        return None
+    sqlstate = _sqlstate(exc)
+    if sqlstate is None:
+        return "away" if isinstance(exc, OperationalError | InterfaceError) else None
+    if sqlstate in _CONTENDED_STATES:
+        return "contended"
+    if sqlstate in _AWAY_STATES or sqlstate.startswith(_AWAY_CLASSES):
+        return "away"
+    return None
+
+
+def _drop_links_to_a_database_away(context) -> None:
+    """Have SQLAlchemy discard its pooled links after the server said it is away for writes.
+
+    A link to a demoted primary stays read-only after the failover; the next try must
+    connect afresh (to the new primary). SQLAlchemy does so for the disconnects it knows.
+    """
+    sqlstate = _sqlstate(context.sqlalchemy_exception)
+    if sqlstate and (sqlstate in _AWAY_STATES or sqlstate.startswith(_AWAY_CLASSES)):
+        context.is_disconnect = True
+
+
 def _event_key(ce_type: str) -> str | None:
     # A message replayed from a dead-letter queue arrives with the queue's name as its
     # routing key; its CloudEvents type still says which event it is.
@@ -205,6 +256,10 @@ class Consumer:
             if engine is not None and engine.dialect.name != "sqlite"
             else None
         )
+        if engine is not None and not sqlalchemy.event.contains(
+            engine, "handle_error", _drop_links_to_a_database_away
+        ):
+            sqlalchemy.event.listen(engine, "handle_error", _drop_links_to_a_database_away)
 
     # -- the connection's thread -------------------------------------------------------
 
@@ -504,7 +559,7 @@ class Consumer:
                 # The class only: a database error's text may quote the row's values.
                 extra={"service": self.service, "events": len(batch), "error": type(exc).__name__},
             )
-            database = isinstance(exc, IntegrityError | OperationalError | InterfaceError)
+            database = isinstance(exc, DBAPIError)
             if current is None or database:
                 return 0, None
             return 0, (current, exc)
@@ -583,16 +638,24 @@ class Consumer:
                     )
                     self.stopping.wait(min(2.0, backoff(attempt)))
                     return "retry"
-                except (OperationalError, InterfaceError) as exc:
-                    # The database is away: hold the message and retry in place, so an
-                    # outage does not burn the delivery limit and dead-letter good events.
-                    self._database_away = True
+                except Exception as exc:  # noqa: BLE001 - a bug must not kill the consumer
+                    trouble = database_trouble(exc)
+                    if trouble is None:
+                        return self._judge_handler_fault(event, exc, attempt)
+                    # The database is away, refuses writes, or another transaction is in
+                    # the way: hold the message and retry in place, so that neither burns
+                    # the delivery limit and dead-letters good events. Logged by class and
+                    # SQLSTATE: the database's text may quote the row's values.
+                    self._database_away = trouble == "away"
                     delay = backoff(attempt, cap=RECONNECT_CAP)
                     log.warning(
-                        "database unavailable; retrying event",
+                        "database unavailable; retrying event"
+                        if trouble == "away"
+                        else "database contended; retrying event",
                         extra={
                             "event_id": event.id,
-                            "error": repr(exc),
+                            "error": type(getattr(exc, "orig", None) or exc).__name__,
+                            "sqlstate": _sqlstate(exc),
                             "retry_in": round(delay, 2),
                         },
                     )
@@ -600,8 +663,6 @@ class Consumer:
                         # Stopping, or the broker has taken the delivery back: it goes to
                         # whoever consumes next, this consumer again once resubscribed.
                         return "retry"
-                except Exception as exc:  # noqa: BLE001 - a bug must not kill the consumer
-                    return self._judge_handler_fault(event, exc, attempt)
         finally:
             tracing.clear()
 

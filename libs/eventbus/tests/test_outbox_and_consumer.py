@@ -893,3 +893,65 @@ def test_a_channel_closed_while_the_database_is_away_is_opened_again_once_it_ans
         away.clear()
         consumer.stop()
         thread.join(10)
+
+
+def _admin_dsn(engine) -> str:
+    return engine.url.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+
+
+def test_a_database_that_refuses_writes_is_waited_for_and_nothing_is_dead_lettered(
+    store, amqp_url, db_backend, caplog
+):
+    """A failover's demoted primary, or default_transaction_read_only during maintenance,
+    answers every write with SQLSTATE 25006: the database is away for writes, as in an
+    outage; the events wait, and are applied once it takes writes again."""
+    if db_backend != "postgresql":
+        pytest.skip("SQLite has no read-only mode a server sets")
+    caplog.set_level(logging.WARNING, logger="eventbus.consumer")
+    engine, outbox_t, inbox_t, effects = store
+    service = "svc12"
+    database = engine.url.database
+    with psycopg.connect(_admin_dsn(engine), autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    engine.dispose()
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
+    consumer = Consumer(
+        service=service,
+        handlers={"thing.kept": _Recorder(effects)},
+        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
+        url=amqp_url,
+        delivery_limit=1,
+        engine=engine,  # as servicekit's consumers: watched, and its links renewed
+    )
+    thread = _start(consumer)
+    try:
+        events = [
+            envelope.build(
+                service="tests", routing_key="thing.kept", subject="s", data={"v": value}
+            )
+            for value in ("a", "b")
+        ]
+        for event in events:
+            _publish(amqp_url, event)
+
+        def waits():
+            return [
+                r
+                for r in caplog.records
+                if r.getMessage() == "database unavailable; retrying event"
+                and r.sqlstate == "25006"
+            ]
+
+        testing.eventually(lambda: len(waits()) >= 3, "the event retried in place")
+        assert testing.queue_depth(amqp_url, names.dead_letter_queue(service)) == 0
+        with psycopg.connect(_admin_dsn(engine), autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+        testing.eventually(
+            lambda: _effects(engine, effects) == ["a", "b"], "effects a and b applied", timeout=30
+        )
+        assert testing.queue_depth(amqp_url, names.dead_letter_queue(service)) == 0
+    finally:
+        consumer.stop()
+        thread.join(10)
