@@ -437,7 +437,10 @@ def resolve(
 
 def _to_arbitration(uow, assignment, principal, now, reason, *, default_unit) -> None:
     supervising = rules.supervising_unit(
-        SessionDirectory(uow.session), assignment.unit, default=default_unit
+        SessionDirectory(uow.session),
+        assignment.unit,
+        default=default_unit,
+        accused=assignment.accused_unit,
     )
     assignment.status = models.ARBITRATION
     assignment.supervising_unit = supervising
@@ -471,22 +474,24 @@ def return_(
         _log(uow.session, assignment, "returned", principal.sub, now, reason)
         _acted(uow, assignment, "returned", principal.sub, now, {"reason": reason})
         return assignment
-    if assignment.moves >= max_moves():
+    directory = SessionDirectory(uow.session)
+    facts = facts_of_assignment(assignment)
+    target = rules.return_target(directory, facts, assignment.unit, default=default_unit)
+    # A return that would bring the case straight back (the discipline commission
+    # returning a complaint about the city, which no other unit may take) is arbitrated.
+    if assignment.moves >= max_moves() or target is None:
         _to_arbitration(
             uow, assignment, principal, now, f"return: {reason}", default_unit=default_unit
         )
         return assignment
-    supervising = rules.supervising_unit(
-        SessionDirectory(uow.session), assignment.unit, default=default_unit
-    )
     assignment.status = models.RETURNED
     _log(uow.session, assignment, "returned", principal.sub, now, reason)
     _acted(uow, assignment, "returned", principal.sub, now, {"reason": reason})
-    choice = rules.Choice(supervising, f"returned by {assignment.unit}: {reason}")
+    choice = rules.Choice(target, f"returned by {assignment.unit}: {reason}")
     return _hand_over(
         uow,
         _case_of(assignment),
-        facts_of_assignment(assignment),
+        facts,
         choice,
         now=now,
         moves=assignment.moves + 1,
@@ -646,7 +651,10 @@ def request_extension(
     assignment.extension_days = days
     assignment.extension_reason = reason
     assignment.supervising_unit = rules.supervising_unit(
-        SessionDirectory(uow.session), assignment.unit, default=default_unit
+        SessionDirectory(uow.session),
+        assignment.unit,
+        default=default_unit,
+        accused=assignment.accused_unit,
     )
     _log(uow.session, assignment, "extension_requested", principal.sub, now, f"{days}d: {reason}")
     return assignment, False
