@@ -72,6 +72,14 @@ class RecordingGateway:
         self.server.server_close()
 
 
+@pytest.fixture(scope="module")
+def amqp_url():
+    """A vhost of this module's own: the e2e system's processes, which the session keeps
+    running, consume the session's ``notify`` queue and would take the contact first."""
+    with testing.temporary_vhost() as url:
+        yield url
+
+
 @pytest.fixture
 def intake(make_database, amqp_url):
     url = make_database("intake")
