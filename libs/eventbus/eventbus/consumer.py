@@ -8,7 +8,8 @@ when it next wakes (a delivery, or its half-second tick); it wakes that thread w
 when half the prefetch waits for its ack. A link that goes silent (a black hole: no
 reset, no bytes) is dropped after one heartbeat timeout without a byte from the broker,
 which sends one every half timeout, and the consumer reconnects. A database call unanswered for as
-long has its link broken (:mod:`eventbus.statement_watch`) and the event is retried.
+long is cancelled on the server, its link broken if the server does not answer either
+(:mod:`eventbus.statement_watch`), and the event is retried.
 
 The subscription can also end while the connection stands: the broker closes the channel
 (its ``consumer_timeout`` strikes a delivery held unacked too long, e.g. through a long

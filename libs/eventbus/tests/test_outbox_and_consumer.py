@@ -955,3 +955,67 @@ def test_a_database_that_refuses_writes_is_waited_for_and_nothing_is_dead_letter
     finally:
         consumer.stop()
         thread.join(10)
+
+
+def test_an_event_waiting_on_a_lock_is_retried_without_leaving_backends_behind(
+    store, amqp_url, db_backend
+):
+    """A row lock held by another session (a long admin transaction): the event waiting
+    for it is retried in place, each try ended on the server, one backend at a time; once
+    the lock is released it is applied, once, and the events behind it too."""
+    from sqlalchemy import text
+
+    if db_backend != "postgresql":
+        pytest.skip("SQLite locks the whole file: no row lock to wait on")
+    engine, outbox_t, inbox_t, effects = store
+    service = "svc13"
+    with engine.begin() as conn:
+        conn.execute(insert(effects).values(event_id="locked", value="x"))
+    calls = Counter()
+
+    def needs_the_row(uow, event):
+        calls[event.data["v"]] += 1
+        if event.data["v"] == "needs-lock":
+            uow.session.execute(text("UPDATE effects SET value = 'y' WHERE event_id = 'locked'"))
+        uow.session.execute(insert(effects).values(event_id=event.id, value=event.data["v"]))
+
+    box = Outbox(engine, outbox_t, Publisher(amqp_url), service)
+    consumer = Consumer(
+        service=service,
+        handlers={"thing.locked": needs_the_row},
+        unit_of_work=lambda: UnitOfWork(sessionmaker(engine), box, inbox_t),
+        url=amqp_url,
+        heartbeat=2,  # the watch's bound: 2 s
+        engine=engine,
+    )
+    holder = create_engine(engine.url).connect()
+    holding = holder.begin()
+    holder.execute(text("SELECT * FROM effects WHERE event_id = 'locked' FOR UPDATE"))
+    thread = _start(consumer)
+    try:
+        for value in ("needs-lock", "behind-1", "behind-2"):
+            _publish(
+                amqp_url,
+                envelope.build(
+                    service="tests", routing_key="thing.locked", subject="s", data={"v": value}
+                ),
+            )
+        testing.eventually(lambda: calls["needs-lock"] >= 3, "the event tried three times")
+        with holder.engine.connect() as look:
+            waiting = look.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            ).scalar()
+        assert waiting <= 1, f"{waiting} backends wait on the lock"
+        holding.rollback()
+        testing.eventually(
+            lambda: _effects(engine, effects) == ["behind-1", "behind-2", "needs-lock", "y"],
+            "every event applied",
+        )
+    finally:
+        holder.close()
+        holder.engine.dispose()
+        consumer.stop()
+        thread.join(10)

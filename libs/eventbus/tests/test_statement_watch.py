@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from eventbus import statement_watch
 from eventbus.statement_watch import StatementWatch
 
 
@@ -45,7 +46,9 @@ def watched(engine, bound: float):
         watcher.join()
 
 
-def test_a_call_unanswered_past_the_bound_fails_soon_and_the_engine_goes_on(engine):
+def test_a_call_unanswered_past_the_bound_fails_soon_and_the_engine_goes_on(engine, monkeypatch):
+    # The cancel request lost as on a dead route: the link itself is broken.
+    monkeypatch.setattr(statement_watch, "_ask_the_server_to_cancel", lambda connection: None)
     with watched(engine, 0.5) as broken:
         began = time.monotonic()
         with pytest.raises(OperationalError), engine.connect() as conn:
@@ -56,6 +59,43 @@ def test_a_call_unanswered_past_the_bound_fails_soon_and_the_engine_goes_on(engi
             assert conn.execute(text("SELECT 1")).scalar() == 1
     assert waited < 5, waited
     assert len(broken) == 1 and broken[0] > 0.5
+
+
+def _backends_running(engine, query: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state = 'active' AND query = :query"
+            ),
+            {"query": query},
+        ).scalar()
+
+
+def test_a_call_unanswered_past_the_bound_is_cancelled_on_the_server(engine):
+    """Not only the client's link: the server's backend stops too, and holds nothing."""
+    slow = "SELECT pg_sleep(30)"
+    with watched(engine, 0.5) as broken:
+        with pytest.raises(OperationalError) as failed, engine.connect() as conn:
+            conn.execute(text(slow))
+        assert _backends_running(engine, slow) == 0
+    assert failed.value.orig.sqlstate == "57014"  # query_canceled: the link still good
+    assert broken == []
+
+
+def test_a_lock_wait_ends_on_the_server_before_the_bound(engine):
+    """lock_timeout, below the bound: a statement waiting on a row lock fails by itself."""
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n integer)"))
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    with watched(engine, 4.0) as broken:
+        engine.dispose()  # links made from now on get the watch's lock_timeout
+        with engine.connect() as holder, holder.begin():
+            holder.execute(text("SELECT * FROM t FOR UPDATE"))
+            with pytest.raises(OperationalError) as failed, engine.connect() as conn:
+                conn.execute(text("UPDATE t SET n = 2"))
+    assert failed.value.orig.sqlstate == "55P03"  # lock_not_available
+    assert broken == []  # ended by the server, before the watch had to step in
 
 
 def test_time_between_calls_is_not_a_call(engine):
