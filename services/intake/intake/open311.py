@@ -38,8 +38,8 @@ from sqlalchemy import or_, select
 
 from intake import models, usecases
 from intake.catalogue import CATEGORIES
-from intake.localtime import local_zone
 from intake.schemas import CASE_NUMBER, NO_CONTROL, PHONE, has_control, instant
+from servicekit.localtime import local_zone
 
 blp = Blueprint(
     "open311",

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intake import models
-from intake.localtime import local_zone
+from servicekit.localtime import local_zone
 
 NIGHT_TALK = "night_talk"
 DEFAULT_DAY = "15"

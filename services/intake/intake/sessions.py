@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 from intake import events, models, reception, usecases
 from intake.access import ensure_can_read
-from intake.localtime import local_zone
 from intake.schemas import (
     ErrorOut,
     IdempotencyHeader,
@@ -21,6 +20,7 @@ from intake.schemas import (
     SessionQuery,
 )
 from servicekit.auth import current_principal, require
+from servicekit.localtime import local_zone
 
 blp = Blueprint(
     "sessions",

@@ -11,16 +11,15 @@ import datetime as dt
 import functools
 from typing import Any
 
-from dateutil.relativedelta import relativedelta
 from sqlalchemy import and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from eventbus.unit_of_work import UnitOfWork
 from intake import events, models, pii, reception
-from intake.localtime import local_zone
 from servicekit.db import insert_for
 from servicekit.idempotency import IdempotencyConflict, run_once
 from servicekit.idempotency import fingerprint as request_fingerprint
+from servicekit.localtime import local_zone, one_month_after
 
 # Re-exported for the views, which catch the conflict and hash the raw body.
 __all__ = ["IdempotencyConflict", "request_fingerprint"]
@@ -94,16 +93,6 @@ def _take_numbers_statement(dialect: str):
         )
         .returning(table.c.last)
     )
-
-
-def one_month_after(instant: dt.datetime) -> dt.datetime:
-    """Return the same local time one calendar month later (in UTC).
-
-    Counted on the local calendar: 07:00 on 1 March in Zhangzhou is 28 February in UTC,
-    and a month from that would have been 28 days.
-    """
-    local = instant.astimezone(local_zone())
-    return (local + relativedelta(months=1)).astimezone(dt.UTC)
 
 
 def _open_case_of(session, id_key: str | None, phone_key: str | None, category: str) -> str | None:

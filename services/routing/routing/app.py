@@ -10,8 +10,12 @@ def create_app(config: dict | None = None):
     """Create the routing app (unit directory and assignments API)."""
     from routing import assignments, inbox, models, rules_api, units, webhooks
     from servicekit import metrics
+    from servicekit.localtime import local_zone
 
     logs.configure("routing")
+    # A time zone the database does not know stops the API here, naming the variable,
+    # rather than failing every routing (its due date) with a 500 while /readyz says ready.
+    local_zone()
 
     def register(app, api):
         api.register_blueprint(assignments.blp)

@@ -28,6 +28,12 @@ def _consumer_setup(runtime):
     return consumer_setup(runtime)
 
 
+def _check_settings():
+    from servicekit.localtime import local_zone
+
+    local_zone()  # the due dates of the consumer's routings and the API's follow it
+
+
 group = service_group(
     "routing",
     package="routing",
@@ -35,6 +41,7 @@ group = service_group(
     metadata=_metadata,
     handlers=_handlers,
     consumer_setup=_consumer_setup,
+    check_settings=_check_settings,
 )
 
 

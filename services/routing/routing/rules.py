@@ -15,12 +15,10 @@ import datetime as dt
 import os
 from dataclasses import dataclass, replace
 from typing import Protocol
-from zoneinfo import ZoneInfo
-
-from dateutil.relativedelta import relativedelta
 
 from routing.directory import Directory, ancestors, in_subtree
 from routing.models import ANY, CITY_AREA
+from servicekit.localtime import local_zone, one_month_after
 
 DEFAULT_UNIT = "city-gov-office"
 # The organ of last resort for complaints about officials (市纪委 / 监察局).
@@ -278,11 +276,6 @@ def return_target(directory: Directory, case: CaseFacts, code: str, *, default: 
     return None if target == code else target
 
 
-def local_zone() -> ZoneInfo:
-    """Return the programme's time zone (``NIGHTTALK_TIMEZONE``, default Asia/Shanghai)."""
-    return ZoneInfo(os.environ.get("NIGHTTALK_TIMEZONE", "Asia/Shanghai"))
-
-
 def due_date(routed_at: dt.datetime, days: int | None = None) -> dt.datetime:
     """Return the due date of an assignment, in UTC: one calendar month after routing.
 
@@ -292,12 +285,9 @@ def due_date(routed_at: dt.datetime, days: int | None = None) -> dt.datetime:
     was due on 29 March). The day is clamped to the end of a shorter month (routed on
     31 January, due on 28 or 29 February).
     """
+    if days is None:
+        return one_month_after(routed_at)
     if routed_at.tzinfo is None:
         raise ValueError("naive datetime: give instants with a time zone")
-    local = routed_at.astimezone(local_zone())
-    if days is not None:
-        # A rule's own deadline, in days (the same local time, whatever the clocks do).
-        due = local + dt.timedelta(days=days)
-    else:
-        due = local + relativedelta(months=1)
-    return due.astimezone(dt.UTC)
+    # A rule's own deadline, in days: the same local time, whatever the clocks do.
+    return (routed_at.astimezone(local_zone()) + dt.timedelta(days=days)).astimezone(dt.UTC)

@@ -4,10 +4,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from routing import rules, usecases
+from routing.app import create_app
+from servicekit.localsystem import free_port
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
@@ -60,3 +66,40 @@ def test_a_case_routed_early_on_the_first_of_a_month_is_due_on_the_first_of_the_
         uow.commit()
         due = assignment.due_at
     assert due.astimezone(SHANGHAI) == dt.datetime(2027, 4, 1, 7, 0, tzinfo=SHANGHAI)
+
+
+def test_a_time_zone_the_database_does_not_know_stops_the_api_at_start(
+    monkeypatch, database, amqp_url
+):
+    monkeypatch.setenv("NIGHTTALK_TIMEZONE", "Asia/Beijing")
+    with pytest.raises(ValueError, match="NIGHTTALK_TIMEZONE='Asia/Beijing'"):
+        create_app({"DATABASE_URL": database, "AMQP_URL": amqp_url, "TESTING": True})
+
+
+@pytest.mark.parametrize("command", [["consume"], ["relay"], ["api", "--host", "127.0.0.1"]])
+def test_a_time_zone_the_database_does_not_know_stops_routings_processes(
+    database, amqp_url, tmp_path: Path, command
+):
+    env = dict(
+        os.environ,
+        ROUTING_DATABASE_URL=database,
+        AMQP_URL=amqp_url,
+        NIGHTTALK_VAR_DIR=str(tmp_path),
+        PORT=str(free_port()),
+        WEB_CONCURRENCY="1",
+        NIGHTTALK_TIMEZONE="Asia/Beijing",
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    nighttalk = Path(sys.executable).with_name("nighttalk")
+    try:
+        ended = subprocess.run(
+            [str(nighttalk), "routing", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,  # a process that started anyway would run until stopped
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"nighttalk routing {command[0]} started with a time zone that does not exist")
+    assert ended.returncode != 0
+    assert "NIGHTTALK_TIMEZONE='Asia/Beijing'" in ended.stderr, ended.stderr[-2000:]
