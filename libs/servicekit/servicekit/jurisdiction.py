@@ -61,3 +61,19 @@ def subtree(directory: Directory, root: str) -> set[str]:
         frontier = [c for p in frontier for c in children.get(p, ()) if c not in found]
         found.update(frontier)
     return found
+
+
+def unit_and_above(directory: Directory, unit: str) -> set[str]:
+    """Return ``unit`` and every unit above it, up to the top of the directory.
+
+    A complaint accusing one of them accuses the caller's unit or a unit it belongs to:
+    it is kept from the caller (DESIGN: never the accused unit "or that unit's own
+    sub-units"), in routing and in supervision alike.
+    """
+    found = {unit}
+    while unit in directory and directory[unit][0] is not None:
+        unit = directory[unit][0]
+        if unit in found:
+            break  # a loop a corrupted directory may hold
+        found.add(unit)
+    return found

@@ -20,19 +20,7 @@ from sqlalchemy import Select, or_
 from sqlalchemy.orm import Session, object_session
 
 from routing import models
-from servicekit.jurisdiction import Directory, governed_units, read_directory
-
-
-def _accused_above(directory: Directory, unit: str) -> set[str]:
-    """Return the caller's unit and every unit above it: a complaint accusing one of
-    them is a complaint about the caller's unit or a unit it belongs to."""
-    found = {unit}
-    while unit in directory and directory[unit][0] is not None:
-        unit = directory[unit][0]
-        if unit in found:
-            break  # a loop a corrupted directory may hold
-        found.add(unit)
-    return found
+from servicekit.jurisdiction import governed_units, read_directory, unit_and_above
 
 
 def visible_assignments(session: Session, principal, query: Select) -> Select:
@@ -45,7 +33,7 @@ def visible_assignments(session: Session, principal, query: Select) -> Select:
     units = governed_units(directory, principal.unit)
     if units is not None:
         query = query.where(models.Assignment.unit.in_(sorted(units)))
-    withheld = _accused_above(directory, principal.unit)
+    withheld = unit_and_above(directory, principal.unit)
     return query.where(
         or_(
             models.Assignment.accused_unit.is_(None),
@@ -63,7 +51,7 @@ def ensure_can_read(principal, assignment: models.Assignment) -> None:
     if principal.has("supervisor") and session is not None:
         directory = read_directory(session, models.Unit)
         accused = assignment.accused_unit
-        if accused is not None and accused in _accused_above(directory, principal.unit):
+        if accused is not None and accused in unit_and_above(directory, principal.unit):
             abort(404, message="no such assignment for your unit")
         units = governed_units(directory, principal.unit)
         if units is None or assignment.unit in units:

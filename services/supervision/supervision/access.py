@@ -51,14 +51,7 @@ def accused_above(session: Session, principal: Principal) -> set[str] | None:
     """
     if principal.has("admin"):
         return None
-    directory = _directory(session)
-    found, unit = {principal.unit}, principal.unit
-    while unit in directory and directory[unit][0] is not None:
-        unit = directory[unit][0]
-        if unit in found:
-            break  # a loop a corrupted directory may hold
-        found.add(unit)
-    return found
+    return areas.unit_and_above(_directory(session), principal.unit)
 
 
 def accuses(case: models.SupervisedCase, principal: Principal, withheld: set[str] | None) -> bool:
