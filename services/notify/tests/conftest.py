@@ -9,7 +9,7 @@ from notify_sample_events import LEADER_EMAIL, UNIT_EMAIL, unit_changed
 from notify_test_servers import DAYTIME, PARTNER, SECRET, Clock, HttpReceiver, SmtpServer
 from sqlalchemy import select
 
-from eventbus import envelope
+from eventbus import envelope, testing
 from eventbus.envelope import OutgoingEvent
 from notify import models
 from notify.channels import LetterPrinter, SmsGateway, Smtp, Webhook
@@ -118,3 +118,15 @@ def partner_unit(deliver, partner_hook):
     deliver(unit_changed(PARTNER, email=UNIT_EMAIL, webhook_url=partner_hook.url))
     deliver(unit_changed("city-org", name="市委组织部", leader="黄宝山", leader_email=LEADER_EMAIL))
     return PARTNER
+
+
+@pytest.fixture
+def consumer(runtime, amqp_url):
+    """Run notify's consumer in a thread until the test ends."""
+    with testing.running_consumer(
+        service="notify",
+        handlers=handlers(runtime),
+        unit_of_work=runtime.unit_of_work,
+        url=amqp_url,
+    ) as running:
+        yield running

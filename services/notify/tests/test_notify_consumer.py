@@ -10,21 +10,8 @@ from sqlalchemy import select
 
 from eventbus import names, testing
 from notify import models
-from notify.handlers import handlers
 
 DEADLINE = 20.0
-
-
-@pytest.fixture
-def consumer(runtime, amqp_url):
-    """Run notify's consumer in a thread until the test ends."""
-    with testing.running_consumer(
-        service="notify",
-        handlers=handlers(runtime),
-        unit_of_work=runtime.unit_of_work,
-        url=amqp_url,
-    ) as running:
-        yield running
 
 
 def wait_for_status(runtime, case_id: str, status: str) -> models.Notification:

@@ -18,22 +18,9 @@ from eventbus import names, testing
 from eventbus.connection import connect
 from eventbus.envelope import PoisonMessage
 from notify import models
-from notify.handlers import handlers
 from servicekit import pii
 
 DEADLINE = 20.0
-
-
-@pytest.fixture
-def consumer(runtime, amqp_url):
-    """Run notify's consumer in a thread until the test ends."""
-    with testing.running_consumer(
-        service="notify",
-        handlers=handlers(runtime),
-        unit_of_work=runtime.unit_of_work,
-        url=amqp_url,
-    ) as running:
-        yield running
 
 
 def receipt(runtime, visit: Visit) -> models.Notification | None:

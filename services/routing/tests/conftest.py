@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from eventbus import envelope
 from eventbus.envelope import OutgoingEvent, ReceivedEvent
@@ -137,3 +138,18 @@ def deliver(bare_runtime):
             uow.commit()
 
     return apply
+
+
+@pytest.fixture
+def signed_over(deliver, case_data, case_registered, runtime):
+    """Route one case to 郭坑镇 (signed over, or as changed); return its assignment id."""
+
+    def make(**changes):
+        data = case_data(**changes)
+        deliver(case_registered(data))
+        with runtime.sessions() as session:
+            return session.scalars(
+                select(models.Assignment.id).where(models.Assignment.case_id == data["case_id"])
+            ).one()
+
+    return make

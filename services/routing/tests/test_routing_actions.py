@@ -34,21 +34,6 @@ def keys_after(runtime, mark: int, exchange: str = "nighttalk.events") -> list[s
     return [key for key, _ in events(runtime, exchange)[mark:]]
 
 
-@pytest.fixture
-def signed_over(deliver, case_data, case_registered, runtime):
-    """Route one case to 郭坑镇 (signed over); return its assignment id."""
-
-    def make(**changes):
-        data = case_data(**changes)
-        deliver(case_registered(data))
-        with runtime.sessions() as session:
-            return session.scalars(
-                select(models.Assignment.id).where(models.Assignment.case_id == data["case_id"])
-            ).one()
-
-    return make
-
-
 def post(client, path, headers, body=None):
     return client.post(path, headers=headers, json=body)
 

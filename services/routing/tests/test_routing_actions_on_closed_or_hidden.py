@@ -17,21 +17,6 @@ GUOKENG = bearer("lw-guokeng", "partner")
 LW_SUPERVISOR = bearer("lw", "supervisor")
 
 
-@pytest.fixture
-def signed_over(deliver, case_data, case_registered, runtime):
-    """Route one case to 郭坑镇 (signed over, or as changed); return its assignment id."""
-
-    def make(**changes):
-        data = case_data(**changes)
-        deliver(case_registered(data))
-        with runtime.sessions() as session:
-            return session.scalars(
-                select(models.Assignment.id).where(models.Assignment.case_id == data["case_id"])
-            ).one()
-
-    return make
-
-
 def ask_for_extension(client, assignment_id: str) -> None:
     # 30 days: more than the policy grants at once, so the request waits.
     response = client.post(
