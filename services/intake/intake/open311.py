@@ -412,13 +412,37 @@ def service_request(case: models.Case, names: dict[str, str]) -> dict[str, Any]:
         "requested_datetime": _when(case.received_at),
         "updated_datetime": _when(case.updated_at or case.received_at),
         "expected_datetime": _when(case.due_at),
-        "address": case.location,
-        "address_id": None,
+        "address": None if _address_id(case) else case.location,
+        "address_id": _address_id(case),
         "zipcode": None,
         "lat": case.latitude,
         "long": case.longitude,
         "media_url": case.media_url,
     }
+
+
+# A request located only by the jurisdiction's address identifier keeps it as the case's
+# location, so that the partner reading the case knows where to go.
+ADDRESS_ID = "address_id "
+
+
+def _location(data: dict[str, Any]) -> str | None:
+    """Return the case's location: the address, else the point, else the address identifier."""
+    if data.get("address_string"):
+        return data["address_string"]
+    if "lat" in data:
+        return f"{data['lat']:.6f},{data['long']:.6f}"
+    if data.get("address_id"):
+        return ADDRESS_ID + data["address_id"]
+    return None
+
+
+def _address_id(case: models.Case) -> str | None:
+    """Return the address identifier a case was located by, if that was its only location."""
+    location = case.location or ""
+    if case.latitude is None and location.startswith(ADDRESS_ID):
+        return location.removeprefix(ADDRESS_ID)
+    return None
 
 
 def _unit_names(session, cases: list[models.Case]) -> dict[str, str]:
@@ -452,8 +476,7 @@ class Requests(MethodView):
             "category": data["service_code"],
             "summary": _summary(data["description"]),
             "details": data["description"].strip(),
-            "location": data.get("address_string")
-            or (f"{data['lat']:.6f},{data['long']:.6f}" if "lat" in data else None),
+            "location": _location(data),
             "disposition": {"action": "route"},
             "latitude": data.get("lat"),
             "longitude": data.get("long"),

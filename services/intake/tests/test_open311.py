@@ -114,6 +114,18 @@ def test_a_request_becomes_an_online_case_routed_by_routing(client, bearer, data
     assert PHONE not in shown.get_data(as_text=True)
 
 
+def test_a_request_located_only_by_address_id_keeps_it_as_its_location(client, bearer):
+    """The form accepts address_id alone as the location: the partner must be told it."""
+    r = post(client, lat=None, long=None, address_string=None, address_id="ZZ-0451-12")
+    assert r.status_code == 200, r.get_json()
+    number = r.get_json()[0]["service_request_id"]
+    case = client.get(f"/v1/cases/{number}", headers=bearer()).get_json()
+    assert case["location"] == "address_id ZZ-0451-12"
+    shown = client.get(f"/open311/v2/requests/{number}.json?api_key={KEY}").get_json()
+    request = valid(schemas.SERVICE_REQUESTS, shown)[0]
+    assert (request["address_id"], request["address"]) == ("ZZ-0451-12", None)
+
+
 def test_status_agency_and_expected_time_follow_routings_events(client, runtime):
     number = post(client).get_json()[0]["service_request_id"]
     with runtime.sessions() as session:
