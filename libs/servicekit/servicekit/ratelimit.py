@@ -23,7 +23,7 @@ import math
 import os
 import threading
 
-from flask import Flask, jsonify, request
+from flask import Flask, request
 from flask_limiter import Limiter, RateLimitExceeded
 from limits import parse_many
 from limits.storage import MemoryStorage
@@ -116,15 +116,16 @@ def caller_key() -> str:
 
 
 def _too_many(exc: RateLimitExceeded):
-    # The services' JSON error shape; Flask-Limiter adds Retry-After to this response.
-    response = jsonify(
-        code=429,
-        status="Too Many Requests",
-        message=f"rate limit exceeded: at most {exc.description} per caller; "
+    # In the shape of the face the caller addressed (Open311's error list under /open311/,
+    # else the services' JSON shape); Flask-Limiter adds Retry-After to this response.
+    # Imported here: servicekit.web imports this module to set the limiter up.
+    from servicekit.web import error_response
+
+    return error_response(
+        429,
+        f"rate limit exceeded: at most {exc.description} per caller; "
         "retry after the seconds in Retry-After",
     )
-    response.status_code = 429
-    return response
 
 
 def init_app(app: Flask) -> Limiter | None:

@@ -11,6 +11,7 @@ import open311_schemas as schemas
 import pytest
 
 from intake import open311
+from intake.app import create_app
 from servicekit.web import MAX_BODY_BYTES
 
 KEY = "k-city-org-0123456789"
@@ -94,6 +95,26 @@ def test_an_unexpected_failure_is_500_as_an_open311_error_list(client, monkeypat
     assert r.status_code == 500
     ((_, description),) = errors_of(r, fmt)
     assert "broken" not in description
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_a_caller_over_the_rate_limit_gets_429_as_an_open311_error_list(
+    database_url, amqp_url, fmt
+):
+    limited = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "AMQP_URL": amqp_url,
+            "RATE_LIMIT": "2/minute",
+        }
+    ).test_client()
+    path = f"/open311/v2/services.{fmt}"
+    assert [limited.get(path).status_code for _ in range(2)] == [200, 200]
+    refused = limited.get(path)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    ((_, description),) = errors_of(refused, fmt)
+    assert "rate limit exceeded: at most 2 per 1 minute" in description
 
 
 def test_the_v1_api_keeps_its_error_shape(client, bearer):
