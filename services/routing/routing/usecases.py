@@ -93,6 +93,22 @@ def lead_assignment(session, case_id: str) -> models.Assignment | None:
     ).first()
 
 
+def locked_lead(session, case_id: str) -> models.Assignment | None:
+    """Return the current lead assignment of a case, locked until the transaction ends.
+
+    Supervision's decisions change the lead as partners' actions do (``_load``): locked,
+    so that neither acts on what it read before the other committed.
+    """
+    while True:
+        lead = lead_assignment(session, case_id)
+        if lead is None:
+            return None
+        session.refresh(lead, with_for_update=True)
+        if lead.superseded_by is None:
+            return lead
+        # Superseded while this waited for the lock: the next read finds the new lead.
+
+
 def _ever_routed(session, case_id: str) -> bool:
     return (
         session.scalars(
@@ -721,7 +737,7 @@ def decide_extension(
 def reopen(uow: UnitOfWork, data: dict[str, Any], *, default_unit: str) -> models.Assignment | None:
     """Send a reopened case back to its unit with a fresh deadline (``case.reopened``)."""
     session = uow.session
-    current = lead_assignment(session, data["case_id"])
+    current = locked_lead(session, data["case_id"])
     if current is None:
         log.warning("reopened case was never routed here", extra={"case_id": data["case_id"]})
         return None
@@ -769,7 +785,7 @@ def _reopened_to(
 def meeting_decision(uow: UnitOfWork, data: dict[str, Any]) -> models.Assignment | None:
     """Apply a joint meeting's (联席会议) decision: reassign the case or extend its deadline."""
     session = uow.session
-    current = lead_assignment(session, data["case_id"])
+    current = locked_lead(session, data["case_id"])
     if current is None:
         log.warning("meeting decision on a case never routed", extra={"case_id": data["case_id"]})
         return None
