@@ -89,6 +89,9 @@ def _init_request_context(app: Flask) -> None:
         unstorable = _unstorable_text()
         if unstorable is not None:
             return error_response(422, f"the request's text {UNSTORABLE_TEXT}", unstorable)
+        repeated = _repeated_arguments()
+        if repeated is not None:
+            return error_response(422, "an argument is given more than once", repeated)
         # Everything under /v1 speaks JSON; say so plainly rather than failing on fields.
         if (
             request.path.startswith("/v1/")
@@ -125,6 +128,23 @@ def _init_request_context(app: Flask) -> None:
     @app.teardown_request
     def _end(_exc):
         tracing.clear()
+
+
+def _repeated_arguments() -> dict | None:
+    """Return the errors, by location and argument, of an argument given more than once.
+
+    No argument of the services takes repeated values (a list is written with commas), and
+    webargs would read such an argument as its first value: ``status=open&status=closed``
+    would list the open ones only, silently.
+    """
+    places = [("query", request.args)]
+    if request.mimetype == "application/x-www-form-urlencoded":
+        places.append(("form", request.form))
+    for location, arguments in places:
+        for name, values in arguments.lists():
+            if len(values) > 1:
+                return {location: {name: [f"given {len(values)} times: give it once"]}}
+    return None
 
 
 UNSTORABLE_TEXT = "holds a NUL character or a lone surrogate, which no text field accepts"

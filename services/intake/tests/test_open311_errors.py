@@ -9,6 +9,7 @@ from xml.etree import ElementTree as ET
 import jsonschema
 import open311_schemas as schemas
 import pytest
+from werkzeug.datastructures import MultiDict
 
 from intake import open311
 from intake.app import create_app
@@ -115,6 +116,32 @@ def test_a_caller_over_the_rate_limit_gets_429_as_an_open311_error_list(
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
     ((_, description),) = errors_of(refused, fmt)
     assert "rate limit exceeded: at most 2 per 1 minute" in description
+
+
+def test_an_argument_given_twice_is_refused_naming_it_not_read_as_its_first_value(client, bearer):
+    # Read as its first value, `status=open&status=closed` listed the open requests only.
+    v1 = client.get("/v1/cases?category=land&category=labour", headers=bearer())
+    assert v1.status_code == 422
+    assert list(v1.get_json()["errors"]["query"]) == ["category"]
+    listed = client.get(f"/open311/v2/requests.json?api_key={KEY}&status=open&status=closed")
+    assert listed.status_code == 400
+    ((_, description),) = errors_of(listed, "json")
+    assert description.startswith("status") and "2 times" in description
+    posted = client.post(
+        "/open311/v2/requests.json",
+        data=MultiDict(
+            [
+                ("api_key", KEY),
+                ("service_code", "land"),
+                ("service_code", "labour"),
+                ("address_string", "芝山镇"),
+                ("description", "宅基地被占用"),
+            ]
+        ),
+    )
+    assert posted.status_code == 400
+    ((_, description),) = errors_of(posted, "json")
+    assert description.startswith("service_code")
 
 
 def test_the_v1_api_keeps_its_error_shape(client, bearer):
