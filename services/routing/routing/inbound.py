@@ -90,6 +90,8 @@ class MeetingDecisionIn(_Lenient):
     unit = fields.String(load_default=None, allow_none=True, validate=UNIT_CODE)
     due_at = fields.AwareDateTime(load_default=None, allow_none=True)
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    # When the meeting's decision was recorded: a later one on the same case supersedes it.
+    occurred_at = fields.AwareDateTime(load_default=None, allow_none=True)
 
     @validates_schema
     def _what_the_decision_needs(self, data, **kwargs):
@@ -115,5 +117,11 @@ def case_reopened(event: ReceivedEvent) -> dict[str, Any]:
 
 
 def meeting_decision(event: ReceivedEvent) -> dict[str, Any]:
-    """Return the checked data of a ``meeting.decision_recorded`` event, or raise PoisonMessage."""
-    return _checked(event, MeetingDecisionIn(), "meeting.decision_recorded")
+    """Return the checked data of a ``meeting.decision_recorded`` event, or raise PoisonMessage.
+
+    A decision announced without ``occurred_at`` is dated by its event's time.
+    """
+    data = _checked(event, MeetingDecisionIn(), "meeting.decision_recorded")
+    if data["occurred_at"] is None:
+        data["occurred_at"] = event.time
+    return data

@@ -14,7 +14,7 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from eventbus import names
 from eventbus.unit_of_work import UnitOfWork
@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 POLICY = "policy"
 MEETING = "joint-meeting"
+# The assignment actions that record a meeting's decision on the lead it found, dated
+# when the meeting decided: applied, or superseded by a later decision applied first.
+MEETING_DECIDED = "meeting_decision"
+MEETING_SUPERSEDED = "meeting_decision_superseded"
 
 
 class ActionError(Exception):
@@ -782,12 +786,72 @@ def _reopened_to(
     return replace(choice, reason=f"{reason} ({choice.reason})")
 
 
+def _latest_meeting_decision(session, case_id: str) -> dt.datetime | None:
+    """Return when the latest meeting decision applied to a case was decided, if any."""
+    return session.scalar(
+        select(func.max(models.AssignmentAction.occurred_at))
+        .join(models.Assignment, models.Assignment.id == models.AssignmentAction.assignment_id)
+        .where(
+            models.Assignment.case_id == case_id,
+            models.AssignmentAction.action == MEETING_DECIDED,
+        )
+    )
+
+
+def _decision_text(data: dict[str, Any]) -> str:
+    what = {"reassign": f"to {data['unit']}", "extend": f"to {events.iso(data['due_at'])}"}
+    return f"{data['decision']} {what[data['decision']]}: {data.get('note') or ''}"
+
+
+def _superseded(session, current: models.Assignment, data: dict[str, Any]) -> bool:
+    """Record the decision on the lead it found; return True if a later one was applied first.
+
+    Supervision may record several decisions on a case (one a month) and a redelivery
+    can bring an older one after a newer: the newer stands.
+    """
+    decided_at = data["occurred_at"]
+    if decided_at is None:
+        # Undated (no occurred_at, no event time): nothing to order it by; applied.
+        return False
+    latest = _latest_meeting_decision(session, current.case_id)
+    if latest is not None and decided_at < latest:
+        _log(
+            session,
+            current,
+            MEETING_SUPERSEDED,
+            MEETING,
+            decided_at,
+            f"{_decision_text(data)} (superseded by the decision of {events.iso(latest)})",
+        )
+        log.info(
+            "meeting decision superseded",
+            extra={
+                "case_id": current.case_id,
+                "decision": data["decision"],
+                "decided_at": events.iso(decided_at),
+                "latest": events.iso(latest),
+            },
+        )
+        return True
+    _log(session, current, MEETING_DECIDED, MEETING, decided_at, _decision_text(data))
+    return False
+
+
 def meeting_decision(uow: UnitOfWork, data: dict[str, Any]) -> models.Assignment | None:
-    """Apply a joint meeting's (联席会议) decision: reassign the case or extend its deadline."""
+    """Apply a joint meeting's (联席会议) decision: reassign the case or extend its deadline.
+
+    A decision older than one already applied to the case is recorded as superseded
+    and changes nothing; a note changes nothing at routing, so it supersedes nothing.
+    """
     session = uow.session
     current = locked_lead(session, data["case_id"])
     if current is None:
         log.warning("meeting decision on a case never routed", extra={"case_id": data["case_id"]})
+        return None
+    if data["decision"] not in ("reassign", "extend"):
+        return None
+    # Before the unit is checked: an old decision may name a unit retired since.
+    if _superseded(session, current, data):
         return None
     now = dt.datetime.now(dt.UTC)
     if data["decision"] == "extend":

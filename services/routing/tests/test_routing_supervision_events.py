@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 
 import pytest
 from sqlalchemy import select
@@ -165,6 +166,100 @@ def test_a_note_changes_nothing(runtime, deliver, routed_case):
     deliver(decision(routed_case, decision="note", unit=None))
     assert published(runtime) == before
     assert len(chain(runtime, routed_case["case_id"])) == 1
+
+
+# -- decisions arriving out of order ------------------------------------------------------
+
+
+DECIDED = dt.datetime(2027, 1, 20, 9, 0, tzinfo=dt.UTC)
+
+
+def decided(data, at: dt.datetime, stamped: str = "occurred_at", **changes):
+    """Return a decision recorded ``at``, said in its payload or only by the event's time."""
+    if stamped == "occurred_at":
+        return decision(data, occurred_at=at.isoformat(), **changes)
+    body = json.loads(decision(data, **changes).body)
+    return supervision_event("meeting.decision_recorded", body, time=at)
+
+
+def superseded(runtime, case_id: str) -> list[str]:
+    with runtime.sessions() as session:
+        return list(
+            session.scalars(
+                select(models.AssignmentAction.text)
+                .join(
+                    models.Assignment, models.Assignment.id == models.AssignmentAction.assignment_id
+                )
+                .where(
+                    models.Assignment.case_id == case_id,
+                    models.AssignmentAction.action == "meeting_decision_superseded",
+                )
+            )
+        )
+
+
+@pytest.mark.parametrize("stamped", ["occurred_at", "time"])
+def test_an_older_reassignment_arriving_after_a_newer_one_is_superseded(
+    runtime, deliver, routed_case, stamped, caplog
+):
+    case_id = routed_case["case_id"]
+    newer = DECIDED
+    older = DECIDED - dt.timedelta(days=31)
+    deliver(decided(routed_case, newer, stamped, unit="city-land"))
+    before = published(runtime)
+
+    # The older decision redelivered after a consumer crash: acked, not applied.
+    with caplog.at_level(logging.INFO, logger="routing.usecases"):
+        deliver(decided(routed_case, older, stamped, unit="lw"))
+
+    assert [a.unit for a in chain(runtime, case_id)] == ["lw-guokeng", "city-land"]
+    assert published(runtime) == before
+    [note] = superseded(runtime, case_id)
+    assert "reassign to lw" in note
+    [record] = [r for r in caplog.records if r.getMessage() == "meeting decision superseded"]
+    assert record.levelno == logging.INFO and record.case_id == case_id
+
+
+def test_an_older_extension_arriving_after_a_reassignment_leaves_the_new_unit_s_deadline(
+    runtime, deliver, routed_case
+):
+    case_id = routed_case["case_id"]
+    deliver(decided(routed_case, DECIDED, unit="city-land"))
+    [_, new] = chain(runtime, case_id)
+    extend = {"decision": "extend", "unit": None, "due_at": "2027-06-30T00:00:00+00:00"}
+
+    deliver(decided(routed_case, DECIDED - dt.timedelta(days=31), **extend))
+
+    [_, after] = chain(runtime, case_id)
+    assert (after.id, after.due_at, after.extensions) == (new.id, new.due_at, 0)
+    assert [key for key, _ in published(runtime)].count("assignment.extension_granted") == 0
+    assert len(superseded(runtime, case_id)) == 1
+
+
+def test_an_older_reassignment_to_a_unit_retired_since_is_superseded_not_poison(
+    runtime, deliver, routed_case
+):
+    deliver(decided(routed_case, DECIDED, unit="city-land"))
+    deliver(decided(routed_case, DECIDED - dt.timedelta(days=31), unit="nowhere"))
+    assert [a.unit for a in chain(runtime, routed_case["case_id"])] == ["lw-guokeng", "city-land"]
+    assert len(superseded(runtime, routed_case["case_id"])) == 1
+
+
+def test_decisions_arriving_in_order_are_all_applied(runtime, deliver, routed_case):
+    case_id = routed_case["case_id"]
+    deliver(decided(routed_case, DECIDED - dt.timedelta(days=31), unit="lw"))
+    deliver(decided(routed_case, DECIDED, unit="city-land"))
+    # A note changes nothing at routing, so it supersedes nothing either.
+    deliver(decided(routed_case, DECIDED + dt.timedelta(days=31), decision="note", unit=None))
+    deliver(decided(routed_case, DECIDED + dt.timedelta(days=1), unit="lw-buwen"))
+
+    assert [a.unit for a in chain(runtime, case_id)] == [
+        "lw-guokeng",
+        "lw",
+        "city-land",
+        "lw-buwen",
+    ]
+    assert superseded(runtime, case_id) == []
 
 
 def test_the_inbox_lists_new_assignments_by_cursor(
