@@ -161,7 +161,13 @@ def partner_account() -> None:
     """Provision or revoke a unit's RabbitMQ account (consume partner.<unit> only)."""
 
 
-def _active_unit(code: str) -> None:
+def _unit_reading_its_queue(code: str) -> None:
+    """Refuse a unit that is unknown, retired, or has no queue ``partner.<code>`` to read.
+
+    The account may only consume that queue: for a unit that reads its cases from
+    /v1/inbox or a webhook (with its partner token) it would open nothing, yet be a
+    password to keep and revoke.
+    """
     from routing import models
     from servicekit.runtime import make_runtime
 
@@ -171,6 +177,14 @@ def _active_unit(code: str) -> None:
             unit = session.get(models.Unit, code)
             if unit is None or not unit.active:
                 raise click.ClickException(f"{code!r} is not an active unit of the directory")
+            if not unit.amqp:
+                raise click.ClickException(
+                    f"{code!r} does not read its cases by AMQP (amqp is false), so it has no "
+                    f"queue partner.{code} for an account to consume; it reads /v1/inbox or "
+                    "its webhook with a partner token (nighttalk token --unit "
+                    f"{code} --role partner). To give it a queue, first PATCH /v1/units/{code} "
+                    '{"amqp": true}'
+                )
     finally:
         runtime.close()
 
@@ -182,7 +196,7 @@ def partner_account_create(unit: str) -> None:
     from eventbus.connection import amqp_url
     from routing import broker_accounts
 
-    _active_unit(unit)
+    _unit_reading_its_queue(unit)
     url = amqp_url()
     try:
         user, password = broker_accounts.create(unit, url)

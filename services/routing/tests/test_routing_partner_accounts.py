@@ -105,3 +105,23 @@ def test_without_rabbitmqctl_the_error_says_what_to_do(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(broker_accounts.BrokerAccountError, match="rabbitmqctl not found"):
         broker_accounts.revoke("lw-guokeng")
+
+
+def test_an_account_for_a_unit_without_a_queue_is_refused(runtime, database, amqp_url, monkeypatch):
+    from routing import broker_accounts, models
+
+    # 步文镇 reads its cases from /v1/inbox (or a webhook) with its partner token.
+    with runtime.sessions() as session:
+        session.get(models.Unit, "lw-buwen").amqp = False
+        session.commit()
+    monkeypatch.setenv("AMQP_URL", amqp_url)
+    monkeypatch.setenv("ROUTING_DATABASE_URL", database)
+
+    result = CliRunner().invoke(group, ["partner-account", "create", "lw-buwen"])
+    # Revoked at once, so that a broker user made anyway is not left behind.
+    made = broker_accounts.revoke("lw-buwen")
+
+    assert result.exit_code != 0, result.output
+    assert "'lw-buwen' does not read its cases by AMQP" in result.output
+    assert "password" not in result.output
+    assert made is False  # no broker user with a password that opens nothing
