@@ -8,9 +8,12 @@ from servicekit.web import create_service_app
 
 def create_app(config: dict | None = None):
     """Create the notify app (notifications API)."""
-    from notify import deliveries, models, notifications, rules, template_api
+    from notify import deliveries, delivery, models, notifications, rules, template_api
 
     logs.configure("notify")
+    # A time zone the database does not know stops the API here, naming the variable, as it
+    # stops notify's other processes, rather than leaving messages to fail one by one.
+    delivery.check_settings()
 
     def register(app, api):
         api.register_blueprint(notifications.blp)

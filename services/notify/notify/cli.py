@@ -17,7 +17,20 @@ def _handlers(runtime):
     return handlers(runtime)
 
 
-group = service_group("notify", package="notify", port=8104, metadata=_metadata, handlers=_handlers)
+def _check_settings():
+    from notify.delivery import check_settings
+
+    check_settings()
+
+
+group = service_group(
+    "notify",
+    package="notify",
+    port=8104,
+    metadata=_metadata,
+    handlers=_handlers,
+    check_settings=_check_settings,
+)
 
 
 @group.command()
@@ -35,6 +48,10 @@ def deliver(interval: float, once: bool) -> None:
     from notify.delivery import Settings, Worker
     from servicekit.runtime import make_runtime
 
+    try:
+        _check_settings()  # as the API, the relay and the consumer do
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     stop = stop_on_signals()
     runtime = make_runtime("notify", _metadata())
     worker = Worker(runtime, channels.from_env(), Settings.from_env())

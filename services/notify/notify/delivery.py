@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 from sqlalchemy import Row, and_, bindparam, literal_column, or_, select, update
@@ -47,6 +47,7 @@ from eventbus.unit_of_work import UnitOfWork
 from notify import models, templates
 from notify.channels import Artifact, Channel, Outgoing, PermanentFailure, TemporaryFailure
 from notify.recipients import visitor_in_clear
+from servicekit.localtime import local_zone
 from servicekit.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,11 @@ def _time(value: str) -> dt.time:
     return dt.time.fromisoformat(value)
 
 
+def _zone_setting() -> str | None:
+    # Empty is unset: compose passes ${NIGHTTALK_NOTIFY_TIMEZONE:-} through as "".
+    return os.environ.get("NIGHTTALK_NOTIFY_TIMEZONE", "").strip() or None
+
+
 @dataclass(frozen=True)
 class Settings:
     """How the worker retries and when it keeps quiet (env ``NIGHTTALK_NOTIFY_*``)."""
@@ -83,7 +89,8 @@ class Settings:
     senders: int = 4
     quiet_start: dt.time = dt.time(22, 0)
     quiet_end: dt.time = dt.time(8, 0)
-    timezone: str = "Asia/Shanghai"
+    # The quiet hours' clock; None: the programme's (NIGHTTALK_TIMEZONE), the visitors' own.
+    timezone: str | None = None
     # A visitor still at the desk tonight gets the receipt at once, quiet hours or not.
     desk_minutes: float = 120.0
 
@@ -99,11 +106,25 @@ class Settings:
             "senders": max(1, int(env("NIGHTTALK_NOTIFY_SENDERS", cls.senders))),
             "quiet_start": _time(env("NIGHTTALK_NOTIFY_QUIET_START", "22:00")),
             "quiet_end": _time(env("NIGHTTALK_NOTIFY_QUIET_END", "08:00")),
-            "timezone": env("NIGHTTALK_NOTIFY_TIMEZONE", cls.timezone),
+            "timezone": _zone_setting(),
             "desk_minutes": float(env("NIGHTTALK_NOTIFY_DESK_MINUTES", cls.desk_minutes)),
         }
         values.update(overrides)
         return cls(**values)
+
+    def zone(self) -> ZoneInfo:
+        """Return the zone of the quiet hours; one the database does not know raises
+        ValueError naming the variable."""
+        if self.timezone is None:
+            return local_zone()
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # as local_zone() says
+            raise ValueError(
+                f"NIGHTTALK_NOTIFY_TIMEZONE={self.timezone!r} is not a time zone of the IANA "
+                "database: write one like Asia/Shanghai, or leave it unset for the "
+                "programme's (NIGHTTALK_TIMEZONE)"
+            ) from exc
 
     def backoff(self, attempts: int) -> dt.timedelta:
         """Return the wait after the given number of failed attempts."""
@@ -112,13 +133,22 @@ class Settings:
         )
 
 
+def check_settings() -> None:
+    """Read the time zones now, so that a bad one stops the process at start, naming it.
+
+    Otherwise messages would fail at delivery, one by one, while the process looked healthy.
+    """
+    local_zone()  # the dates in messages
+    Settings(timezone=_zone_setting()).zone()  # the quiet hours
+
+
 def quiet_until(
     settings: Settings, now: dt.datetime, notification: models.Notification | Row
 ) -> dt.datetime | None:
     """Return when quiet hours end if an SMS to a visitor must wait for it, else None."""
     if notification.channel != models.SMS or notification.recipient_kind != models.VISITOR:
         return None
-    zone = ZoneInfo(settings.timezone)
+    zone = settings.zone()
     local = now.astimezone(zone)
     start, end = settings.quiet_start, settings.quiet_end
     clock = local.time()

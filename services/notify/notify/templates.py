@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
@@ -20,8 +19,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from notify import models
-
-LOCAL_TIME = ZoneInfo("Asia/Shanghai")
+from servicekit.localtime import local_zone
 
 _COMMON = {"case_number", "unit", "unit_name", "recipient_name"}
 FIELDS: dict[str, frozenset[str]] = {
@@ -187,7 +185,11 @@ def _stored_statement():
 
 
 def _date(value: object) -> object:
-    """Format an ISO time as a local (Beijing) date; leave anything else as it is."""
+    """Format an ISO time as a date of the programme's calendar; leave anything else as it is.
+
+    The programme's zone (``NIGHTTALK_TIMEZONE``), the visitor's and the unit's: a case due
+    at 03:00 UTC on 1 March is due on 28 February in New York.
+    """
     if not isinstance(value, str):
         return value
     try:
@@ -196,7 +198,7 @@ def _date(value: object) -> object:
         return value
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(LOCAL_TIME).date().isoformat()
+    return moment.astimezone(local_zone()).date().isoformat()
 
 
 @functools.cache
