@@ -8,9 +8,13 @@ from servicekit.web import create_service_app
 
 def create_app(config: dict | None = None):
     """Create the supervision app (督办: supervised cases and their timelines)."""
+    from servicekit.localtime import local_zone
     from supervision import board, cadre, cases, meetings, models, stats, steps
 
     logs.configure("supervision")
+    # A time zone the database does not know stops the API here, naming the variable,
+    # rather than failing every statistics, agenda and cadre request with a 500.
+    local_zone()
 
     def register(app, api):
         api.register_blueprint(cases.blp)

@@ -14,10 +14,9 @@ from marshmallow import RAISE
 from sqlalchemy import case, exists, func, or_, select
 
 from servicekit.auth import current_principal, require
+from servicekit.localtime import local_zone
 from supervision import access, models
 from supervision.schemas import CadreOut, CadreQuery
-
-CST = dt.timezone(dt.timedelta(hours=8))
 
 blp = Blueprint(
     "cadre",
@@ -37,14 +36,15 @@ class CadreFeed(MethodView):
     def get(self, query):
         """Count the complaints received in a period per accused unit and official.
 
-        ``from`` and ``to`` are days on the city's calendar, both included; ``unit``
+        ``from`` and ``to`` are days on the programme's calendar, both included; ``unit``
         narrows to an accused unit's subtree. Most complained-about first.
         """
         principal = current_principal()
         if not principal.has("admin") and principal.unit != access.ORGANISATION_DEPARTMENT:
             abort(403, message="only the organisation department reads the cadre feed")
-        start = dt.datetime.combine(query["from_"], dt.time(), tzinfo=CST)
-        end = dt.datetime.combine(query["to"] + dt.timedelta(days=1), dt.time(), tzinfo=CST)
+        zone = local_zone()
+        start = dt.datetime.combine(query["from_"], dt.time(), tzinfo=zone)
+        end = dt.datetime.combine(query["to"] + dt.timedelta(days=1), dt.time(), tzinfo=zone)
         c = models.SupervisedCase
         conditions = [
             c.registered.is_(True),

@@ -23,8 +23,27 @@ def _handlers(runtime):
     return handlers(runtime)
 
 
+def _check_settings():
+    from servicekit.localtime import local_zone
+
+    local_zone()  # the ladder's months and days, and the API's calendar, follow it
+
+
+def _settings_checked() -> None:
+    """Stop the command at start, naming the variable, at a setting it cannot use."""
+    try:
+        _check_settings()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 group = service_group(
-    "supervision", package="supervision", port=8103, metadata=_metadata, handlers=_handlers
+    "supervision",
+    package="supervision",
+    port=8103,
+    metadata=_metadata,
+    handlers=_handlers,
+    check_settings=_check_settings,
 )
 
 
@@ -70,6 +89,8 @@ def sweep(as_of: dt.datetime | None, batch: int, feedback_days: float) -> None:
     """Run the ladder once: fire every step due as of an instant, close unanswered cases."""
     from servicekit.runtime import make_runtime
 
+    _settings_checked()
+
     runtime = make_runtime("supervision", _metadata())
     try:
         report = _sweep_once(runtime, as_of or dt.datetime.now(dt.UTC), batch, feedback_days)
@@ -111,6 +132,8 @@ def scheduler(interval: float, batch: int, feedback_days: float) -> None:
     from servicekit.runtime import make_runtime
 
     log = logging.getLogger("supervision.scheduler")
+    # As the API, relay and consumer do: whichever process an operator starts says so.
+    _settings_checked()
     stop = stop_on_signals()
     runtime = make_runtime("supervision", _metadata())
     log.info("scheduler started", extra={"interval": interval})

@@ -21,12 +21,14 @@ import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, delete, exists, func, insert, select, tuple_, update
 from sqlalchemy import case as sa_case
 from sqlalchemy.orm import Session, aliased
 
 from eventbus import envelope
+from servicekit.localtime import local_zone
 from servicekit.runtime import Runtime
 from servicekit.types import UtcDateTime
 from supervision import models
@@ -34,8 +36,6 @@ from supervision import models
 log = logging.getLogger(__name__)
 
 SERVICE = "supervision"
-# Months are counted on the calendar of the city (China Standard Time, no daylight saving).
-CST = dt.timezone(dt.timedelta(hours=8))
 # How many due timers one transaction claims: small enough to hold locks briefly.
 DEFAULT_BATCH = 500
 # The unit whose leader is "the city leader" when the directory names no city root.
@@ -63,25 +63,41 @@ DEFAULT_STEPS: tuple[dict[str, Any], ...] = (
 )
 
 
-def add_months(instant: dt.datetime, months: int) -> dt.datetime:
-    """Return the instant ``months`` calendar months later, on the city's calendar.
+def add_months(instant: dt.datetime, months: int, zone: ZoneInfo | None = None) -> dt.datetime:
+    """Return the instant ``months`` calendar months later, in UTC.
 
-    A day the target month lacks becomes its last day (31 January + 1 month = 28 February).
+    Counted on the programme's calendar (``NIGHTTALK_TIMEZONE``; ``zone`` when the caller
+    has read it already): the same local time, across a change of the clocks too. A day
+    the target month lacks becomes its last day (31 January + 1 month = 28 February).
     """
-    local = instant.astimezone(CST)
+    return _local_months_later(instant.astimezone(zone or local_zone()), months).astimezone(dt.UTC)
+
+
+def _local_months_later(local: dt.datetime, months: int) -> dt.datetime:
     index = local.month - 1 + months
     year, month = local.year + index // 12, index % 12 + 1
     day = min(local.day, calendar.monthrange(year, month)[1])
-    return local.replace(year=year, month=month, day=day).astimezone(dt.UTC)
+    # A wall time in the zone: its offset is the one in force on the new date.
+    return local.replace(year=year, month=month, day=day)
 
 
-def fire_at(step: models.LadderStep, started_at: dt.datetime, due_at: dt.datetime) -> dt.datetime:
-    """Return when a step comes due on a clock started at ``started_at`` and due at ``due_at``."""
+def fire_at(
+    step: models.LadderStep,
+    started_at: dt.datetime,
+    due_at: dt.datetime,
+    zone: ZoneInfo | None = None,
+) -> dt.datetime:
+    """Return when a step comes due on a clock started at ``started_at`` and due at ``due_at``.
+
+    Months and days after the due date are the programme's calendar months and days: the
+    step fires at the due date's local time, whatever the clocks did in between.
+    """
     if step.percent_of_term is not None:
         term = max(due_at - started_at, dt.timedelta(0))
         return started_at + term * step.percent_of_term / 100
-    moved = add_months(due_at, step.months_after_due or 0)
-    return moved + dt.timedelta(days=step.days_after_due or 0)
+    local = _local_months_later(due_at.astimezone(zone or local_zone()), step.months_after_due or 0)
+    # Adding to a wall time keeps it (Python's arithmetic within one zone): local days.
+    return (local + dt.timedelta(days=step.days_after_due or 0)).astimezone(dt.UTC)
 
 
 def active_steps(session: Session) -> list[models.LadderStep]:
@@ -124,12 +140,13 @@ def restart_clock(session: Session, case: models.SupervisedCase) -> None:
     if case.status != models.ROUTED or case.due_at is None:
         return
     started_at = case.routed_at or case.due_at
+    zone = local_zone()  # once per clock, not per step
     timers = [
         {
             "case_id": case.case_id,
             "step": step.step,
             "generation": case.clock_generation,
-            "fire_at": fire_at(step, started_at, case.due_at),
+            "fire_at": fire_at(step, started_at, case.due_at, zone),
         }
         for step in active_steps(session)
     ]

@@ -12,6 +12,7 @@ from marshmallow import RAISE, ValidationError
 from sqlalchemy import exists, func, or_, select
 
 from servicekit.auth import current_principal, require
+from servicekit.localtime import local_zone
 from supervision import access, models, usecases
 from supervision.cases import find_case
 from supervision.schemas import (
@@ -26,7 +27,6 @@ from supervision.schemas import (
 
 # A month's agenda is read in one answer; more cases than this is not a meeting.
 MAX_AGENDA_CASES = 1000
-CST = dt.timezone(dt.timedelta(hours=8))
 
 blp = Blueprint(
     "meetings",
@@ -37,15 +37,16 @@ blp = Blueprint(
 
 
 def _month(month: str) -> tuple[dt.datetime, dt.datetime]:
-    """Return the month's first instant and the next month's, on the city's calendar."""
+    """Return the month's first instant and the next month's, on the programme's calendar."""
     try:
         MonthPath().load({"month": month})
     except ValidationError as exc:
         abort(422, message="not a month", errors={"path": exc.messages})
     year, number = int(month[:4]), int(month[5:])
-    start = dt.datetime(year, number, 1, tzinfo=CST)
-    end = dt.datetime(year + number // 12, number % 12 + 1, 1, tzinfo=CST)
-    return start, end
+    zone = local_zone()
+    start = dt.datetime(year, number, 1, tzinfo=zone)
+    end = dt.datetime(year + number // 12, number % 12 + 1, 1, tzinfo=zone)
+    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
 # The path's month as the document shows it: the pattern _month() enforces.

@@ -1,7 +1,8 @@
 """``/v1/stats``: the figures the city reports, for any period and grouping, in JSON or CSV.
 
 Every figure is counted in SQL over the period's receptions, grouped by the receiving
-unit, the category, the month (on the city's calendar) or the channel:
+unit, the category, the month (on the programme's calendar, ``NIGHTTALK_TIMEZONE``) or
+the channel:
 
 - batches (批次), person-visits (人次) and follow-up visits (a batch coming back about a
   case already registered) from intake's ``visit.registered``;
@@ -34,10 +35,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from servicekit.auth import current_principal, require
+from servicekit.localtime import local_zone
 from supervision import access, models
 from supervision.schemas import StatsQuery
-
-CST_HOURS = 8
 
 blp = Blueprint(
     "stats",
@@ -66,33 +66,43 @@ RATES = ("satisfaction_rate", "first_contact_resolution_rate")
 COLUMNS = ("group", *COUNTS, *RATES)
 
 
-CITY = dt.timezone(dt.timedelta(hours=CST_HOURS))
-
-
 def _month_starts(start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
-    """Return the first instant of each city-calendar month that ``[start, end)`` touches."""
-    local = start.astimezone(CITY)
-    month = dt.datetime(local.year, local.month, 1, tzinfo=CITY)
+    """Return the first instant of each local month that ``[start, end)`` touches.
+
+    Local: on the programme's calendar (``NIGHTTALK_TIMEZONE``), read once per query.
+    """
+    zone = local_zone()
+    local = start.astimezone(zone)
+    month = dt.datetime(local.year, local.month, 1, tzinfo=zone)
     starts = []
     while month < end:
         starts.append(month)
+        # A wall time: each month starts at its own midnight, whatever the clocks did.
         month = month.replace(year=month.year + month.month // 12, month=month.month % 12 + 1)
     return starts
 
 
 def _month(session: Session, column, start: dt.datetime, end: dt.datetime):
-    """Return the SQL of a timestamp's month on the city's calendar, and its labels.
+    """Return the SQL of a timestamp's month on the programme's calendar, and its labels.
 
-    On PostgreSQL the month is the bucket of the period's month starts the timestamp falls
-    in (``width_bucket``, a binary search): converting every row to the city's calendar
-    and formatting it cost as much as the rest of a year's statistics together.
+    The month is found among the period's month starts, computed here on the programme's
+    calendar, so that it follows the zone's changes of the clocks (SQLite's and a fixed
+    offset cannot). On PostgreSQL it is the bucket the timestamp falls in (``width_bucket``,
+    a binary search): converting every row to the local calendar and formatting it cost as
+    much as the rest of a year's statistics together. On SQLite it is a CASE over the
+    month starts (the rows are within the period already).
     """
+    local_starts = _month_starts(start, end)
+    labels = [month.strftime("%Y-%m") for month in local_starts]
+    starts = [month.astimezone(dt.UTC) for month in local_starts]
     if session.get_bind().dialect.name == "postgresql":
-        starts = _month_starts(start, end)
-        labels = {n: month.strftime("%Y-%m") for n, month in enumerate(starts, start=1)}
         boundaries = literal(starts, ARRAY(DateTime(timezone=True)))
-        return func.width_bucket(column, boundaries), labels.get
-    return func.strftime("%Y-%m", column, f"+{CST_HOURS} hours"), None
+        return func.width_bucket(column, boundaries), dict(enumerate(labels, start=1)).get
+    reached = [(column >= month, label) for month, label in zip(starts, labels, strict=True)]
+    if not reached:
+        return literal(None), None  # an empty period: no row to group
+    # A row's month is the last one whose start it has reached: the latest is tried first.
+    return case(*reversed(reached)), None
 
 
 def _key(session: Session, by: str, *, unit, category, channel, received_at, start, end):
@@ -270,13 +280,14 @@ class Stats(MethodView):
     def get(self, query):
         """Count the period's batches, person-visits and issues, grouped ``by``.
 
-        ``from`` and ``to`` are days on the city's calendar, both included. An admin sees
+        ``from`` and ``to`` are days on the programme's calendar, both included. An admin sees
         every unit, a supervisor its jurisdiction, a reception desk or partner its own unit.
         CSV with ``Accept: text/csv`` or ``format=csv``.
         """
         principal = current_principal()
-        start = dt.datetime.combine(query["from_"], dt.time(), tzinfo=_CST)
-        end = dt.datetime.combine(query["to"] + dt.timedelta(days=1), dt.time(), tzinfo=_CST)
+        zone = local_zone()
+        start = dt.datetime.combine(query["from_"], dt.time(), tzinfo=zone)
+        end = dt.datetime.combine(query["to"] + dt.timedelta(days=1), dt.time(), tzinfo=zone)
         with current_app.extensions["runtime"].reading() as session:
             if principal.has("admin", "supervisor"):
                 units = access.jurisdiction(session, principal)
@@ -310,6 +321,3 @@ class Stats(MethodView):
                 headers={"Content-Disposition": 'attachment; filename="nighttalk-stats.csv"'},
             )
         return jsonify(report)
-
-
-_CST = dt.timezone(dt.timedelta(hours=CST_HOURS))
