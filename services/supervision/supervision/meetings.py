@@ -9,7 +9,8 @@ from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import RAISE, ValidationError
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import aliased
 
 from servicekit.auth import current_principal, require
 from servicekit.localtime import local_zone
@@ -49,6 +50,41 @@ def _month(month: str) -> tuple[dt.datetime, dt.datetime]:
     return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
+def unresolved_at(end: dt.datetime):
+    """Return the SQL condition that a case stood unresolved at the instant ``end``.
+
+    The case's row says so unless the visitor reopened it since ``end``: its resolution then
+    was rejected later, and the row now holds a later cycle (routed again, maybe resolved
+    again). Such a case stood resolved at ``end`` if its timeline has a resolution before
+    ``end`` with no reopening between the two. A co-operating unit's resolution (协办) is
+    not the case's.
+    """
+    case, entry = models.SupervisedCase, models.TimelineEntry
+    resolution, reopening, co = aliased(entry), aliased(entry), aliased(entry)
+    resolved_then = exists().where(
+        resolution.case_id == case.case_id,
+        resolution.event_type == "assignment.resolved",
+        resolution.occurred_at < end,
+        ~exists().where(
+            co.case_id == case.case_id,
+            co.event_type == "case.routed",
+            co.summary["role"].as_string() == "co",
+            co.summary["assignment_id"].as_string()
+            == resolution.summary["assignment_id"].as_string(),
+        ),
+        ~exists().where(
+            reopening.case_id == case.case_id,
+            reopening.event_type == "case.reopened",
+            reopening.occurred_at > resolution.occurred_at,
+            reopening.occurred_at < end,
+        ),
+    )
+    return and_(
+        or_(case.status.in_(models.UNRESOLVED), case.resolved_at >= end),
+        or_(case.reopened_at.is_(None), case.reopened_at < end, ~resolved_then),
+    )
+
+
 # The path's month as the document shows it: the pattern _month() enforces.
 MONTH_PARAMETER = {
     "in": "path",
@@ -68,9 +104,11 @@ class Agenda(MethodView):
     def get(self, _query, month: str):
         """List the month's cases to discuss, grouped by responsible unit.
 
-        On the agenda: cases still unresolved that reached listed supervision (level 1 or
-        2) or got a named supervisor (major) before the month ends. Each carries the
-        decision recorded on it this month, if any.
+        On the agenda: cases unresolved at the month's end that reached listed
+        supervision (level 1 or 2) or got a named supervisor (major) before it, at the
+        level they had reached by then: a past month reads as it stood when it ended,
+        whatever became of its cases since. Each carries the decision recorded on it
+        this month, if any; status, due date and ladder step are the case's own now.
         """
         _start, end = _month(month)
         case, firing, step = models.SupervisedCase, models.LadderFiring, models.LadderStep
@@ -91,10 +129,7 @@ class Agenda(MethodView):
                 step.event == "escalated",
                 firing.fire_at < end,
             )
-            conditions = [
-                case.status.in_(models.UNRESOLVED),
-                or_(case.major_since < end, escalated),
-            ]
+            conditions = [unresolved_at(end), or_(case.major_since < end, escalated)]
             principal = current_principal()
             units = access.jurisdiction(session, principal)
             withheld = access.accused_above(session, principal)
@@ -127,6 +162,8 @@ class Agenda(MethodView):
             grouped: dict[str, list] = defaultdict(list)
             for row, level in rows:
                 decision = decisions.get(row.case_id)
+                # Named after the month ended: that month's meeting knew it by its level.
+                major = row.major_since is not None and row.major_since < end
                 grouped[row.responsible_unit or row.receiving_unit].append(
                     {
                         "case_id": row.case_id,
@@ -136,8 +173,8 @@ class Agenda(MethodView):
                         "received_at": row.received_at,
                         "due_at": row.due_at,
                         "ladder_step": row.ladder_step,
-                        "level": "major" if row.major_since else (str(level) if level else None),
-                        "major_supervisor": row.major_supervisor,
+                        "level": "major" if major else (str(level) if level else None),
+                        "major_supervisor": row.major_supervisor if major else None,
                         "decision": (
                             {
                                 "decision": decision.decision,

@@ -318,7 +318,8 @@ class AgendaCaseOut(Schema):
     due_at = fields.AwareDateTime(allow_none=True)
     ladder_step = fields.String(allow_none=True)
     level = fields.String(
-        allow_none=True, metadata={"description": "1, 2 or major: the highest reached."}
+        allow_none=True,
+        metadata={"description": "1, 2 or major: the highest reached by the month's end."},
     )
     major_supervisor = fields.String(allow_none=True)
     decision = fields.Dict(allow_none=True)
