@@ -91,8 +91,15 @@ def change_unit(uow: UnitOfWork, code: str, changes: dict[str, Any], *, default_
             raise Conflict(
                 f"routing rules name {code!r}: point them elsewhere first ({', '.join(rule_ids)})"
             )
+        # Supervising units, jurisdictions and complaints go through parents: an active
+        # unit under a retired one is what reactivation refuses below.
+        children = directory.active_children(session, code)
+        if children:
+            raise Conflict(directory.still_governs(code, children))
     if changes.get("active") and not unit.active and unit.parent is not None:
-        parent = session.get(models.Unit, unit.parent)
+        # Locked: a retirement of the parent, which holds its own row, waits for this
+        # reactivation to commit and then finds this unit among its active children.
+        parent = session.get(models.Unit, unit.parent, with_for_update=True)
         if parent is not None and not parent.active and parent.parent is not None:
             raise Conflict(f"its parent {parent.code!r} is inactive: reactivate that first")
     if all(getattr(unit, name) == value for name, value in changes.items()):

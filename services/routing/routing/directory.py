@@ -245,15 +245,65 @@ def _depth_first(records: list[UnitRecord]) -> list[UnitRecord]:
     return sorted(records, key=depth)
 
 
+# How many of a unit's active sub-units a refusal names (the city has dozens).
+NAMED_CHILDREN = 10
+
+
+def active_children(session: Session, code: str) -> list[str]:
+    """Return the codes of the active units whose parent is ``code``, sorted."""
+    return list(
+        session.scalars(
+            select(Unit.code).where(Unit.parent == code, Unit.active).order_by(Unit.code)
+        )
+    )
+
+
+def still_governs(code: str, children: list[str]) -> str:
+    """Say that ``code`` cannot be retired while ``children`` are active, naming them."""
+    named = ", ".join(children[:NAMED_CHILDREN])
+    if len(children) > NAMED_CHILDREN:
+        named += f" and {len(children) - NAMED_CHILDREN} more"
+    return f"active units sit under {code!r}: retire them or move them elsewhere first ({named})"
+
+
+def _orphaned(session: Session, records: list[UnitRecord]) -> dict[str, list[str]]:
+    """Return the units ``records`` retire that would keep active units under them, by code.
+
+    The directory after the seed is the database overlaid with the records, so a file
+    may retire a unit together with its sub-units, or move them under another unit.
+    """
+    after = {
+        code: (parent, active)
+        for code, parent, active in session.execute(select(Unit.code, Unit.parent, Unit.active))
+    }
+    before = dict(after)
+    after.update({record.code: (record.parent, record.active) for record in records})
+    retiring = {
+        record.code
+        for record in records
+        if not record.active and before.get(record.code, (None, True))[1]
+    }
+    orphaned: dict[str, list[str]] = {}
+    for code, (parent, active) in sorted(after.items()):
+        if active and parent in retiring:
+            orphaned.setdefault(parent, []).append(code)
+    return orphaned
+
+
 def check_retirements(
     session: Session, records: list[UnitRecord], *, default_unit: str | None
 ) -> None:
-    """Refuse to retire the default unit or a unit a routing rule names, as the API does.
+    """Refuse retirements the API refuses: the default unit, a unit a routing rule names,
+    and a unit with active units under it.
 
-    Either would leave cases with no one to take them: every case no rule claims goes
-    to the default unit, and a rule's cases to its unit.
+    The first two would leave cases with no one to take them: every case no rule claims
+    goes to the default unit, and a rule's cases to its unit. The third would leave
+    active units under a retired one, whose supervisors, jurisdiction and complaints
+    all go through their parents.
     """
-    problems = []
+    problems = [
+        still_governs(code, children) for code, children in _orphaned(session, records).items()
+    ]
     for record in records:
         if record.active:
             continue
@@ -282,7 +332,8 @@ def seed(
 
     Units absent from ``records`` are left as they are: retiring a unit is done by
     listing it with ``"active": false``, so past assignments keep their unit. Retiring
-    the default unit or a unit a rule names is refused (ValueError), changing nothing.
+    the default unit, a unit a rule names or a unit that would keep active units under
+    it is refused (ValueError), changing nothing.
     """
     check_hierarchy(records, SessionDirectory(session))
     check_retirements(session, records, default_unit=default_unit)

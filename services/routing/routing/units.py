@@ -131,7 +131,13 @@ class UnitByCode(MethodView):
     @blp.response(200, UnitOut)
     @blp.alt_response(403, description="Not an admin.")
     @blp.alt_response(404, description="No such unit.")
-    @blp.alt_response(409, description="Retiring a unit that rules name, or the default unit.")
+    @blp.alt_response(
+        409,
+        description=(
+            "Retiring the default unit, a unit that rules name or a unit with active units "
+            "under it; reactivating a unit under an inactive one."
+        ),
+    )
     def patch(self, data, code: str):
         """Rename, change the leader of, retire (``active: false``) or reactivate a unit."""
         _ensure_unit_code(code)
