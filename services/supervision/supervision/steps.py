@@ -8,7 +8,7 @@ from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from servicekit.auth import require
@@ -21,6 +21,21 @@ blp = Blueprint(
     url_prefix="/v1/ladder",
     description="The escalation ladder (督办阶梯): when each step comes due and what it does.",
 )
+
+
+# What a step publishes. A clock's timers keep only when each step comes due, and past
+# firings name their step: changing this under the step's name would have clocks started
+# under the old ladder publish the new step's level or supervisor, and past agendas read
+# old firings at the new level.
+MEANING = ("event", "level", "supervised_by")
+
+
+def _in_use(session, step: str) -> bool:
+    """Return whether a running clock waits on the step or a clock ever fired it."""
+    return any(
+        session.scalar(select(exists().where(model.step == step)))
+        for model in (models.ClockTimer, models.LadderFiring)
+    )
 
 
 @blp.route("")
@@ -48,12 +63,17 @@ class LadderStep(MethodView):
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(403, description="Only admins change the ladder.")
     @blp.alt_response(404, description="Not a step name.")
-    @blp.alt_response(409, description="Another step holds that position.")
+    @blp.alt_response(
+        409,
+        description="Another step holds that position, or the step is in use and the change"
+        " would alter what it publishes.",
+    )
     def put(self, _query, data, step: str):
         """Create or replace a ladder step; it governs clocks started or moved from now on.
 
         Turn a step off with ``active: false`` (steps are never deleted: the firings of
-        past clocks name them).
+        past clocks name them). When a step comes due may change at any time; what it
+        publishes (event, level, supervisor) only while no clock waits on it or fired it.
         """
         try:
             STEP_NAME(step)
@@ -64,6 +84,18 @@ class LadderStep(MethodView):
             if row is None:
                 row = models.LadderStep(step=step)
                 session.add(row)
+            else:
+                changed = [key for key in MEANING if getattr(row, key) != data.get(key)]
+                if changed and _in_use(session, step):
+                    abort(
+                        409,
+                        message=(
+                            f"step {step} is on running clocks or has fired: what it publishes"
+                            " cannot change under its name; add a step under a new name and"
+                            " turn this one off (active: false)"
+                        ),
+                        errors={"json": dict.fromkeys(changed, ["fixed while the step is in use"])},
+                    )
             for key in (
                 "position",
                 "event",
