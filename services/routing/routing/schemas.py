@@ -326,5 +326,6 @@ class WebhookOut(Schema):
 
 
 class WebhookRegisteredOut(WebhookOut):
-    # Only in the answer to PUT: the key to check the signature with.
+    # Only in the answers to PUT and to a rotation (POST …/secret): the key to check the
+    # signature with, made at the first registration and kept until rotated.
     secret = fields.String()

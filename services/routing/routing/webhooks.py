@@ -7,7 +7,8 @@ mode (``ce-*`` headers, JSON body), readable with the official SDK, plus:
 
 - ``X-NightTalk-Timestamp``: seconds since the epoch when it was signed;
 - ``X-NightTalk-Signature``: ``sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`` with
-  the secret given when the webhook was registered (refuse old timestamps: replay).
+  the webhook's secret, given when it was first registered or last rotated (refuse old
+  timestamps: replay).
 """
 
 from __future__ import annotations

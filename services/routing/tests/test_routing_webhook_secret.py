@@ -1,0 +1,95 @@
+"""A webhook's signing secret: kept when the webhook is registered again, changed when asked."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from test_routing_webhooks import Receiver, partner
+
+from routing import webhooks
+from servicekit.auth import mint
+
+HOOK = "/v1/units/lw-guokeng/webhook"
+ADMIN = {"Authorization": f"Bearer {mint('city-org', ['admin'])}"}
+OWN = partner("lw-guokeng")
+
+
+@pytest.fixture
+def receiver():
+    """Start the partner's endpoint, answering 200; stop it at the end."""
+    endpoint = Receiver([])
+    endpoint.thread.start()
+    yield endpoint
+    endpoint.server.shutdown()
+    endpoint.server.server_close()
+
+
+def deliver_all(runtime) -> int:
+    return webhooks.deliver_due(runtime.sessions, now=dt.datetime.now(dt.UTC))
+
+
+def test_an_admin_registering_the_same_address_again_keeps_the_partners_secret(
+    client, runtime, receiver, deliver, case_data, case_registered
+):
+    response = client.put(HOOK, headers=OWN, json={"url": receiver.url})
+    assert response.status_code == 200, response.get_json()
+    receiver.secret = response.get_json()["secret"]
+
+    # An admin registers it again (to give messages given up another round, say).
+    again = client.put(HOOK, headers=ADMIN, json={"url": receiver.url})
+
+    assert again.status_code == 200, again.get_json()
+    assert again.get_json()["secret"] == receiver.secret
+    deliver(case_registered(case_data()))
+    assert deliver_all(runtime) == 1
+    [(headers, body)] = receiver.received
+    assert receiver.verified(headers, body)  # the partner's check still passes
+
+
+def test_a_mended_address_keeps_the_secret(client, receiver):
+    first = client.put(HOOK, headers=OWN, json={"url": "http://127.0.0.1:1/hook"}).get_json()
+
+    mended = client.put(HOOK, headers=OWN, json={"url": receiver.url}).get_json()
+
+    assert mended["url"] == receiver.url and mended["secret"] == first["secret"]
+
+
+def test_the_secret_changes_when_rotation_is_asked_for(
+    client, runtime, receiver, deliver, case_data, case_registered
+):
+    old = client.put(HOOK, headers=OWN, json={"url": receiver.url}).get_json()["secret"]
+
+    response = client.post(f"{HOOK}/secret", headers=OWN)
+
+    assert response.status_code == 200, response.get_json()
+    rotated = response.get_json()
+    assert rotated["url"] == receiver.url and rotated["secret"] != old
+    assert len(rotated["secret"]) >= 40 and "deliveries" in rotated
+    receiver.secret = rotated["secret"]
+    deliver(case_registered(case_data()))
+    assert deliver_all(runtime) == 1
+    [(headers, body)] = receiver.received
+    assert receiver.verified(headers, body)
+    # Registering again afterwards keeps the new secret.
+    again = client.put(HOOK, headers=ADMIN, json={"url": receiver.url}).get_json()
+    assert again["secret"] == rotated["secret"]
+
+
+def test_a_new_registration_after_removal_gets_a_new_secret(client, receiver):
+    old = client.put(HOOK, headers=OWN, json={"url": receiver.url}).get_json()["secret"]
+    assert client.delete(HOOK, headers=OWN).status_code == 204
+
+    new = client.put(HOOK, headers=OWN, json={"url": receiver.url}).get_json()["secret"]
+
+    assert new != old
+
+
+def test_only_the_units_partner_or_an_admin_rotate_a_registered_webhooks_secret(client):
+    other = partner("lw-buwen")
+    assert client.post(f"{HOOK}/secret", headers=ADMIN).status_code == 404  # none registered
+    client.put(HOOK, headers=OWN, json={"url": "https://partner.example/hook"})
+    assert client.post(f"{HOOK}/secret", headers=other).status_code == 403
+    assert client.post(f"{HOOK}/secret", headers=ADMIN).status_code == 200
+    assert client.post("/v1/units/nowhere/webhook/secret", headers=ADMIN).status_code == 404
+    assert client.post("/v1/units/Bad%00/webhook/secret", headers=ADMIN).status_code == 404
