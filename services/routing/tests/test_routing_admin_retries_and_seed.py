@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -108,6 +109,24 @@ def test_seed_refuses_to_retire_a_unit_a_rule_names(client, runtime, seeding, tm
     assert directory_state(runtime) == before
 
 
+def waits_on_a_lock(engine) -> bool:
+    """Return whether a session waits for a lock in the engine's database.
+
+    Not any ungranted lock on the server: another suite's, in its own database, would
+    let the first request go on early. Nor pg_locks' ``database``: the wait on another
+    transaction's unique key is a ``transactionid`` lock, which has none.
+    """
+    with engine.connect() as conn:
+        return bool(
+            conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        )
+
+
 @pytest.fixture
 def overlapping(app, database, db_backend, monkeypatch):
     """Return a function POSTing two requests whose transactions overlap; their answers.
@@ -120,10 +139,6 @@ def overlapping(app, database, db_backend, monkeypatch):
         pytest.skip("SQLite writes one transaction at a time: no two requests overlap")
     engine = create_engine(database)
 
-    def another_waits() -> bool:
-        with engine.connect() as conn:
-            return bool(conn.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")))
-
     def run(name: str, path: str, first: tuple[dict, dict], second: tuple[dict, dict]):
         original = getattr(admin, name)
         started = threading.Event()
@@ -133,7 +148,7 @@ def overlapping(app, database, db_backend, monkeypatch):
             if not started.is_set():
                 started.set()
                 for _ in range(400):  # at most 20 s: the second request is on its way
-                    if another_waits():
+                    if waits_on_a_lock(engine):
                         break
                     time.sleep(0.05)
             return made
@@ -195,3 +210,61 @@ def test_the_same_thing_created_at_once_under_two_keys_is_a_conflict(
     assert says in second[1]["message"]
     if name == "add_rule":
         assert first[1]["rule_id"] in second[1]["message"]
+
+
+@contextlib.contextmanager
+def waiting_on_a_key(url: str):
+    """Hold a new key uncommitted in the database while another session inserts it too.
+
+    The second session waits for the first's transaction, as the second of two
+    overlapping requests does on the unique index.
+    """
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS lock_probe (k integer PRIMARY KEY)"))
+    holder = engine.connect()
+    holder.execute(text("INSERT INTO lock_probe VALUES (1)"))
+
+    def insert_too():
+        with engine.connect() as conn:
+            conn.execute(text("INSERT INTO lock_probe VALUES (1)"))
+
+    waiter = threading.Thread(target=insert_too)
+    waiter.start()
+    try:
+        for _ in range(400):  # at most 20 s: the second session is on its way
+            with engine.connect() as conn:
+                waiting = conn.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                        "current_database() AND query LIKE 'INSERT INTO lock_probe%' "
+                        "AND wait_event_type = 'Lock'"
+                    )
+                )
+            if waiting:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the second session never waited")
+        yield
+    finally:
+        holder.rollback()
+        holder.close()
+        waiter.join()
+        engine.dispose()
+
+
+def test_only_a_wait_in_the_tests_own_database_lets_the_first_request_go_on(
+    database, make_database, db_backend
+):
+    # Another suite's waits, in its own database on the same server, must not count.
+    if db_backend == "sqlite":
+        pytest.skip("no lock waits to tell apart on SQLite")
+    own = create_engine(database)
+    try:
+        with waiting_on_a_key(make_database("routing_elsewhere")):
+            assert not waits_on_a_lock(own)
+        with waiting_on_a_key(database):
+            assert waits_on_a_lock(own)
+    finally:
+        own.dispose()
