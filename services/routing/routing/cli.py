@@ -90,8 +90,9 @@ def seed(path: str | None, broker_wait: float, announce_all: bool) -> None:
 
     Each unit added or changed gets a new revision and is announced (``unit.changed``,
     through the outbox). Running it again changes nothing; edit the file and run it
-    to add, change or retire (``"active": false``) units. Retiring the default unit or
-    a unit a routing rule names is refused, as the API refuses it, and changes nothing.
+    to add, change or retire (``"active": false``) units. Retiring the default unit, a
+    unit a routing rule names or a unit with active units under it (retire or move them
+    in the same file) is refused, as the API refuses it, and changes nothing.
     """
     from routing import admin, directory, models, rules
     from routing.partners import declare_partner_queues
