@@ -12,7 +12,8 @@ the channel:
 
 Definitions where the source is silent: *resolved* = resolved on the spot, resolved by the
 unit, or closed after resolution; *resolved on time* = resolved by the unit by its due
-date; *overdue open* = not resolved and due before the end of the period; *escalated by
+date; *overdue open* = not resolved and due before the end of the period (before now, for
+a period not yet ended); *escalated by
 level* = cases that reached a level of listed supervision (1, 2) or got a named supervisor
 (major); *repeat visits* = issues registered as a repeat of an open case of the same
 visitor and category; *satisfaction rate* = satisfied answers / answers; *first-contact
@@ -36,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from servicekit.auth import current_principal, require
 from servicekit.localtime import local_zone
-from supervision import access, models
+from supervision import access, models, usecases
 from supervision.schemas import StatsQuery
 
 blp = Blueprint(
@@ -208,8 +209,14 @@ def compute(
                 c.resolved_at <= c.due_at,
             )
         ),
+        # Due before the period ended, or before now while it runs: a case due later this
+        # month is not overdue yet.
         "overdue_open": count_if(
-            and_(c.status.in_(models.UNRESOLVED), c.due_at.is_not(None), c.due_at < end)
+            and_(
+                c.status.in_(models.UNRESOLVED),
+                c.due_at.is_not(None),
+                c.due_at < min(end, usecases.now()),
+            )
         ),
         # Listed for supervision at each level, on any clock (ladder.py notes when).
         "escalated_level_1": count_if(c.escalated_level_1_at.is_not(None)),

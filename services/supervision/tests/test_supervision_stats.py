@@ -102,7 +102,7 @@ def feedback(rt, case_id, satisfied):
 
 
 @pytest.fixture
-def december(rt, directory):
+def december(rt, directory, monkeypatch):
     c1 = register(rt, "city-org", "night_talk", DAY_15, "demolition_compensation")
     c2 = register(
         rt, "city-org", "night_talk", DAY_15, "land_acquisition", status="resolved_on_spot"
@@ -151,6 +151,8 @@ def december(rt, directory):
         follow_ups=[],
     )
     ladder.sweep(rt, dt.datetime(2027, 1, 26, tzinfo=CST))
+    # Read the figures as of the sweep's day, after the period: what was due in it is late.
+    monkeypatch.setattr(usecases, "now", lambda: dt.datetime(2027, 1, 26, tzinfo=CST))
 
 
 COUNTS_CITY_ORG = {
@@ -245,6 +247,15 @@ def test_overdue_open_counts_what_was_due_before_the_period_ended(client, decemb
     body = client.get("/v1/stats?from=2026-12-01&to=2026-12-21", headers=ADMIN).json
     assert body["totals"]["overdue_open"] == 0
     assert body["totals"]["issues"] == 4
+
+
+def test_overdue_open_counts_only_what_is_past_due_when_read_before_the_period_ends(
+    client, december, monkeypatch
+):
+    # Read on 23 December: c4 (due 22 Dec) is overdue, c3 (due 25 Dec) not yet.
+    monkeypatch.setattr(usecases, "now", lambda: dt.datetime(2026, 12, 23, 12, tzinfo=CST))
+    body = client.get("/v1/stats?from=2026-12-01&to=2026-12-31", headers=ADMIN).json
+    assert body["totals"]["overdue_open"] == 1
 
 
 def test_within_one_category_batches_are_not_counted(client, december):
