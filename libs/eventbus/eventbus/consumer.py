@@ -16,7 +16,11 @@ The subscription can also end while the connection stands: the broker closes the
 database outage) or cancels the consumer (its queue deleted). The consumer takes that as
 a lost connection: it says so, drops the connection and subscribes again with the same
 backoff; what it held unacked is redelivered, and the inbox makes a second application
-a no-op. ``nighttalk_consumer_consuming{service}`` is 1 while it is subscribed.
+a no-op. ``nighttalk_consumer_consuming{service}`` is 1 while it is subscribed. RabbitMQ
+3.10 does not always cancel the consumers of a quorum queue it deletes, so the consumer
+also looks at its queue every ``queue_check`` seconds (:class:`_QueueWatch`, a passive
+declare from the connection's thread between two ticks): a queue gone, one without a
+consumer, or one whose ready messages do not come is a subscription lost as well.
 
 Under load, the messages already prefetched when the worker is free are applied
 together: one transaction, one commit, one publish of what they caused, then their
@@ -52,7 +56,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from eventbus import metrics, topology, tracing
-from eventbus.connection import abort, bytes_received, connect, heartbeat_timeout
+from eventbus.connection import abort, bytes_received, connect, deadline, heartbeat_timeout
 from eventbus.envelope import PoisonMessage, ReceivedEvent, decode
 from eventbus.names import routing_key_of, service_queue
 from eventbus.statement_watch import StatementWatch
@@ -81,6 +85,92 @@ class SubscriptionLost(Exception):
         self.error = error
 
 
+class _QueueWatch:
+    """Look at the queue a consumer is subscribed to, passively, every ``interval`` seconds.
+
+    RabbitMQ 3.10 does not always send Basic.Cancel to the consumers of a quorum queue it
+    deletes, and the consumer would stay subscribed to nothing. Seen in this project's
+    tests: the queue deleted and declared again at once (`nighttalk broker declare`,
+    another consumer's start) never brought a cancel, and the new queue even counted the
+    consumer as its own and handed it messages it never received (unacknowledged, held by
+    nobody) until its window was full. A passive declare on a channel of its own (a
+    NOT_FOUND closes the channel it was sent on) tells three ways that the subscription is
+    lost: the queue is gone; it has no consumer; or it has messages ready, the consumer's
+    window has room, and nothing came since the last look. RabbitMQ answers "no consumer,
+    no message" when a quorum queue's leader does not answer within 250 ms (a node
+    failing), so the last two count only when seen in two looks in a row, the second a
+    moment after the first.
+    """
+
+    RECHECK = 2.0
+
+    def __init__(
+        self,
+        conn: pika.BlockingConnection,
+        queue: str,
+        settlements: _Settlements,
+        *,
+        interval: float,
+        bound: float,
+    ) -> None:
+        self.conn = conn
+        self.queue = queue
+        self.settlements = settlements
+        self.interval = interval
+        self.bound = bound
+        self.due = time.monotonic() + interval
+        # What the previous look found amiss ("no consumer", "no delivery"), when, and how
+        # many deliveries had come by then.
+        self.amiss: tuple[str, float, int] | None = None
+
+    def look_if_due(self) -> None:
+        """Raise SubscriptionLost if it is time to look and the queue is not served."""
+        if time.monotonic() < self.due:
+            return
+        answer = self._look()
+        now = time.monotonic()
+        self.due = now + self.interval
+        if answer is None:
+            return
+        consumers, ready = answer
+        settlements = self.settlements
+        if consumers == 0:
+            amiss = "no consumer on the queue"
+        elif ready and settlements.held < settlements.prefetch:
+            amiss = "no delivery from the queue"
+        else:
+            self.amiss = None
+            return
+        before = self.amiss
+        if before is None or before[0] != amiss or before[2] != settlements.received:
+            self.amiss = (amiss, now, settlements.received)
+            self.due = now + min(self.RECHECK, self.interval)
+            return
+        raise SubscriptionLost(
+            amiss,
+            f"{self.queue}: {consumers} consumers, {ready} messages ready, "
+            f"{settlements.held} held, in two looks {round(now - before[1], 1)} s apart",
+        )
+
+    def _look(self) -> tuple[int, int] | None:
+        """Return the queue's consumers and ready messages (None if the broker would not say)."""
+        # A look unanswered for as long as the link's silence rule allows drops the link.
+        with deadline(self.conn, self.bound, f"queue check unanswered for {self.bound} s"):
+            channel = self.conn.channel()
+            try:
+                declared = channel.queue_declare(self.queue, passive=True)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code == 404:
+                    raise SubscriptionLost("queue not found", exc.reply_text) from exc
+                log.warning(
+                    "queue check refused",
+                    extra={"queue": self.queue, "error": f"{exc.reply_code} {exc.reply_text}"},
+                )
+                return None
+            channel.close()
+        return declared.method.consumer_count, declared.method.message_count
+
+
 class _Settlements:
     """The outcomes the worker has come to, for the connection's thread to send.
 
@@ -101,6 +191,9 @@ class _Settlements:
         self._lock = threading.Lock()
         self._waiting: list[tuple[list[_Delivery], list[str]]] = []
         self._deliveries = 0
+        # Deliveries received and settled on this channel (the connection's thread only).
+        self.received = 0
+        self.settled = 0
 
     def add(self, batch: list[_Delivery], outcomes: list[str]) -> None:
         """Keep a batch's outcomes to send (the worker's thread); wake the connection's
@@ -117,7 +210,13 @@ class _Settlements:
         with self._lock:
             waiting, self._waiting, self._deliveries = self._waiting, [], 0
         for batch, outcomes in waiting:
+            self.settled += len(batch)
             self._settle(batch, outcomes)
+
+    @property
+    def held(self) -> int:
+        """Return how many deliveries are received and not settled yet."""
+        return self.received - self.settled
 
     def _settle(self, batch: list[_Delivery], outcomes: list[str]) -> None:
         """Ack, reject or requeue on the connection's thread, if the channel still stands.
@@ -210,6 +309,11 @@ def _constraint_name(exc: IntegrityError) -> str | None:
 # the outage ends (a 30 s cap kept routing idle 25 s after a 20 s cut in the proof suite).
 RECONNECT_CAP = 5.0
 
+# Seconds between two looks at a consumer's queue (see _QueueWatch): how long at most a
+# consumer stays subscribed to a queue deleted without a cancel. A look is a passive
+# declare on a channel opened and closed for it: three round trips.
+QUEUE_CHECK_SECONDS = 15.0
+
 # Longest a batch's transaction takes new events: under load a batch takes milliseconds;
 # slow handlers commit after this and go on in another batch.
 BATCH_SECONDS = 1.0
@@ -236,8 +340,10 @@ class Consumer:
         on_ready: Callable[[], None] | None = None,
         setup: Callable[[pika.adapters.blocking_connection.BlockingChannel], None] | None = None,
         engine: Engine | None = None,
+        queue_check: float = QUEUE_CHECK_SECONDS,
     ) -> None:
         self.service = service
+        self.queue_check = queue_check
         self.handlers = dict(handlers)
         self.unit_of_work = unit_of_work
         self.url = url
@@ -367,6 +473,7 @@ class Consumer:
             channel.basic_qos(prefetch_count=self.prefetch)
 
             def on_message(ch, method, properties, body):
+                settlements.received += 1
                 work.put(
                     _Delivery(
                         method.delivery_tag,
@@ -387,12 +494,20 @@ class Consumer:
             if self.on_ready:
                 self.on_ready()
             heard, heard_at = bytes_received(conn), time.monotonic()
+            watch = _QueueWatch(
+                conn,
+                service_queue(self.service),
+                settlements,
+                interval=self.queue_check,
+                bound=self.heartbeat,
+            )
             while not self.stopping.is_set():
                 conn.process_data_events(time_limit=0.5)
                 if lost and conn.is_open:
                     raise lost[0]
                 settlements.send()
                 self._break_overdue_calls()
+                watch.look_if_due()
                 if bytes_received(conn) != heard:
                     heard, heard_at = bytes_received(conn), time.monotonic()
                 elif time.monotonic() - heard_at > self.heartbeat:

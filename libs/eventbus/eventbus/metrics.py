@@ -41,7 +41,9 @@ CONSUMING = Gauge(
 SUBSCRIPTIONS_LOST = Counter(
     "nighttalk_consumer_subscriptions_lost_total",
     "Subscriptions a consumer lost and made again, by reason (connection, channel closed "
-    "by the broker, e.g. its consumer_timeout; cancelled by the broker, e.g. queue deleted).",
+    "by the broker, e.g. its consumer_timeout; cancelled by the broker, e.g. queue deleted; "
+    "found by a look at the queue: queue not found, no consumer on the queue, no delivery "
+    "from the queue).",
     ["service", "reason"],
 )
 
