@@ -248,7 +248,7 @@ class Webhook(Base):
     unit: Mapped[str] = mapped_column(ForeignKey("units.code"), primary_key=True)
     url: Mapped[str] = mapped_column(String(500))
     # The shared key of the signature: made when the webhook is first registered, kept
-    # when it is registered again, changed only on request (POST …/webhook/secret).
+    # when it is registered again, changed only on request (a PUT with rotate_secret).
     secret: Mapped[str] = mapped_column(String(100))
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 

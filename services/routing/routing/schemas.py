@@ -291,6 +291,15 @@ class WebhookIn(_Strict):
         },
     )
 
+    rotate_secret = JsonBoolean(
+        load_default=False,
+        metadata={
+            "description": "true to replace the signing secret. Registering again (the same "
+            "address or a mended one) otherwise keeps it, so the partner's signature checks "
+            "go on passing whoever re-registers the webhook."
+        },
+    )
+
     @validates("url")
     def _not_inside(self, url: str, **_kwargs) -> None:
         refused = egress.literal_refusal(parse_url(url).host or "")
@@ -326,6 +335,6 @@ class WebhookOut(Schema):
 
 
 class WebhookRegisteredOut(WebhookOut):
-    # Only in the answers to PUT and to a rotation (POST …/secret): the key to check the
-    # signature with, made at the first registration and kept until rotated.
+    # Only in the answer to PUT: the key to check the signature with, made at the first
+    # registration and kept until a PUT asks for a new one (rotate_secret).
     secret = fields.String()

@@ -182,9 +182,10 @@ class UnitWebhook(MethodView):
 
         The signing secret is made when the webhook is first registered and kept when it
         is registered again, at the same address or a mended one: the partner's checks
-        go on passing whoever re-registers it. ``POST …/webhook/secret`` changes it.
-        Messages given up at the address before are tried again, at this one: a partner
-        registers its mended endpoint and receives what it missed.
+        go on passing whoever re-registers it. ``"rotate_secret": true`` replaces it; every
+        message sent from then on, those waiting for another attempt included, is signed
+        with the new one. Messages given up at the address before are tried again, at this
+        one: a partner registers its mended endpoint and receives what it missed.
         """
         _ensure_unit_code(code)
         _ensure_own_or_admin(code)
@@ -192,15 +193,21 @@ class UnitWebhook(MethodView):
             unit = session.get(models.Unit, code)
             if unit is None or not unit.active:
                 abort(404, message="no such active unit")
-            hook = session.get(models.Webhook, code)
-            if hook is None:
-                hook = models.Webhook(unit=code, secret=webhooks.new_secret())
+            hook = session.get(models.Webhook, code) or models.Webhook(unit=code)
+            if hook.secret is None or data["rotate_secret"]:
+                hook.secret = webhooks.new_secret()
             hook.url = data["url"]
             hook.updated_at = dt.datetime.now(dt.UTC)
             session.add(hook)
             webhooks.retry_given_up(session, code, hook.updated_at)
             session.commit()
-            return _registered(session, hook)
+            return {
+                "unit": code,
+                "url": hook.url,
+                "updated_at": hook.updated_at,
+                "secret": hook.secret,
+                "deliveries": webhooks.deliveries(session, code),
+            }
 
     @require("admin", "partner")
     @blp.response(200, WebhookOut)
@@ -241,38 +248,3 @@ class UnitWebhook(MethodView):
                 # the messages of its own time, not those of the one removed.
                 webhooks.drop_undelivered(session, code)
                 session.commit()
-
-
-@blp.route("/<code>/webhook/secret")
-class UnitWebhookSecret(MethodView):
-    @require("admin", "partner")
-    @blp.response(200, WebhookRegisteredOut)
-    @blp.alt_response(403, description="Neither an admin nor the unit's partner.")
-    @blp.alt_response(404, description="The unit has no webhook.")
-    def post(self, code: str):
-        """Give the unit's webhook a new signing secret (the old one leaked, say).
-
-        The answer carries it; every message sent from now on is signed with it, those
-        waiting for another attempt included.
-        """
-        _ensure_unit_code(code)
-        _ensure_own_or_admin(code)
-        with current_app.extensions["runtime"].sessions() as session:
-            hook = session.get(models.Webhook, code, with_for_update=True)
-            if hook is None:
-                abort(404, message="no webhook for this unit: register one with PUT")
-            hook.secret = webhooks.new_secret()
-            hook.updated_at = dt.datetime.now(dt.UTC)
-            session.commit()
-            return _registered(session, hook)
-
-
-def _registered(session, hook: models.Webhook) -> dict:
-    """Return the answer to a registration or a rotation: the webhook and its secret."""
-    return {
-        "unit": hook.unit,
-        "url": hook.url,
-        "updated_at": hook.updated_at,
-        "secret": hook.secret,
-        "deliveries": webhooks.deliveries(session, hook.unit),
-    }
