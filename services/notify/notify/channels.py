@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import urllib3
+from environs import env
+from marshmallow.validate import Range
 
 from notify import models
 from servicekit.http_clients import HttpClients
@@ -119,9 +121,13 @@ class Channel(Protocol):
     def send(self, message: Outgoing) -> Artifact | None: ...
 
 
+# Settings are read with environs: a bad value raises ValueError naming its variable.
+POSITIVE = Range(min=0, min_inclusive=False)
+
+
 def _env_flag(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+    # true/false, yes/no, on/off, 1/0; anything else is refused rather than read as "no".
+    return env.bool(name, default)
 
 
 def _http_outcome(status: int, what: str) -> None:
@@ -154,7 +160,7 @@ class SmsGateway:
         return cls(
             url=os.environ.get("NIGHTTALK_SMS_URL"),
             token=os.environ.get("NIGHTTALK_SMS_TOKEN"),
-            timeout=float(os.environ.get("NIGHTTALK_SMS_TIMEOUT", "10")),
+            timeout=env.float("NIGHTTALK_SMS_TIMEOUT", 10.0, validate=POSITIVE),
             dedupes=_env_flag("NIGHTTALK_SMS_DEDUPES", False),
         )
 
@@ -195,12 +201,12 @@ class Smtp:
     def from_env(cls) -> Smtp:
         return cls(
             host=os.environ.get("NIGHTTALK_SMTP_HOST"),
-            port=int(os.environ.get("NIGHTTALK_SMTP_PORT", "25")),
+            port=env.int("NIGHTTALK_SMTP_PORT", 25, validate=Range(min=1, max=65535)),
             user=os.environ.get("NIGHTTALK_SMTP_USER"),
             password=os.environ.get("NIGHTTALK_SMTP_PASSWORD"),
             sender=os.environ.get("NIGHTTALK_SMTP_FROM", "nighttalk@localhost"),
             starttls=_env_flag("NIGHTTALK_SMTP_STARTTLS", False),
-            timeout=float(os.environ.get("NIGHTTALK_SMTP_TIMEOUT", "10")),
+            timeout=env.float("NIGHTTALK_SMTP_TIMEOUT", 10.0, validate=POSITIVE),
         )
 
     def send(self, message: Outgoing) -> None:
@@ -292,7 +298,7 @@ class Webhook:
     def from_env(cls) -> Webhook:
         return cls(
             secret=os.environ.get("NIGHTTALK_WEBHOOK_SECRET", "dev-only-webhook-secret"),
-            timeout=float(os.environ.get("NIGHTTALK_WEBHOOK_TIMEOUT", "10")),
+            timeout=env.float("NIGHTTALK_WEBHOOK_TIMEOUT", 10.0, validate=POSITIVE),
         )
 
     def send(self, message: Outgoing) -> None:

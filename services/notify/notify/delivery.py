@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
+from environs import env
+from marshmallow.validate import Range
 from sqlalchemy import Row, and_, bindparam, literal_column, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -66,10 +68,6 @@ UNKNOWN_SEND = (
 )
 
 
-def _time(value: str) -> dt.time:
-    return dt.time.fromisoformat(value)
-
-
 def _zone_setting() -> str | None:
     # Empty is unset: compose passes ${NIGHTTALK_NOTIFY_TIMEZONE:-} through as "".
     return os.environ.get("NIGHTTALK_NOTIFY_TIMEZONE", "").strip() or None
@@ -96,18 +94,29 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
-        env = os.environ.get
+        """Read the settings; a bad one raises ValueError naming its variable (environs)."""
+        at_least_one, not_negative = Range(min=1), Range(min=0)
         values = {
-            "max_attempts": int(env("NIGHTTALK_NOTIFY_MAX_ATTEMPTS", cls.max_attempts)),
-            "backoff_base": float(env("NIGHTTALK_NOTIFY_BACKOFF_BASE", cls.backoff_base)),
-            "backoff_max": float(env("NIGHTTALK_NOTIFY_BACKOFF_MAX", cls.backoff_max)),
-            "sending_timeout": float(env("NIGHTTALK_NOTIFY_SENDING_TIMEOUT", cls.sending_timeout)),
-            "batch": int(env("NIGHTTALK_NOTIFY_BATCH", cls.batch)),
-            "senders": max(1, int(env("NIGHTTALK_NOTIFY_SENDERS", cls.senders))),
-            "quiet_start": _time(env("NIGHTTALK_NOTIFY_QUIET_START", "22:00")),
-            "quiet_end": _time(env("NIGHTTALK_NOTIFY_QUIET_END", "08:00")),
+            "max_attempts": env.int(
+                "NIGHTTALK_NOTIFY_MAX_ATTEMPTS", cls.max_attempts, validate=at_least_one
+            ),
+            "backoff_base": env.float(
+                "NIGHTTALK_NOTIFY_BACKOFF_BASE", cls.backoff_base, validate=not_negative
+            ),
+            "backoff_max": env.float(
+                "NIGHTTALK_NOTIFY_BACKOFF_MAX", cls.backoff_max, validate=not_negative
+            ),
+            "sending_timeout": env.float(
+                "NIGHTTALK_NOTIFY_SENDING_TIMEOUT", cls.sending_timeout, validate=not_negative
+            ),
+            "batch": env.int("NIGHTTALK_NOTIFY_BATCH", cls.batch, validate=at_least_one),
+            "senders": env.int("NIGHTTALK_NOTIFY_SENDERS", cls.senders, validate=at_least_one),
+            "quiet_start": env.time("NIGHTTALK_NOTIFY_QUIET_START", cls.quiet_start),
+            "quiet_end": env.time("NIGHTTALK_NOTIFY_QUIET_END", cls.quiet_end),
             "timezone": _zone_setting(),
-            "desk_minutes": float(env("NIGHTTALK_NOTIFY_DESK_MINUTES", cls.desk_minutes)),
+            "desk_minutes": env.float(
+                "NIGHTTALK_NOTIFY_DESK_MINUTES", cls.desk_minutes, validate=not_negative
+            ),
         }
         values.update(overrides)
         return cls(**values)
@@ -138,8 +147,11 @@ def check_settings() -> None:
 
     Otherwise messages would fail at delivery, one by one, while the process looked healthy.
     """
+    from notify import channels
+
     local_zone()  # the dates in messages
-    Settings(timezone=_zone_setting()).zone()  # the quiet hours
+    Settings.from_env().zone()  # the worker's numbers and times, and the quiet hours' zone
+    channels.from_env()  # the channels' ports, timeouts and switches
 
 
 def quiet_until(
