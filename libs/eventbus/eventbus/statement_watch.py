@@ -136,6 +136,10 @@ class StatementWatch:
                     to_cancel.append((now - began, connection))
                 elif now - asked[1] > self.grace:
                     to_break.append((now - began, connection))
+            # Shut the links down while no call can end: a call that ended since it was
+            # read above would have left its socket to the pool (or its descriptor to
+            # another link), which this would break. Shutting a socket down never blocks.
+            broken = [waited for waited, connection in to_break if _shut_down(connection)]
         for waited, connection in to_cancel:
             log.warning(
                 "database call unanswered; cancelling it", extra={"waited_s": round(waited, 2)}
@@ -143,14 +147,17 @@ class StatementWatch:
             threading.Thread(
                 target=_ask_the_server_to_cancel, args=(connection,), daemon=True
             ).start()
-        broken = []
-        for waited, connection in to_break:
-            fd = _socket_fd(connection)
-            if fd is None or fd < 0:
-                continue
-            # A duplicate of the descriptor: shutdown acts on the socket itself, and the
-            # driver keeps its own descriptor to close as usual.
-            with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as link:
-                link.shutdown(socket.SHUT_RDWR)
-                broken.append(round(waited, 2))
-        return broken
+        return [round(waited, 2) for waited in broken]
+
+
+def _shut_down(connection: Any) -> bool:
+    """Shut down a DBAPI connection's socket; return whether it was done."""
+    fd = _socket_fd(connection)
+    if fd is None or fd < 0:
+        return False
+    # A duplicate of the descriptor: shutdown acts on the socket itself, and the driver
+    # keeps its own descriptor to close as usual.
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as link:
+        link.shutdown(socket.SHUT_RDWR)
+        return True
+    return False
