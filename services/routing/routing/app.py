@@ -9,13 +9,14 @@ from servicekit.web import create_service_app
 def create_app(config: dict | None = None):
     """Create the routing app (unit directory and assignments API)."""
     from routing import assignments, inbox, models, rules_api, units, webhooks
+    from routing.settings import check_settings
     from servicekit import metrics
-    from servicekit.localtime import local_zone
 
     logs.configure("routing")
-    # A time zone the database does not know stops the API here, naming the variable,
-    # rather than failing every routing (its due date) with a 500 while /readyz says ready.
-    local_zone()
+    # A bad setting (a time zone the database does not know, a number that is none) stops
+    # the API here, naming it, rather than failing every routing with a 500 while /readyz
+    # says ready.
+    check_settings()
 
     def register(app, api):
         api.register_blueprint(assignments.blp)

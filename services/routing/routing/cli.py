@@ -29,9 +29,9 @@ def _consumer_setup(runtime):
 
 
 def _check_settings():
-    from servicekit.localtime import local_zone
+    from routing.settings import check_settings
 
-    local_zone()  # the due dates of the consumer's routings and the API's follow it
+    check_settings()
 
 
 group = service_group(
@@ -146,6 +146,10 @@ def webhooks(interval: float) -> None:
     from servicekit.commands import stop_on_signals
     from servicekit.runtime import make_runtime
 
+    try:
+        _check_settings()  # as the API, the relay and the consumer do
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     stop = stop_on_signals()
     runtime = make_runtime("routing", models.metadata)
     click.echo("routing: delivering partner webhooks")

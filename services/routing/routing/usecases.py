@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from dataclasses import replace
 from typing import Any
 
+from environs import env
+from marshmallow.validate import Range
 from sqlalchemy import func, select
 
 from eventbus import names
@@ -63,12 +64,12 @@ class Invalid(ActionError):
 
 def max_moves() -> int:
     """Return how many returns and transfers a case may have before arbitration."""
-    return int(os.environ.get("ROUTING_MAX_MOVES", "2"))
+    return env.int("ROUTING_MAX_MOVES", 2, validate=Range(min=0))
 
 
 def auto_extension_days() -> int:
     """Return the extension granted by policy, once per assignment, without asking."""
-    return int(os.environ.get("ROUTING_AUTO_EXTENSION_DAYS", "15"))
+    return env.int("ROUTING_AUTO_EXTENSION_DAYS", 15, validate=Range(min=0))
 
 
 class SessionRules:

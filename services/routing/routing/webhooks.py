@@ -18,11 +18,12 @@ import functools
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 from collections.abc import Callable
 
 import urllib3
+from environs import env
+from marshmallow.validate import Range
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import bindparam, delete, func, select, update
 
@@ -41,12 +42,12 @@ BATCH = 50
 
 def max_attempts() -> int:
     """Return how many times a delivery is tried before it is marked failed."""
-    return int(os.environ.get("ROUTING_WEBHOOK_MAX_ATTEMPTS", "8"))
+    return env.int("ROUTING_WEBHOOK_MAX_ATTEMPTS", 8, validate=Range(min=1))
 
 
 def timeout() -> float:
     """Return the seconds an attempt waits for the partner's endpoint to connect or answer."""
-    return float(os.environ.get("ROUTING_WEBHOOK_TIMEOUT", "10"))
+    return env.float("ROUTING_WEBHOOK_TIMEOUT", 10.0, validate=Range(min=0, min_inclusive=False))
 
 
 def new_secret() -> str:
