@@ -13,6 +13,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from routing import admin, directory, idempotency, models, rules, usecases, webhooks
 from routing.assignments import fail
@@ -170,6 +171,29 @@ def _ensure_own_or_admin(code: str) -> None:
     abort(403, message="only an admin or the unit's own partner manages its webhook")
 
 
+def _register_webhook(runtime, code: str, data: dict) -> dict:
+    """Register (or re-register) the unit's webhook in one transaction; return the answer."""
+    with runtime.sessions() as session:
+        unit = session.get(models.Unit, code)
+        if unit is None or not unit.active:
+            abort(404, message="no such active unit")
+        hook = session.get(models.Webhook, code) or models.Webhook(unit=code)
+        if hook.secret is None or data["rotate_secret"]:
+            hook.secret = webhooks.new_secret()
+        hook.url = data["url"]
+        hook.updated_at = dt.datetime.now(dt.UTC)
+        session.add(hook)
+        webhooks.retry_given_up(session, code, hook.updated_at)
+        session.commit()
+        return {
+            "unit": code,
+            "url": hook.url,
+            "updated_at": hook.updated_at,
+            "secret": hook.secret,
+            "deliveries": webhooks.deliveries(session, code),
+        }
+
+
 @blp.route("/<code>/webhook")
 class UnitWebhook(MethodView):
     @require("admin", "partner")
@@ -189,25 +213,14 @@ class UnitWebhook(MethodView):
         """
         _ensure_unit_code(code)
         _ensure_own_or_admin(code)
-        with current_app.extensions["runtime"].sessions() as session:
-            unit = session.get(models.Unit, code)
-            if unit is None or not unit.active:
-                abort(404, message="no such active unit")
-            hook = session.get(models.Webhook, code) or models.Webhook(unit=code)
-            if hook.secret is None or data["rotate_secret"]:
-                hook.secret = webhooks.new_secret()
-            hook.url = data["url"]
-            hook.updated_at = dt.datetime.now(dt.UTC)
-            session.add(hook)
-            webhooks.retry_given_up(session, code, hook.updated_at)
-            session.commit()
-            return {
-                "unit": code,
-                "url": hook.url,
-                "updated_at": hook.updated_at,
-                "secret": hook.secret,
-                "deliveries": webhooks.deliveries(session, code),
-            }
+        runtime = current_app.extensions["runtime"]
+        try:
+            return _register_webhook(runtime, code, data)
+        except IntegrityError:
+            # Another first registration of this unit's webhook (the partner's retry while
+            # its first PUT was at work) committed the row in between: register again over
+            # it, keeping the secret it made.
+            return _register_webhook(runtime, code, data)
 
     @require("admin", "partner")
     @blp.response(200, WebhookOut)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 
 import pytest
+from sqlalchemy import create_engine, insert
+from test_routing_admin_retries_and_seed import waits_on_a_lock
 from test_routing_webhooks import Receiver, partner
 
-from routing import webhooks
+from routing import models, webhooks
 from servicekit.auth import mint
 
 HOOK = "/v1/units/lw-guokeng/webhook"
@@ -93,3 +97,43 @@ def test_rotation_is_asked_for_with_a_json_boolean(client, rotate):
 
     assert response.status_code == 422
     assert "rotate_secret" in response.get_json()["errors"]["json"]
+
+
+def test_two_first_registrations_at_once_answer_the_secret_that_was_kept(
+    app, database, db_backend, receiver
+):
+    """A partner's retry of its first PUT, while the first is still at work, got a 500."""
+    if db_backend == "sqlite":
+        pytest.skip("SQLite writes one transaction at a time: no two registrations overlap")
+    engine = create_engine(database)
+    answers = []
+
+    def register():
+        answers.append(app.test_client().put(HOOK, headers=OWN, json={"url": receiver.url}))
+
+    try:
+        with engine.connect() as other:
+            # The first registration, its transaction still open: its row holds the key.
+            first = other.begin()
+            other.execute(
+                insert(models.Webhook).values(
+                    unit="lw-guokeng",
+                    url=receiver.url,
+                    secret="the-first-registrations-secret",
+                    updated_at=dt.datetime.now(dt.UTC),
+                )
+            )
+            retry = threading.Thread(target=register)
+            retry.start()
+            for _ in range(400):  # at most 20 s: the retry waits on the first's key
+                if waits_on_a_lock(engine):
+                    break
+                time.sleep(0.05)
+            first.commit()
+            retry.join()
+    finally:
+        engine.dispose()
+
+    [answer] = answers
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["secret"] == "the-first-registrations-secret"
