@@ -35,9 +35,16 @@ def add_unit(uow: UnitOfWork, data: dict[str, Any]) -> models.Unit:
     session = uow.session
     if session.get(models.Unit, data["code"]) is not None:
         raise Conflict(f"unit {data['code']!r} exists: change it with PATCH")
-    parent = session.get(models.Unit, data["parent"])
+    # Locked: a retirement of the parent, which holds its own row, waits for this unit to
+    # be added and then finds it among its active children.
+    parent = session.get(models.Unit, data["parent"], with_for_update=True)
     if parent is None:
         raise Invalid(f"parent {data['parent']!r} is no unit", "parent")
+    if data.get("active", True) and not parent.active:
+        raise Conflict(
+            f"its parent {parent.code!r} is inactive: reactivate that first, or add this "
+            "unit inactive"
+        )
     record = UnitRecord(
         code=data["code"],
         name=data["name"],

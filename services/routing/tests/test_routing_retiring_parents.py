@@ -48,6 +48,19 @@ def test_the_api_refuses_to_retire_a_county_whose_townships_are_active(client, r
     assert unit_events(runtime) == []
 
 
+def test_the_api_refuses_an_active_unit_under_a_retired_parent(client, runtime):
+    client.patch("/v1/units/ds-xipu", headers=ADMIN, json={"active": False})
+    assert client.patch("/v1/units/ds", headers=ADMIN, json={"active": False}).status_code == 200
+    township = {"code": "ds-newtown", "name": "新镇", "level": "township", "parent": "ds"}
+
+    refused = client.post("/v1/units", headers=ADMIN, json=township)
+
+    assert refused.status_code == 409, refused.get_json()
+    assert "'ds' is inactive" in refused.get_json()["message"]
+    added = client.post("/v1/units", headers=ADMIN, json={**township, "active": False})
+    assert added.status_code == 201, added.get_json()
+
+
 def test_the_api_retires_a_county_once_its_units_are_retired(client, runtime):
     assert client.patch("/v1/units/ds", headers=ADMIN, json={"active": False}).status_code == 409
 
