@@ -4,15 +4,12 @@ night-talk hours may end at 24:00, midnight at the end of the day."""
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from intake.app import create_app
-from servicekit.localsystem import free_port
+from servicekit.testing import start_refused
 
 BAD_SETTINGS = [
     ("NIGHTTALK_NIGHT_TALK_HOURS", "16:00-25:00", "hour"),
@@ -110,26 +107,13 @@ def test_the_sessions_list_shows_a_window_ending_at_midnight(until_midnight):
 def test_a_bad_setting_stops_intakes_processes_at_start(
     database_url, amqp_url, tmp_path: Path, command, name, value
 ):
-    env = dict(
-        os.environ,
-        INTAKE_DATABASE_URL=database_url,
-        AMQP_URL=amqp_url,
-        NIGHTTALK_VAR_DIR=str(tmp_path),
-        PORT=str(free_port()),
-        WEB_CONCURRENCY="1",
+    ended = start_refused(
+        "intake",
+        command,
+        database_url=database_url,
+        amqp_url=amqp_url,
+        var_dir=tmp_path,
         **{name: value},
     )
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    nighttalk = Path(sys.executable).with_name("nighttalk")
-    try:
-        ended = subprocess.run(
-            [str(nighttalk), "intake", *command],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,  # a process that started anyway would run until stopped
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"nighttalk intake {command[0]} started with {name}={value!r}")
     assert ended.returncode != 0
     assert f"{name}={value!r}" in ended.stderr, ended.stderr[-2000:]

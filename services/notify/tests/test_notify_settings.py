@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from notify import channels
 from notify.delivery import Settings, check_settings
-from servicekit.localsystem import free_port
+from servicekit.testing import start_refused
 
 BAD_SETTINGS = [
     ("NIGHTTALK_NOTIFY_MAX_ATTEMPTS", "five"),
@@ -60,26 +55,14 @@ def test_the_settings_read_as_written(monkeypatch):
 
 
 def test_a_bad_setting_stops_the_delivery_worker_naming_it(database_url, amqp_url, tmp_path):
-    env = dict(
-        os.environ,
-        NOTIFY_DATABASE_URL=database_url,
-        AMQP_URL=amqp_url,
-        NIGHTTALK_VAR_DIR=str(tmp_path),
-        PORT=str(free_port()),
+    ended = start_refused(
+        "notify",
+        ["deliver"],
+        database_url=database_url,
+        amqp_url=amqp_url,
+        var_dir=tmp_path,
         NIGHTTALK_SMTP_PORT="smtp",
     )
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    nighttalk = Path(sys.executable).with_name("nighttalk")
-    try:
-        ended = subprocess.run(
-            [str(nighttalk), "notify", "deliver"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,  # a worker that started anyway would run until stopped
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail("nighttalk notify deliver started with NIGHTTALK_SMTP_PORT='smtp'")
     assert ended.returncode != 0
     assert "NIGHTTALK_SMTP_PORT" in ended.stderr, ended.stderr[-2000:]
     assert "Traceback" not in ended.stderr, ended.stderr[-2000:]

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -15,7 +12,7 @@ from notify_sample_events import Visit
 from notify import models
 from notify.app import create_app
 from notify.delivery import Settings, quiet_until
-from servicekit.localsystem import free_port
+from servicekit.testing import start_refused
 
 NEW_YORK = ZoneInfo("America/New_York")
 # 03:00 UTC on 1 March: 11:00 that day in Shanghai, still 22:00 on 28 February in New York.
@@ -101,26 +98,13 @@ def test_a_time_zone_the_database_does_not_know_stops_the_api_at_start(
 def test_a_time_zone_the_database_does_not_know_stops_notifys_processes(
     database_url, amqp_url, tmp_path: Path, command, variable, value
 ):
-    env = dict(
-        os.environ,
-        NOTIFY_DATABASE_URL=database_url,
-        AMQP_URL=amqp_url,
-        NIGHTTALK_VAR_DIR=str(tmp_path),
-        PORT=str(free_port()),
-        WEB_CONCURRENCY="1",
+    ended = start_refused(
+        "notify",
+        command,
+        database_url=database_url,
+        amqp_url=amqp_url,
+        var_dir=tmp_path,
+        **{variable: value},
     )
-    env[variable] = value
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    nighttalk = Path(sys.executable).with_name("nighttalk")
-    try:
-        ended = subprocess.run(
-            [str(nighttalk), "notify", *command],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,  # a process that started anyway would run until stopped
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"nighttalk notify {command[0]} started with {variable}={value!r}")
     assert ended.returncode != 0
     assert f"{variable}='{value}'" in ended.stderr, ended.stderr[-2000:]

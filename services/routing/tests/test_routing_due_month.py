@@ -4,16 +4,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from routing import rules, usecases
 from routing.app import create_app
-from servicekit.localsystem import free_port
+from servicekit.testing import start_refused
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
@@ -80,26 +77,13 @@ def test_a_time_zone_the_database_does_not_know_stops_the_api_at_start(
 def test_a_time_zone_the_database_does_not_know_stops_routings_processes(
     database, amqp_url, tmp_path: Path, command
 ):
-    env = dict(
-        os.environ,
-        ROUTING_DATABASE_URL=database,
-        AMQP_URL=amqp_url,
-        NIGHTTALK_VAR_DIR=str(tmp_path),
-        PORT=str(free_port()),
-        WEB_CONCURRENCY="1",
+    ended = start_refused(
+        "routing",
+        command,
+        database_url=database,
+        amqp_url=amqp_url,
+        var_dir=tmp_path,
         NIGHTTALK_TIMEZONE="Asia/Beijing",
     )
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    nighttalk = Path(sys.executable).with_name("nighttalk")
-    try:
-        ended = subprocess.run(
-            [str(nighttalk), "routing", *command],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,  # a process that started anyway would run until stopped
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"nighttalk routing {command[0]} started with a time zone that does not exist")
     assert ended.returncode != 0
     assert "NIGHTTALK_TIMEZONE='Asia/Beijing'" in ended.stderr, ended.stderr[-2000:]

@@ -6,16 +6,13 @@ Read at each use, a bad one failed every transfer, extension or webhook delivery
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from routing import usecases, webhooks
 from routing.app import create_app
-from servicekit.localsystem import free_port
+from servicekit.testing import start_refused
 
 BAD_SETTINGS = [
     ("ROUTING_MAX_MOVES", "two"),
@@ -53,27 +50,14 @@ def test_the_settings_read_as_written(monkeypatch):
 def test_a_bad_setting_stops_routings_processes_naming_it(
     database, amqp_url, tmp_path: Path, command
 ):
-    env = dict(
-        os.environ,
-        ROUTING_DATABASE_URL=database,
-        AMQP_URL=amqp_url,
-        NIGHTTALK_VAR_DIR=str(tmp_path),
-        PORT=str(free_port()),
-        WEB_CONCURRENCY="1",
+    ended = start_refused(
+        "routing",
+        command,
+        database_url=database,
+        amqp_url=amqp_url,
+        var_dir=tmp_path,
         ROUTING_WEBHOOK_TIMEOUT="10s",
     )
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    nighttalk = Path(sys.executable).with_name("nighttalk")
-    try:
-        ended = subprocess.run(
-            [str(nighttalk), "routing", *command],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,  # a process that started anyway would run until stopped
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"nighttalk routing {command[0]} started with ROUTING_WEBHOOK_TIMEOUT=10s")
     assert ended.returncode != 0
     assert "ROUTING_WEBHOOK_TIMEOUT" in ended.stderr, ended.stderr[-2000:]
     assert "Traceback" not in ended.stderr, ended.stderr[-2000:]

@@ -8,9 +8,6 @@ Daylight saving in New York in 2027: from 14 March (UTC-5 → UTC-4) to 7 Novemb
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -27,8 +24,8 @@ from supervision_samples import (
     visit_registered,
 )
 
-from servicekit.localsystem import free_port
 from servicekit.runtime import make_runtime
+from servicekit.testing import start_refused
 from supervision import ladder, models
 from supervision.app import create_app
 
@@ -208,28 +205,13 @@ def test_a_time_zone_the_database_does_not_know_stops_the_api_at_start(monkeypat
 def test_a_time_zone_the_database_does_not_know_stops_supervisions_processes(
     database_url, amqp_url, tmp_path: Path, command
 ):
-    env = dict(
-        os.environ,
-        SUPERVISION_DATABASE_URL=database_url,
-        AMQP_URL=amqp_url,
-        NIGHTTALK_VAR_DIR=str(tmp_path),
-        PORT=str(free_port()),
-        WEB_CONCURRENCY="1",
+    ended = start_refused(
+        "supervision",
+        command,
+        database_url=database_url,
+        amqp_url=amqp_url,
+        var_dir=tmp_path,
         NIGHTTALK_TIMEZONE="Asia/Beijing",
     )
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    nighttalk = Path(sys.executable).with_name("nighttalk")
-    try:
-        ended = subprocess.run(
-            [str(nighttalk), "supervision", *command],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,  # a process that started anyway would run until stopped
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(
-            f"nighttalk supervision {command[0]} started with a time zone that does not exist"
-        )
     assert ended.returncode != 0
     assert "NIGHTTALK_TIMEZONE='Asia/Beijing'" in ended.stderr, ended.stderr[-2000:]
