@@ -502,10 +502,22 @@ class Consumer:
                 bound=self.heartbeat,
             )
             while not self.stopping.is_set():
-                conn.process_data_events(time_limit=0.5)
-                if lost and conn.is_open:
-                    raise lost[0]
-                settlements.send()
+                try:
+                    conn.process_data_events(time_limit=0.5)
+                    if lost and conn.is_open:
+                        raise lost[0]
+                    settlements.send()
+                except pika.exceptions.ChannelClosedByBroker as exc:
+                    # pika raises the broker's close from the call on the channel that
+                    # received it (a dispatch, an ack), besides calling the close hook:
+                    # the same subscription lost, whichever saw it first.
+                    raise (
+                        lost[0]
+                        if lost
+                        else SubscriptionLost(
+                            "channel closed by the broker", str((exc.reply_code, exc.reply_text))
+                        )
+                    ) from exc
                 self._break_overdue_calls()
                 watch.look_if_due()
                 if bytes_received(conn) != heard:
