@@ -83,7 +83,9 @@ class Units(MethodView):
     @blp.arguments(UnitIn())
     @blp.response(201, UnitOut)
     @blp.alt_response(403, description="Not an admin.")
-    @blp.alt_response(409, description="The code is taken.")
+    @blp.alt_response(
+        409, description="The code is taken, or an active unit under an inactive parent."
+    )
     @blp.alt_response(422, description="Bad fields, an unknown parent, a level or area mismatch.")
     def post(self, headers, data):
         """Add a unit to the directory (publishes ``unit.changed``).

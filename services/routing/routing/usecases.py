@@ -871,22 +871,21 @@ def meeting_decision(uow: UnitOfWork, data: dict[str, Any]) -> models.Assignment
                 partner_copy=True,
             )
         return current
-    if data["decision"] == "reassign":
-        target = session.get(models.Unit, data["unit"])
-        if target is None or not target.active:
-            raise Invalid(f"unit {data['unit']!r} is unknown or inactive", "unit")
-        facts = facts_of_assignment(current)
-        choice = rules.apply_confidentiality(
-            rules.Choice(data["unit"], f"joint meeting: {data.get('note') or 'reassigned'}"),
-            facts,
-            SessionDirectory(session),
-        )
-        # Compared where the case would go, after confidentiality: a reassignment to the
-        # accused unit lands on its superior, and the same decision announced again must
-        # find the case there already.
-        if current.unit == choice.unit:
-            return None
-        # Replaced whatever its state: a resolved answer the meeting overrules included.
-        current.status = models.REPLACED
-        return _hand_over(uow, _case_of(current), facts, choice, now=now, previous=current)
-    return None
+    # A reassignment: the only decision left.
+    target = session.get(models.Unit, data["unit"])
+    if target is None or not target.active:
+        raise Invalid(f"unit {data['unit']!r} is unknown or inactive", "unit")
+    facts = facts_of_assignment(current)
+    choice = rules.apply_confidentiality(
+        rules.Choice(data["unit"], f"joint meeting: {data.get('note') or 'reassigned'}"),
+        facts,
+        SessionDirectory(session),
+    )
+    # Compared where the case would go, after confidentiality: a reassignment to the
+    # accused unit lands on its superior, and the same decision announced again must
+    # find the case there already.
+    if current.unit == choice.unit:
+        return None
+    # Replaced whatever its state: a resolved answer the meeting overrules included.
+    current.status = models.REPLACED
+    return _hand_over(uow, _case_of(current), facts, choice, now=now, previous=current)

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
 from eventbus import envelope
 from eventbus.envelope import OutgoingEvent, ReceivedEvent
 from routing import directory, models
 from routing.app import create_app
+from routing.cli import group
 from routing.handlers import handlers
 from servicekit import migrations
 from servicekit.runtime import Runtime, make_runtime
@@ -153,3 +155,15 @@ def signed_over(deliver, case_data, case_registered, runtime):
             ).one()
 
     return make
+
+
+@pytest.fixture
+def seeding(runtime, database, monkeypatch):
+    """Return a function running ``nighttalk routing seed --file <path>`` on the test database."""
+    monkeypatch.setenv("ROUTING_DATABASE_URL", database)
+    monkeypatch.setenv("AMQP_URL", NO_BROKER)
+
+    def run(path: str):
+        return CliRunner().invoke(group, ["seed", "--file", path, "--broker-wait", "0"])
+
+    return run

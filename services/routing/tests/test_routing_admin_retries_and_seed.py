@@ -9,15 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import create_engine, select, text
 
 from routing import admin, models
-from routing.cli import group
 from servicekit.auth import mint
 
 NAMED_UNITS = Path(__file__).parent / "data" / "units_named.json"
-NO_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"
 
 
 def bearer(unit: str, *roles: str) -> dict[str, str]:
@@ -58,18 +55,6 @@ def directory_state(runtime) -> dict[str, tuple]:
     with runtime.sessions() as session:
         units = session.scalars(select(models.Unit)).all()
         return {u.code: (u.name, u.active, u.revision) for u in units}
-
-
-@pytest.fixture
-def seeding(runtime, database, monkeypatch):
-    """Return a function running ``nighttalk routing seed --file <path>`` on the test database."""
-    monkeypatch.setenv("ROUTING_DATABASE_URL", database)
-    monkeypatch.setenv("AMQP_URL", NO_BROKER)
-
-    def run(path: str):
-        return CliRunner().invoke(group, ["seed", "--file", path, "--broker-wait", "0"])
-
-    return run
 
 
 def test_seed_refuses_to_retire_the_default_unit(

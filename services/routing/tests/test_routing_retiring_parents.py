@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import pytest
-from click.testing import CliRunner
 from sqlalchemy import select
+from test_routing_admin_retries_and_seed import seed_file
 
 from routing import models
-from routing.cli import group
 from servicekit.auth import mint
 
-NAMED_UNITS = Path(__file__).parent / "data" / "units_named.json"
-NO_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"
 ADMIN = {"Authorization": f"Bearer {mint('city-org', ['admin'], sub='city-org:clerk')}"}
 
 
@@ -78,28 +71,6 @@ def test_the_api_refuses_to_retire_the_city_while_its_units_are_active(client):
 
     assert response.status_code == 409
     assert "city-land" in response.get_json()["message"]
-
-
-def seed_file(tmp_path, **changes) -> str:
-    """Write the named units' directory with some units changed; return its path."""
-    raw = json.loads(NAMED_UNITS.read_text(encoding="utf-8"))
-    for unit in raw["units"]:
-        unit.update(changes.get(unit["code"], {}))
-    path = tmp_path / "units.json"
-    path.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
-    return str(path)
-
-
-@pytest.fixture
-def seeding(runtime, database, monkeypatch):
-    """Return a function running ``nighttalk routing seed --file <path>`` on the test database."""
-    monkeypatch.setenv("ROUTING_DATABASE_URL", database)
-    monkeypatch.setenv("AMQP_URL", NO_BROKER)
-
-    def run(path: str):
-        return CliRunner().invoke(group, ["seed", "--file", path, "--broker-wait", "0"])
-
-    return run
 
 
 def test_the_seed_refuses_a_file_retiring_a_county_whose_townships_stay_active(
