@@ -290,11 +290,32 @@ def _orphaned(session: Session, records: list[UnitRecord]) -> dict[str, list[str
     return orphaned
 
 
+def _under_retired(session: Session, records: list[UnitRecord]) -> list[str]:
+    """Say which active units ``records`` would place under a parent retired before them.
+
+    The API refuses an active unit under a retired parent (bringing one back, adding or
+    moving one there); a file that does so is refused alike, unless it brings the parent
+    back too. Parents the file itself retires are :func:`_orphaned`'s.
+    """
+    before = {
+        code: is_active for code, is_active in session.execute(select(Unit.code, Unit.active))
+    }
+    retired_before = {code for code, is_active in before.items() if not is_active}
+    active = {**before, **{record.code: record.active for record in records}}
+    return [
+        f"{record.code!r} would be active under the retired {record.parent!r}: "
+        f"bring {record.parent!r} back in the same file, or list {record.code!r} inactive"
+        for record in records
+        if record.active and record.parent in retired_before and not active[record.parent]
+    ]
+
+
 def check_retirements(
     session: Session, records: list[UnitRecord], *, default_unit: str | None
 ) -> None:
     """Refuse retirements the API refuses: the default unit, a unit a routing rule names,
-    and a unit with active units under it.
+    and a unit with active units under it; and, as the API does, an active unit under a
+    parent retired before.
 
     The first two would leave cases with no one to take them: every case no rule claims
     goes to the default unit, and a rule's cases to its unit. The third would leave
@@ -323,6 +344,9 @@ def check_retirements(
             )
     if problems:
         raise ValueError("cannot retire units: " + "; ".join(problems))
+    misplaced = _under_retired(session, records)
+    if misplaced:
+        raise ValueError("cannot seed units: " + "; ".join(misplaced))
 
 
 def seed(

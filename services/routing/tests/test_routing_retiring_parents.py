@@ -120,3 +120,30 @@ def test_the_seed_retires_a_county_with_its_units_or_once_they_moved(runtime, se
     state = directory_state(runtime)
     assert not any(state[code][2] for code in ("lw", "lw-buwen", "lw-guokeng", "lw-org", "ds"))
     assert state["ds-xipu"][:3] == ("xc", "xc", True)
+
+
+def test_the_seed_refuses_to_bring_back_a_unit_under_a_retired_parent(
+    client, runtime, seeding, tmp_path
+):
+    # 东山 retired with its township, as the API allows; a later file brings back the
+    # township alone, which would sit active under a retired county (the API refuses it).
+    assert (
+        client.patch("/v1/units/ds-xipu", headers=ADMIN, json={"active": False}).status_code == 200
+    )
+    assert client.patch("/v1/units/ds", headers=ADMIN, json={"active": False}).status_code == 200
+    before = directory_state(runtime)
+
+    # (The file lists every named unit: 东山 stays retired in it.)
+    result = seeding(seed_file(tmp_path, ds={"active": False}, **{"ds-xipu": {"active": True}}))
+
+    assert result.exit_code != 0
+    assert "'ds-xipu'" in result.output and "'ds'" in result.output
+    assert directory_state(runtime) == before
+
+    # Brought back together with its county, it is seeded.
+    result = seeding(seed_file(tmp_path, ds={"active": True}, **{"ds-xipu": {"active": True}}))
+
+    # Seeded; the partner queues are then not declared here, where no broker listens.
+    assert "routing: unit directory seeded (0 added, 2 updated" in result.output
+    state = directory_state(runtime)
+    assert state["ds"][2] and state["ds-xipu"][2]
