@@ -39,6 +39,11 @@ def accepted_secrets() -> list[str]:
     return [secret(), *(s.strip() for s in previous.split(",") if s.strip())]
 
 
+# The services publish the subject as who acted (an action's `by`), and their consumers
+# read it up to this length: a longer one would be refused downstream, its effect lost.
+MAX_SUBJECT = 100
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a subject acting for a unit, with roles."""
@@ -61,6 +66,8 @@ def mint(
         raise ValueError(f"unknown roles: {', '.join(sorted(unknown))}")
     if not UNIT_CODE.match(unit):
         raise ValueError(f"not a unit code: {unit!r}")
+    if sub is not None and not _is_subject(sub):
+        raise ValueError(f"sub must be a text of 1 to {MAX_SUBJECT} characters")
     now = dt.datetime.now(dt.UTC)
     claims = {
         "iss": ISSUER,
@@ -105,7 +112,16 @@ def verify(token: str, key: str | None = None) -> Principal:
         raise InvalidToken(
             f"invalid token: claim 'roles' must be a non-empty subset of {sorted(ROLES)}"
         )
-    return Principal(sub=str(claims["sub"]), unit=unit, roles=frozenset(roles))
+    sub = claims.get("sub")
+    if not _is_subject(sub):
+        raise InvalidToken(
+            f"invalid token: claim 'sub' must be a text of 1 to {MAX_SUBJECT} characters"
+        )
+    return Principal(sub=sub, unit=unit, roles=frozenset(roles))
+
+
+def _is_subject(sub: object) -> bool:
+    return isinstance(sub, str) and bool(sub.strip()) and len(sub) <= MAX_SUBJECT
 
 
 def current_principal() -> Principal:

@@ -52,3 +52,19 @@ def test_rotation_accepts_previous_secrets_until_they_are_dropped(monkeypatch):
     monkeypatch.delenv("NIGHTTALK_JWT_PREVIOUS_SECRETS")
     with pytest.raises(auth.InvalidToken, match="invalid token"):
         auth.verify(yesterdays)
+
+
+@pytest.mark.parametrize("sub", ["", "   ", "x" * 101, 42, ["lw-buwen:clerk"]])
+def test_a_subject_that_is_not_a_short_text_is_refused(sub):
+    # Services publish the subject as who acted (`by`); their consumers read 100 at most.
+    claims = {"iss": "nighttalk", "sub": sub, "unit": "lw-buwen", "roles": ["partner"]}
+    token = jwt.encode({**claims, "exp": 4_000_000_000}, auth.secret(), algorithm="HS256")
+    with pytest.raises(auth.InvalidToken, match="(?i)sub"):  # PyJWT refuses a non-text
+        auth.verify(token)
+
+
+def test_the_longest_subject_is_accepted_and_a_longer_one_is_not_minted():
+    longest = "lw-buwen:" + "办" * (auth.MAX_SUBJECT - len("lw-buwen:"))
+    assert auth.verify(auth.mint("lw-buwen", ["partner"], sub=longest)).sub == longest
+    with pytest.raises(ValueError, match="sub"):
+        auth.mint("lw-buwen", ["partner"], sub=longest + "x")
