@@ -8,7 +8,7 @@ from flask_smorest import Blueprint, abort
 from sqlalchemy import or_, select
 
 from intake import models
-from intake.access import ensure_can_read, visible_units
+from intake.access import case_conditions, ensure_can_read_case, sight
 from intake.schemas import CaseOut, CasePageOut, CaseQuery, ErrorOut, has_control
 from intake.views import case_view
 from servicekit.auth import current_principal, require
@@ -31,6 +31,9 @@ class Cases(MethodView):
     def get(self, query):
         """List cases, newest first: a unit its own, a supervisor its jurisdiction.
 
+        A complaint about the caller's unit or a unit above it is left out for a
+        supervisor, unless its unit received the complaint or answers for it.
+
         Filter by status, category, channel, receiving unit, repeat and period
         (``from``/``to`` on the time received); pages hold at most 100 cases.
         """
@@ -47,9 +50,7 @@ class Cases(MethodView):
             conditions.append(models.Case.received_at < query["to"])
         page, size = query["page"], query["page_size"]
         with current_app.extensions["runtime"].reading() as session:
-            units = visible_units(session, current_principal())
-            if units is not None:
-                conditions.append(models.Case.unit.in_(sorted(units)))
+            conditions.extend(case_conditions(sight(session, current_principal())))
             total, exact = count_up_to(session, select(models.Case.id).where(*conditions))
             rows = session.scalars(
                 select(models.Case)
@@ -74,7 +75,11 @@ class CaseByRef(MethodView):
     @blp.alt_response(401, schema=ErrorOut, description="No valid bearer token.")
     @blp.alt_response(404, schema=ErrorOut, description="No such case for your unit.")
     def get(self, ref: str):
-        """Read a case by case number (e.g. ``city-org-20261215-0001``) or case id."""
+        """Read a case by case number (e.g. ``city-org-20261215-0001``) or case id.
+
+        A complaint about the caller's unit or a unit above it is 404, as an unknown
+        case, unless its unit received the complaint or answers for it.
+        """
         if len(ref) > 90 or has_control(ref):
             abort(404, message="no such case")
         with current_app.extensions["runtime"].reading() as session:
@@ -85,5 +90,5 @@ class CaseByRef(MethodView):
             ).first()
             if case is None:
                 abort(404, message="no such case")
-            ensure_can_read(session, current_principal(), case.unit)
+            ensure_can_read_case(session, current_principal(), case)
             return case_view(case)

@@ -9,7 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from intake import models, pii, reception, usecases
-from intake.access import ensure_can_read
+from intake.access import ensure_can_read_visit
 from intake.schemas import ErrorOut, IdempotencyHeader, VisitCreatedOut, VisitIn, VisitOut
 from intake.views import case_view
 from servicekit.auth import current_principal, require
@@ -93,7 +93,12 @@ class VisitById(MethodView):
     @blp.alt_response(401, schema=ErrorOut, description="No valid bearer token.")
     @blp.alt_response(404, schema=ErrorOut, description="No such visit for your unit.")
     def get(self, visit_id: str):
-        """Read a visit, with its lead visitor masked."""
+        """Read a visit, with its lead visitor masked.
+
+        A visit about a complaint against the caller's unit or a unit above it (one of
+        its cases, a case it follows up or repeats) is 404, as an unknown visit, unless
+        the caller's unit received the visit.
+        """
         try:
             uuid.UUID(visit_id)
         except ValueError:
@@ -103,7 +108,7 @@ class VisitById(MethodView):
             visit = session.get(models.Visit, visit_id)
             if visit is None:
                 abort(404, message="no such visit")
-            ensure_can_read(session, current_principal(), visit.unit)
+            ensure_can_read_visit(session, current_principal(), visit)
             return {
                 "id": visit.id,
                 "unit": visit.unit,
