@@ -24,9 +24,26 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """Return the non-public networks webhooks may point into (none unless configured)."""
+    """Return the non-public networks webhooks may point into (none unless configured).
+
+    Raise ValueError naming the variable for a value that is not a list of networks
+    (``10.20.0.1/16``, host bits set, is a common slip for ``10.20.0.0/16``): read at
+    each process's start, so that a mistake stops it instead of opening or closing the
+    fence by a guess.
+    """
     listed = os.environ.get("ROUTING_WEBHOOK_ALLOWED_NETWORKS", "")
-    return [ipaddress.ip_network(cidr.strip()) for cidr in listed.split(",") if cidr.strip()]
+    networks = []
+    for cidr in (part.strip() for part in listed.split(",")):
+        if not cidr:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(cidr))
+        except ValueError as exc:
+            raise ValueError(
+                f"ROUTING_WEBHOOK_ALLOWED_NETWORKS: {exc} (a comma-separated list of "
+                "networks, e.g. 10.20.0.0/16)"
+            ) from None
+    return networks
 
 
 def refusal(address: Address) -> str | None:
@@ -44,9 +61,10 @@ def literal_refusal(host: str) -> str | None:
     if host.lower().rstrip(".") == "localhost":
         return refusal(ipaddress.ip_address("127.0.0.1"))
     try:
-        return refusal(ipaddress.ip_address(host.strip("[]")))
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None  # a name: checked on what it resolves to, at each attempt
+    return refusal(address)
 
 
 def url_refusal(url: str) -> str | None:

@@ -14,7 +14,7 @@ def check_settings() -> None:
     delivery (a 500, or an event retried to the dead letters) while the process looked
     healthy.
     """
-    from routing import usecases, webhooks
+    from routing import egress, usecases, webhooks
     from servicekit.localtime import local_zone
 
     local_zone()  # the due dates of the consumer's routings and the API's follow it
@@ -22,3 +22,4 @@ def check_settings() -> None:
     usecases.auto_extension_days()
     webhooks.max_attempts()
     webhooks.timeout()
+    egress.allowed_networks()  # the API's registrations and the sender's attempts

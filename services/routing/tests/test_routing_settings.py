@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from routing import usecases, webhooks
+from routing import egress, usecases, webhooks
 from routing.app import create_app
 from servicekit.testing import start_refused
 
@@ -22,6 +22,10 @@ BAD_SETTINGS = [
     ("ROUTING_WEBHOOK_MAX_ATTEMPTS", "0"),
     ("ROUTING_WEBHOOK_TIMEOUT", "10s"),
     ("ROUTING_WEBHOOK_TIMEOUT", "0"),
+    # A common way to write 10.20.0.0/16 that Python refuses (host bits set): it used to
+    # switch the address fence off (read as "a name, checked later") and crash the sender.
+    ("ROUTING_WEBHOOK_ALLOWED_NETWORKS", "10.20.0.1/16"),
+    ("ROUTING_WEBHOOK_ALLOWED_NETWORKS", "10.20.0.0/16, intranet"),
 ]
 
 
@@ -44,6 +48,18 @@ def test_the_settings_read_as_written(monkeypatch):
         monkeypatch.setenv(variable, value)
     assert (usecases.max_moves(), usecases.auto_extension_days()) == (0, 7)
     assert (webhooks.max_attempts(), webhooks.timeout()) == (3, 0.5)
+
+
+def test_the_allowed_networks_read_as_written_and_a_bad_one_opens_nothing(monkeypatch):
+    monkeypatch.setenv("ROUTING_WEBHOOK_ALLOWED_NETWORKS", " 10.20.0.0/16 , fd00::/8 ,")
+    assert [str(net) for net in egress.allowed_networks()] == ["10.20.0.0/16", "fd00::/8"]
+    assert egress.literal_refusal("10.20.3.4") is None
+    assert egress.literal_refusal("169.254.169.254") is not None
+
+    monkeypatch.setenv("ROUTING_WEBHOOK_ALLOWED_NETWORKS", "10.20.0.1/16")
+    # A process that started before the mistake still refuses the metadata service.
+    with pytest.raises(ValueError, match="ROUTING_WEBHOOK_ALLOWED_NETWORKS"):
+        egress.literal_refusal("169.254.169.254")
 
 
 @pytest.mark.parametrize("command", [["consume"], ["webhooks"], ["api", "--host", "127.0.0.1"]])
