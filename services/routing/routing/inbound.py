@@ -81,15 +81,25 @@ class CaseReopenedIn(_Lenient):
     occurred_at = fields.AwareDateTime(required=True)
 
 
+# A unit code as supervision's schemas take one: up to 64 characters, one more than routing's
+# directory holds. A longer code than a unit can have is then an unknown unit (poison, said
+# so), not a malformed event: what supervision accepts, routing reads.
+SUPERVISION_UNIT_CODE = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,63}$", error="must be a unit code")
+
+
 class MeetingDecisionIn(_Lenient):
-    """``meeting.decision_recorded`` as supervision publishes it."""
+    """``meeting.decision_recorded`` as supervision publishes it.
+
+    Bounded as supervision's ``DecisionIn`` bounds the meeting's input: a note of up to 2000
+    characters, a due date anywhere it takes one (years 1900 to 2999, any offset).
+    """
 
     case_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
     case_number = fields.String(required=True, validate=validate.Length(min=1, max=90))
     decision = fields.String(required=True, validate=validate.OneOf(("reassign", "extend", "note")))
-    unit = fields.String(load_default=None, allow_none=True, validate=UNIT_CODE)
+    unit = fields.String(load_default=None, allow_none=True, validate=SUPERVISION_UNIT_CODE)
     due_at = fields.AwareDateTime(load_default=None, allow_none=True)
-    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
     # When the meeting's decision was recorded: a later one on the same case supersedes it.
     occurred_at = fields.AwareDateTime(load_default=None, allow_none=True)
 
