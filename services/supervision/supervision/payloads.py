@@ -3,6 +3,12 @@
 The producers own their payloads; these schemas name only the fields supervision
 uses and ignore the rest (``unknown = EXCLUDE``), so a producer may add fields
 without breaking us. Anything else that is wrong makes the event poison.
+
+Each bound is at least the producer's own: a consumer accepts everything its producer
+can emit (a refused event is dead-lettered and its effect lost). Texts are bounded by
+what the producer takes at its door (routing's ``schemas.py``, intake's), ``by`` by the
+longest token subject servicekit lets a caller have (``auth.MAX_SUBJECT``);
+``tests/test_supervision_contract.py`` reads those limits and fails when one grows.
 """
 
 from __future__ import annotations
@@ -141,7 +147,8 @@ class AssignmentEvent(_Payload):
     by = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=100))
     reason = fields.String(allow_none=True, validate=validate.Length(max=2000))
     note = fields.String(allow_none=True, validate=validate.Length(max=2000))
-    answer = fields.String(allow_none=True, validate=validate.Length(max=4000))
+    # routing's ResolveIn takes an answer of up to 5000 characters.
+    answer = fields.String(allow_none=True, validate=validate.Length(max=5000))
     to_unit = unit_code(allow_none=True)
     supervising_unit = unit_code(allow_none=True)
     granted_by = fields.String(allow_none=True, validate=validate.Length(max=100))
