@@ -164,12 +164,21 @@ class CaseRoutedIn(CaseEventIn):
     confidential = fields.Boolean(load_default=False)
 
 
+# The producers' bounds: a consumer accepts everything its producer can emit (an event
+# refused here is dead-lettered and its recipient never told). tests/test_notify_contract.py
+# reads each from the producer's own input schema.
+ANSWER_MAX = 5000  # routing's ResolveIn.answer
+ON_SPOT_ANSWER_MAX = 2000  # intake's DispositionIn.answer
+SUPERVISOR_MAX = 100  # supervision's SupervisorIn.supervisor (a ladder's: routing's leader, 50)
+LADDER_LEVELS = range(1, 10)  # supervision's LadderStepIn.level
+
+
 class AssignmentResolvedIn(CaseEventIn):
     """``assignment.resolved`` from routing: the unit's answer to the visitor."""
 
     assignment_id = fields.String(required=True, validate=ID)
     unit = fields.String(required=True, validate=UNIT_CODE)
-    answer = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    answer = fields.String(required=True, validate=validate.Length(min=1, max=ANSWER_MAX))
     occurred_at = fields.AwareDateTime(load_default=None, allow_none=True)
 
 
@@ -177,7 +186,7 @@ class ResolvedOnSpotIn(CaseEventIn):
     """``case.resolved_on_spot`` from intake: answered at the desk."""
 
     unit = fields.String(required=True, validate=UNIT_CODE)
-    answer = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    answer = fields.String(required=True, validate=validate.Length(min=1, max=ON_SPOT_ANSWER_MAX))
     resolved_at = fields.AwareDateTime(load_default=None, allow_none=True)
 
 
@@ -190,16 +199,23 @@ class DeadlineIn(CaseEventIn):
 
 
 class EscalatedIn(DeadlineIn):
-    """``case.escalated`` from supervision: a rung of the ladder (listed supervision)."""
+    """``case.escalated`` from supervision: a rung of the ladder (listed supervision), or
+    ``major``, a major case given a named supervisor."""
 
     level = fields.Raw(required=True)
     supervisor_unit = fields.String(required=True, validate=UNIT_CODE)
-    supervisor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=50))
+    supervisor = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(max=SUPERVISOR_MAX)
+    )
 
     @validates("level")
     def _level(self, value, **_kwargs):
-        if str(value) not in ("1", "2", "major"):
-            raise ValidationError("must be 1, 2 or 'major'")
+        # An admin may give a ladder step any level supervision accepts, not only 1 and 2.
+        if str(value) not in {str(n) for n in LADDER_LEVELS} | {"major"}:
+            raise ValidationError(
+                f"must be a ladder level ({LADDER_LEVELS.start} to {LADDER_LEVELS.stop - 1}) "
+                "or 'major'"
+            )
 
 
 EMAIL = validate.Email(error="must be an e-mail address")

@@ -111,6 +111,29 @@ _TEXT = {
     ),
 }
 
+# An SMS carries an answer up to this many characters whole; a longer one (routing accepts
+# 5,000) is cut to this length and the visitor told the letter has it whole. Chinese is cut
+# at a character, English at a word.
+SMS_ANSWER_LENGTH = 200
+
+# What an SMS says where it differs from the shared text.
+_SMS_TEXT = {
+    (models.ANSWER, "zh"): (
+        "【夜话】您反映的问题（编号{{ case_number }}）已由{{ unit_name }}办结："
+        f"{{% if answer | length > {SMS_ANSWER_LENGTH} %}}"
+        f"{{{{ answer | truncate({SMS_ANSWER_LENGTH}, true, '…', 0) }}}}"
+        "（答复全文见《致来访者的一封信》）"
+        "{% else %}{{ answer }}{% endif %}"
+    ),
+    (models.ANSWER, "en"): (
+        "[Night Talk] {{ unit_name }} has answered case {{ case_number }}: "
+        f"{{% if answer | length > {SMS_ANSWER_LENGTH} %}}"
+        f"{{{{ answer | truncate({SMS_ANSWER_LENGTH}, false, '…', 0) }}}}"
+        " (the full answer is in your letter)"
+        "{% else %}{{ answer }}{% endif %}"
+    ),
+}
+
 _SUBJECT = {
     "zh": "夜话 · {{ case_number }}",
     "en": "Night Talk · {{ case_number }}",
@@ -147,6 +170,8 @@ class Source:
 def default(kind: str, channel: str, language: str) -> Source:
     """Return the built-in template of a kind on a channel in a language."""
     text = _TEXT[(kind, language)]
+    if channel == models.SMS:
+        text = _SMS_TEXT.get((kind, language), text)
     if channel == models.LETTER:
         return Source(None, _LETTER[language].replace("{TEXT}", text))
     if channel == models.EMAIL:

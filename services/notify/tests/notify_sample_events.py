@@ -127,8 +127,10 @@ def unit_changed(
     return envelope.build(service="routing", routing_key="unit.changed", subject=code, data=data)
 
 
-def case_routed(visit: Visit, unit: str, *, index: int = 0, role: str = "lead") -> OutgoingEvent:
-    """Build routing's ``case.routed`` of one of the visit's cases."""
+def case_routed(
+    visit: Visit, unit: str, *, index: int = 0, role: str = "lead", **more
+) -> OutgoingEvent:
+    """Build routing's ``case.routed`` of one of the visit's cases (``more`` sets fields)."""
     data = {
         "case_id": visit.case_ids[index],
         "case_number": visit.case_numbers[index],
@@ -145,6 +147,7 @@ def case_routed(visit: Visit, unit: str, *, index: int = 0, role: str = "lead") 
         "channel": "night_talk",
         "confidential": False,
         "reason": "rule",
+        **more,
     }
     return envelope.build(
         service="routing", routing_key="case.routed", subject=visit.case_ids[index], data=data
@@ -152,9 +155,10 @@ def case_routed(visit: Visit, unit: str, *, index: int = 0, role: str = "lead") 
 
 
 def assignment_resolved(
-    visit: Visit, unit: str, *, index: int = 0, answer: str = "工资已于本月补发"
+    visit: Visit, unit: str, *, index: int = 0, answer: str = "工资已于本月补发", **more
 ) -> OutgoingEvent:
-    """Build routing's ``assignment.resolved`` with the answer given to the visitor."""
+    """Build routing's ``assignment.resolved`` with the answer given to the visitor
+    (``more`` sets fields: ``role``, or ``None`` to leave a field out)."""
     data = {
         "case_id": visit.case_ids[index],
         "case_number": visit.case_numbers[index],
@@ -163,7 +167,9 @@ def assignment_resolved(
         "occurred_at": "2026-12-20T09:00:00+00:00",
         "by": "partner-1",
         "answer": answer,
+        **more,
     }
+    data = {key: value for key, value in data.items() if value is not None}
     return envelope.build(
         service="routing",
         routing_key="assignment.resolved",
