@@ -44,6 +44,7 @@ group = service_group(
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 def deliver(interval: float, once: bool) -> None:
     """Send pending notifications on their channels until stopped (env NIGHTTALK_NOTIFY_*)."""
+    from eventbus import metrics
     from notify import channels
     from notify.delivery import Settings, Worker
     from servicekit.runtime import make_runtime
@@ -54,6 +55,7 @@ def deliver(interval: float, once: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     stop = stop_on_signals()
     runtime = make_runtime("notify", _metadata())
+    metrics.serve_if_configured()
     worker = Worker(runtime, channels.from_env(), Settings.from_env())
     try:
         if once:

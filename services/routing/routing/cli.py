@@ -141,6 +141,7 @@ def seed(path: str | None, broker_wait: float, announce_all: bool) -> None:
 )
 def webhooks(interval: float) -> None:
     """POST partner messages to the webhooks units registered, signed, retried with backoff."""
+    from eventbus import metrics
     from routing import models
     from routing import webhooks as hooks
     from servicekit.commands import stop_on_signals
@@ -152,6 +153,7 @@ def webhooks(interval: float) -> None:
         raise click.ClickException(str(exc)) from exc
     stop = stop_on_signals()
     runtime = make_runtime("routing", models.metadata)
+    metrics.serve_if_configured()
     click.echo("routing: delivering partner webhooks")
     try:
         while not stop.is_set():

@@ -129,6 +129,7 @@ def scheduler(interval: float, batch: int, feedback_days: float) -> None:
     """Run the escalation ladder continuously; replicas never fire a step twice."""
     import logging
 
+    from eventbus import metrics
     from servicekit.runtime import make_runtime
 
     log = logging.getLogger("supervision.scheduler")
@@ -136,6 +137,7 @@ def scheduler(interval: float, batch: int, feedback_days: float) -> None:
     _settings_checked()
     stop = stop_on_signals()
     runtime = make_runtime("supervision", _metadata())
+    metrics.serve_if_configured()
     log.info("scheduler started", extra={"interval": interval})
     try:
         while not stop.is_set():
