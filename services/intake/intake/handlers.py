@@ -75,6 +75,8 @@ def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
     data = inbound.load(inbound.CaseRoutedIn, event, subject="case_id")
     case = _case(uow, event, data["case_id"])
     if case is None or data["role"] != "lead":
+        # A co-handler's routing names no lead: its answer, whenever it comes, is kept
+        # with its assignment and never resolves the case (on_assignment_resolved).
         return
     # A transfer routes the case again: the latest routing names the responsible unit.
     if case.routed_at is None or data["routed_at"] >= case.routed_at:
@@ -104,7 +106,15 @@ def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
 
 
 def on_assignment_resolved(uow: UnitOfWork, event: ReceivedEvent) -> None:
-    """Mark a case resolved when its lead unit (or, not yet known, any unit) answered."""
+    """Mark a case resolved when its lead unit answered; a co-handler's answer never does.
+
+    The answer resolves the case at once if it is the lead's: its assignment is the lead
+    intake knows, or, none known yet, the event says ``"role": "lead"``. Otherwise it is
+    kept with its assignment, and the lead's ``case.routed`` that names that assignment,
+    if one ever does, resolves the case (see :func:`on_case_routed`). An answer without a
+    role (published before routing carried it) is taken for the lead's only then: by the
+    time intake hears it, the co-handler's routing may be as late as the lead's.
+    """
     data = inbound.load(inbound.AssignmentResolvedIn, event, subject="case_id")
     case = _case(uow, event, data["case_id"])
     if case is None:
@@ -113,6 +123,10 @@ def on_assignment_resolved(uow: UnitOfWork, event: ReceivedEvent) -> None:
     report = _report(uow, case.id, data["assignment_id"])
     if report.resolved_at is None:
         report.resolved_at = data["occurred_at"]
+    if data["role"] == "co":
+        return  # a co-handling unit's (协办) part: the lead unit answers for the case
+    if case.lead_assignment_id is None and data["role"] != "lead":
+        return  # whose it is, the routing that names the lead tells
     if case.lead_assignment_id and case.lead_assignment_id != data["assignment_id"]:
         # A co-handling unit's part, an assignment since transferred away, or the answer
         # of a new lead whose routing is still on its way: that routing resolves the case.

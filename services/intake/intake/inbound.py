@@ -46,11 +46,18 @@ class CaseRoutedIn(_Lenient):
 
 
 class AssignmentResolvedIn(_Lenient):
-    """routing's ``assignment.resolved``: the unit gave its answer."""
+    """routing's ``assignment.resolved``: the unit gave its answer.
+
+    ``role`` is the assignment's (lead or co); events published before routing carried
+    it have none (None). The answer and ``by`` are not read, so not checked here.
+    """
 
     case_id = fields.String(required=True, validate=IDENTIFIER)
     assignment_id = fields.String(required=True, validate=IDENTIFIER)
     unit = fields.String(required=True, validate=UNIT_CODE)
+    role = fields.String(
+        load_default=None, allow_none=True, validate=validate.OneOf(["lead", "co"])
+    )
     occurred_at = fields.AwareDateTime(required=True)
 
 

@@ -85,9 +85,16 @@ def case_routed(
 
 
 def assignment_resolved(
-    case_id: str, case_number: str, unit: str, assignment_id: str, *, at: dt.datetime
+    case_id: str,
+    case_number: str,
+    unit: str,
+    assignment_id: str,
+    *,
+    at: dt.datetime,
+    role: str | None = None,
 ) -> OutgoingEvent:
-    """Return routing's assignment.resolved."""
+    """Return routing's assignment.resolved (with the assignment's role if given: events
+    published before routing carried it have none)."""
     data = {
         "case_id": case_id,
         "case_number": case_number,
@@ -97,6 +104,8 @@ def assignment_resolved(
         "by": f"{unit}:clerk",
         "answer": "已补发",
     }
+    if role is not None:
+        data["role"] = role
     return envelope.build(
         service="routing", routing_key="assignment.resolved", subject=case_id, data=data
     )
