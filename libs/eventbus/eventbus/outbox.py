@@ -233,6 +233,81 @@ class SentMarks:
                 conn.execute(mark, {"ids": ids[start : start + BATCH], "at": at})
 
 
+# While the broker is out of reach, the outbox says so when it starts, then at most this
+# often (the relay tries again every few seconds), and once when it is reached again.
+UNREACHABLE_LOG_EVERY = 60.0
+
+
+def _clock() -> float:
+    """Return the monotonic clock the outage lines are paced by (one place, for tests)."""
+    return time.monotonic()
+
+
+def _unreachable_text(exc: PublishError) -> str:
+    """Return the publisher's "broker unreachable" text, with pika's reason where its own
+    text is empty (a refused connection: the socket error is only in its arguments)."""
+    text, cause = str(exc), exc.__cause__
+    if cause is not None and not str(cause) and cause.args:
+        text += "; ".join(str(arg) or repr(arg) for arg in cause.args)
+    return text
+
+
+class _Outage:
+    """Whether this process's outbox finds the broker out of reach, and what it said of it.
+
+    The first failed try logs a warning, a try still failing ``UNREACHABLE_LOG_EVERY``
+    after the last line an error (at most one a minute, however often the relay or the
+    web requests try), and the first publish the broker takes again one line of recovery.
+    """
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._lock = threading.Lock()
+        self._since: float | None = None  # when the first failed try of this outage was
+        self._said = 0.0  # when the last line about it was written
+        self._tries = 0  # failed tries in this outage
+
+    def failed(self, exc: Exception, events: Sequence[OutgoingEvent]) -> None:
+        with self._lock:
+            at = _clock()
+            self._tries += 1
+            if self._since is None:
+                self._since, level = at, logging.WARNING
+            elif at - self._said >= UNREACHABLE_LOG_EVERY:
+                level = logging.ERROR
+            else:
+                return
+            self._said = at
+            tries, lasting = self._tries, at - self._since
+        log.log(
+            level,
+            "outbox publish failed",
+            extra={
+                "service": self.service,
+                "reason": "broker unreachable",
+                # The connection error: pika's and the socket's words, no event data.
+                "error": str(exc)[:500],
+                "event_id": events[0].event_id,  # the row holding up the others
+                "routing_key": events[0].routing_key,
+                "tries": tries,
+                "failing_seconds": round(lasting, 1),
+            },
+        )
+
+    def reached(self) -> None:
+        if self._since is None:  # nearly always: no lock taken on the publishing path
+            return
+        with self._lock:
+            if self._since is None:
+                return
+            tries, lasting = self._tries, _clock() - self._since
+            self._since, self._tries = None, 0
+        log.info(
+            "outbox publish recovered",
+            extra={"service": self.service, "tries": tries, "failing_seconds": round(lasting, 1)},
+        )
+
+
 class Batch(NamedTuple):
     """What one claim of outbox rows came to."""
 
@@ -251,6 +326,7 @@ class Outbox:
         self.publisher = publisher
         self.service = service
         self.marks = SentMarks(engine, table)
+        self._outage = _Outage(service)
 
     def publish_committed(self, events: Sequence[OutgoingEvent]) -> int:
         """Publish the rows a transaction just committed; leave them to the relay on failure.
@@ -350,7 +426,10 @@ class Outbox:
         except PublishError as exc:
             # The broker is out of reach: nothing was confirmed. Say so on the first
             # event (the one holding the others up) and leave them all to the next try.
-            return [], [(events[0], exc)], True
+            failure = PublishError(_unreachable_text(exc))
+            self._outage.failed(failure, events)
+            return [], [(events[0], failure)], True
+        self._outage.reached()
         taken, failed = [], []
         for event, failure in zip(events, failures, strict=True):
             if failure is None or (
@@ -364,6 +443,8 @@ class Outbox:
             log.warning(
                 "outbox publish failed",
                 extra={
+                    "service": self.service,
+                    "reason": "unroutable" if isinstance(failure, Unroutable) else "nacked",
                     "event_id": event.event_id,
                     "routing_key": event.routing_key,
                     "error": str(failure),
