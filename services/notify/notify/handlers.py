@@ -159,6 +159,18 @@ def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
     """Tell the visitor which unit took the case, and the unit its new assignment."""
     data = load(_case_routed, event)
     unit = data["unit"]
+    # Kept whatever rules are on: an assignment.* event without its role is judged by it.
+    _upsert(
+        uow.session,
+        models.CaseAssignment.__table__,
+        {
+            "assignment_id": data["assignment_id"],
+            "case_id": data["case_id"],
+            "unit": unit,
+            "role": data["role"],
+        },
+        key=["assignment_id"],
+    )
     visitor_payload = {
         "case_number": data["case_number"],
         "unit": unit,
@@ -189,9 +201,34 @@ def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
 
 
 def on_assignment_resolved(uow: UnitOfWork, event: ReceivedEvent) -> None:
-    """Give the visitor the unit's answer, and ask whether they are satisfied (回访)."""
+    """Give the visitor the lead unit's answer, and ask whether they are satisfied (回访).
+
+    A co-handling unit's (协办) resolution is its part of the case, not the case's answer:
+    the visitor hears nothing of it. The role is the event's; an event without one (from
+    before routing named it) takes the role ``case.routed`` gave the assignment, and one
+    whose ``case.routed`` notify never had is taken for the lead's.
+    """
     data = load(_assignment_resolved, event)
+    role = data["role"] or _role_of(uow.session, data["assignment_id"]) or models.LEAD
+    if role != models.LEAD:
+        log.info(
+            "a co-handler's resolution: nothing for the visitor",
+            extra={"event_id": event.id, "case_id": data["case_id"]},
+        )
+        return
     _answer(uow, event, data, data["assignment_id"], data["occurred_at"])
+
+
+def _role_of(session: Session, assignment_id: str) -> str | None:
+    """Return the role ``case.routed`` gave an assignment, or None if it never came."""
+    return session.scalars(_role_statement(), {"assignment_id": assignment_id}).first()
+
+
+@functools.cache
+def _role_statement():
+    """Return the role of an assignment (``assignment_id``) as case.routed told it."""
+    link = models.CaseAssignment
+    return select(link.role).where(link.assignment_id == bindparam("assignment_id"))
 
 
 def on_resolved_on_spot(uow: UnitOfWork, event: ReceivedEvent) -> None:

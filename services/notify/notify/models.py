@@ -115,6 +115,24 @@ class ContactCase(Base):
     unit: Mapped[str | None] = mapped_column(String(64))
 
 
+class CaseAssignment(Base):
+    """An assignment of a case as ``case.routed`` told of it: which unit, in which role.
+
+    Read when an ``assignment.*`` event does not name its role (routing's events from
+    before it did): a co-handling unit's (协办) resolution is not the case's answer.
+    """
+
+    __tablename__ = "case_assignments"
+
+    assignment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64), index=True)
+    unit: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(10))
+
+
+LEAD, CO = "lead", "co"  # an assignment's role: the unit answering the case, or sharing it
+
+
 class Notification(Base):
     """One thing to tell one recipient on one channel, recorded once per case and kind."""
 

@@ -31,6 +31,7 @@ CASE_NUMBER = validate.Regexp(
     r"^[a-z0-9][a-z0-9-]{0,62}-\d{8}-\d{4,}$", error="must be a case number"
 )
 PHONE = validate.Regexp(r"^\+?\d{5,15}$", error="must be a phone number of 5 to 15 digits")
+ROLE = validate.OneOf(["lead", "co"])
 LANGUAGE = validate.Regexp(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$", error="must be a language tag")
 
 
@@ -154,7 +155,7 @@ class CaseRoutedIn(CaseEventIn):
 
     assignment_id = fields.String(required=True, validate=ID)
     unit = fields.String(required=True, validate=UNIT_CODE)
-    role = fields.String(load_default="lead", validate=validate.OneOf(["lead", "co"]))
+    role = fields.String(load_default="lead", validate=ROLE)
     routed_at = fields.AwareDateTime(load_default=None, allow_none=True)
     due_at = fields.AwareDateTime(load_default=None, allow_none=True)
     category = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=60))
@@ -180,6 +181,8 @@ class AssignmentResolvedIn(CaseEventIn):
     unit = fields.String(required=True, validate=UNIT_CODE)
     answer = fields.String(required=True, validate=validate.Length(min=1, max=ANSWER_MAX))
     occurred_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    # Lead or co-handler (协办); None in routing's events from before it named the role.
+    role = fields.String(load_default=None, allow_none=True, validate=ROLE)
 
 
 class ResolvedOnSpotIn(CaseEventIn):
