@@ -213,7 +213,8 @@ class Decisions(MethodView):
     def post(self, _query, headers, data, month: str):
         """Record the meeting's decision on a case: ``meeting.decision_recorded`` for routing.
 
-        ``reassign`` names the new unit, ``extend`` the new due date, ``note`` neither.
+        ``reassign`` names the new unit (one of the unit directory, active: 422 otherwise),
+        ``extend`` the new due date, ``note`` neither.
         One decision per case and month; send an ``Idempotency-Key`` so a retry records
         nothing twice.
         """
@@ -238,6 +239,8 @@ class Decisions(MethodView):
                     uow, case_id, month=month, data=data, by=principal.sub
                 ),
             )
+        except usecases.UnitRefused as exc:
+            abort(422, message=exc.message, errors={"json": {"unit": [exc.message]}})
         except usecases.AlreadyDecided:
             abort(
                 409,

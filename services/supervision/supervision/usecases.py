@@ -38,6 +38,14 @@ class AlreadyDecided(Exception):
     """The meeting already recorded a decision on this case this month."""
 
 
+class UnitRefused(Exception):
+    """A reassignment names a unit routing would not hand the case to: say which and why."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
 def now() -> dt.datetime:
     """Return the current UTC time."""
     return dt.datetime.now(dt.UTC)
@@ -238,6 +246,8 @@ def record_decision(
 ) -> dict[str, Any]:
     """Record the joint meeting's decision on a case and announce it for routing to act."""
     case = locked_case(uow.session, case_id)
+    if data["decision"] == "reassign":
+        _ensure_unit_takes_cases(uow.session, data["unit"])
     if uow.session.get(models.MeetingDecision, (month, case_id)) is not None:
         raise AlreadyDecided(case.case_number)
     at = now()
@@ -268,6 +278,27 @@ def record_decision(
         )
     )
     return {k: v for k, v in payload.items() if k != "case_id"}
+
+
+def _ensure_unit_takes_cases(session: Session, code: str) -> None:
+    """Refuse a unit that supervision's copy of the directory does not hold active.
+
+    Routing refuses a reassignment to an unknown or retired unit when the decision arrives
+    (the event is dead-lettered): accepting it here would announce a decision never applied.
+    With no directory at all (routing's ``unit.changed`` never arrived) no unit can be
+    checked, and none is taken on trust: the refusal says so.
+    """
+    unit = session.get(models.Unit, code)
+    if unit is not None and unit.active:
+        return
+    if unit is not None:
+        raise UnitRefused(f"unit {code!r} is retired: it takes no cases")
+    if session.scalar(select(models.Unit.code).limit(1)) is None:
+        raise UnitRefused(
+            f"unit {code!r} cannot be checked: supervision holds no unit directory yet "
+            "(routing's unit.changed events have not arrived)"
+        )
+    raise UnitRefused(f"unit {code!r} is not in the unit directory")
 
 
 def sweep_feedback(runtime, as_of: dt.datetime, window: dt.timedelta, batch: int) -> int:

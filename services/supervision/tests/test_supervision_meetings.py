@@ -16,6 +16,7 @@ from supervision_samples import (
     case_routed,
     consume,
     new_case,
+    unit_changed,
 )
 
 from eventbus import testing
@@ -125,6 +126,46 @@ def test_a_decision_is_recorded_once_and_announced_for_routing(client, rt, janua
     }
     agenda = client.get("/v1/meetings/2027-01/agenda", headers=ADMIN).json
     assert agenda["units"][0]["cases"][0]["decision"]["decision"] == "reassign"
+
+
+@pytest.mark.parametrize(
+    ("unit", "why"), [("no-such-unit", "not in the unit directory"), ("lw-chaoyang", "retired")]
+)
+def test_a_reassignment_to_a_unit_routing_cannot_take_is_refused_naming_it(
+    client, rt, january, unit, why
+):
+    # Routing refuses such a decision when it arrives (poison): a 201 here was a lost one.
+    retired = unit_changed("lw-chaoyang", parent="lw", leader="朝阳书记", active=False, revision=2)
+    consume(rt, retired)
+    body = {"case": january["buwen"], "decision": "reassign", "unit": unit, "note": "改派"}
+
+    response = client.post("/v1/meetings/2027-01/decisions", headers=ADMIN, json=body)
+
+    assert response.status_code == 422, response.json
+    [message] = response.json["errors"]["json"]["unit"]
+    assert unit in message and why in message
+    assert outbox(rt, "meeting.decision_recorded") == []
+    # Nothing recorded: the month's one decision is still to take.
+    body["unit"] = "lw"
+    again = client.post("/v1/meetings/2027-01/decisions", headers=ADMIN, json=body)
+    assert again.status_code == 201, again.json
+
+
+def test_a_reassignment_is_refused_while_supervision_holds_no_unit_directory(client, rt):
+    # No unit.changed ever arrived: no unit can be checked, so none is taken on trust.
+    _, number = route(rt, "lw-buwen")
+    body = {"case": number, "decision": "reassign", "unit": "lw", "note": "改派"}
+
+    response = client.post("/v1/meetings/2027-01/decisions", headers=ADMIN, json=body)
+
+    assert response.status_code == 422, response.json
+    [message] = response.json["errors"]["json"]["unit"]
+    assert "'lw'" in message and "no unit directory" in message
+    assert outbox(rt, "meeting.decision_recorded") == []
+    # The other decisions name no unit and are taken as ever.
+    body = {"case": number, "decision": "note", "note": "记录"}
+    note = client.post("/v1/meetings/2027-01/decisions", headers=ADMIN, json=body)
+    assert note.status_code == 201, note.json
 
 
 @pytest.mark.parametrize("decision", ["extend", "note"])
