@@ -98,7 +98,13 @@ def declare() -> None:
 
 
 @broker.command()
-@click.option("--user", default="nighttalk", show_default=True, help="The services' broker user.")
+@click.option(
+    "--user",
+    envvar="RABBITMQ_USER",
+    default="nighttalk",
+    show_default=True,
+    help="The services' broker user (env RABBITMQ_USER, as compose's AMQP_URL).",
+)
 @click.option(
     "--password",
     envvar="RABBITMQ_PASSWORD",
@@ -108,7 +114,12 @@ def declare() -> None:
 )
 @click.option("--salt", default=None, help="Hex salt (4 bytes), for a reproducible file.")
 def definitions(user: str, password: str, salt: str | None) -> None:
-    """Print RabbitMQ definitions (exchanges, queues, bindings, policies, user) to load at boot."""
+    """Print RabbitMQ definitions (exchanges, queues, bindings, policies, user) to load at boot.
+
+    The user is the only one the broker has: with definitions loaded at boot RabbitMQ
+    creates no default user. Generate the file with the RABBITMQ_USER and
+    RABBITMQ_PASSWORD compose builds AMQP_URL from, and restart the broker.
+    """
     import json
 
     from eventbus import definitions as broker_definitions
