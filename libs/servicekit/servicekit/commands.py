@@ -130,19 +130,49 @@ def service_group(
 
         @group.command(name="dead-letters")
         @click.option("--replay", is_flag=True, help="Move them back to the service's queue.")
-        @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
-        def dead_letters_command(replay: bool, limit: int) -> None:
-            """List this service's dead-lettered events, or replay them after a fix."""
-            from eventbus import dead_letters
+        @click.option(
+            "--limit",
+            type=click.IntRange(1, 100_000),
+            default=None,
+            help="At most this many (default: 100 listed; every one there is replayed).",
+        )
+        def dead_letters_command(replay: bool, limit: int | None) -> None:
+            """List this service's dead-lettered events, or replay them after a fix.
 
+            --replay moves every message the dead-letter queue holds when it starts (not
+            those dead-lettered again meanwhile: a message still failing is not sent round
+            for ever), then says how many remain there.
+            """
+            from eventbus import dead_letters, names
+
+            queue = names.dead_letter_queue(service)
             if replay:
-                moved = dead_letters.replay(service, limit=limit)
-                click.echo(f"{service}: replayed {moved} dead-lettered message(s)")
+                waiting = _queue_depth(queue)
+                moved = dead_letters.replay(
+                    service, limit=waiting if limit is None else min(limit, waiting)
+                )
+                left = _queue_depth(queue)
+                line = f"{service}: replayed {moved} dead-lettered message(s); "
+                line += f"{left} remain in {queue}"
+                if left:
+                    line += (
+                        f" (list them with `nighttalk {service} dead-letters`, replay them with"
+                        f" `nighttalk {service} dead-letters --replay`)"
+                    )
+                click.echo(line)
                 return
-            for letter in dead_letters.inspect(service, limit=limit):
+            waiting = _queue_depth(queue)
+            letters = dead_letters.inspect(service, limit=limit or 100)
+            for letter in letters:
                 click.echo(
                     f"{letter.event_id}\t{letter.event_type}\t{letter.subject}\t"
                     f"{letter.reason}\t{letter.original_routing_key}\tdeaths={letter.deaths}"
+                )
+            if waiting > len(letters):
+                click.echo(
+                    f"{service}: listed {len(letters)} of {waiting} dead-lettered message(s) "
+                    f"in {queue}; list more with --limit {min(waiting, 100_000)}",
+                    err=True,
                 )
 
         @group.command()
@@ -173,6 +203,17 @@ def service_group(
     # Read by `nighttalk broker definitions`: which events this service's queue binds.
     group.nighttalk_bindings = _binding_keys(service, metadata, handlers)
     return group
+
+
+def _queue_depth(queue: str) -> int:
+    """Return how many messages wait in a queue on AMQP_URL (ready ones, not those taken)."""
+    from eventbus.connection import connect
+
+    conn = connect()
+    try:
+        return conn.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        conn.close()
 
 
 def _binding_keys(service, metadata, handlers):
