@@ -78,6 +78,18 @@ def on_case_registered(uow: UnitOfWork, event: ReceivedEvent) -> None:
     # upserts before it addresses waiting notifications. Whichever of the two commits
     # second then sees the other's rows, so no receipt is left waiting by a race.
     _link_case(session, data["case_id"], data["visit_id"], data["unit"])
+    if data["accused"] is not None:
+        # Whom it accuses, over what case.routed may have said first (accused not known).
+        _upsert(
+            session,
+            models.ConfidentialCase.__table__,
+            {
+                "case_id": data["case_id"],
+                "accused_unit": data["accused"]["unit"],
+                "accused_known": True,
+            },
+            key=["case_id"],
+        )
     _notify(
         uow,
         event,
@@ -171,6 +183,13 @@ def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
         },
         key=["assignment_id"],
     )
+    if data["confidential"]:
+        # A complaint before its case.registered said whom it accuses (that one wins).
+        _insert_new(
+            uow.session,
+            models.ConfidentialCase.__table__,
+            [{"case_id": data["case_id"], "accused_unit": None, "accused_known": False}],
+        )
     visitor_payload = {
         "case_number": data["case_number"],
         "unit": unit,

@@ -130,6 +130,23 @@ class CaseAssignment(Base):
     role: Mapped[str] = mapped_column(String(10))
 
 
+class ConfidentialCase(Base):
+    """A complaint (a case that accuses a unit or an official): its notifications are kept
+    from the unit it accuses and the units below it (``access.py``).
+
+    ``case.registered`` says whom it accuses (``accused_known``); ``case.routed`` marking a
+    case confidential before that arrives records it with the accused not yet known, and
+    such a case is kept from every supervisor but the desk's and the handling unit's.
+    """
+
+    __tablename__ = "confidential_cases"
+
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # None: the complaint names an official only, or (accused_known false) not yet told.
+    accused_unit: Mapped[str | None] = mapped_column(String(64))
+    accused_known: Mapped[bool] = mapped_column(Boolean)
+
+
 LEAD, CO = "lead", "co"  # an assignment's role: the unit answering the case, or sharing it
 
 

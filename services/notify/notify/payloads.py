@@ -35,11 +35,23 @@ ROLE = validate.OneOf(["lead", "co"])
 LANGUAGE = validate.Regexp(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$", error="must be a language tag")
 
 
+class AccusedIn(Schema):
+    """Whom a complaint accuses: notify reads the unit (its notifications are kept from it)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    unit = fields.String(load_default=None, allow_none=True, validate=UNIT_CODE)
+
+
 class CaseRegisteredIn(Schema):
     """``case.registered`` from intake: the case and the visit it was raised in."""
 
     class Meta:
         unknown = EXCLUDE
+
+    # Present (a unit, an official or both) when the case is a complaint; else None.
+    accused = fields.Nested(AccusedIn, load_default=None, allow_none=True)
 
     case_id = fields.String(required=True, validate=ID)
     case_number = fields.String(required=True, validate=CASE_NUMBER)
