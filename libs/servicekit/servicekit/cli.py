@@ -87,14 +87,17 @@ def declare() -> None:
     """
     from eventbus import topology
     from eventbus.connection import connect
+    from servicekit.commands import broker_errors
 
-    conn = connect()
-    try:
-        channel = conn.channel()
-        for service, keys in _bindings(click.get_current_context()).items():
-            topology.declare_service_queue(channel, service, keys)
-    finally:
-        conn.close()
+    bindings = _bindings(click.get_current_context())
+    with broker_errors():
+        conn = connect()
+        try:
+            channel = conn.channel()
+            for service, keys in bindings.items():
+                topology.declare_service_queue(channel, service, keys)
+        finally:
+            conn.close()
 
 
 @broker.command()

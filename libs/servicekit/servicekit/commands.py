@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import click
 from sqlalchemy import MetaData
@@ -55,7 +57,10 @@ def service_group(
 
     @click.group(name=service, help=f"Operate the {service} service.")
     def group() -> None:
-        logs.configure(service)
+        try:
+            logs.configure(service)
+        except ValueError as exc:  # LOG_LEVEL: every command stops here, naming it
+            raise click.ClickException(str(exc)) from exc
 
     @group.command()
     def migrate() -> None:
@@ -143,37 +148,11 @@ def service_group(
             those dead-lettered again meanwhile: a message still failing is not sent round
             for ever), then says how many remain there.
             """
-            from eventbus import dead_letters, names
-
-            queue = names.dead_letter_queue(service)
-            if replay:
-                waiting = _queue_depth(queue)
-                moved = dead_letters.replay(
-                    service, limit=waiting if limit is None else min(limit, waiting)
-                )
-                left = _queue_depth(queue)
-                line = f"{service}: replayed {moved} dead-lettered message(s); "
-                line += f"{left} remain in {queue}"
-                if left:
-                    line += (
-                        f" (list them with `nighttalk {service} dead-letters`, replay them with"
-                        f" `nighttalk {service} dead-letters --replay`)"
-                    )
-                click.echo(line)
-                return
-            waiting = _queue_depth(queue)
-            letters = dead_letters.inspect(service, limit=limit or 100)
-            for letter in letters:
-                click.echo(
-                    f"{letter.event_id}\t{letter.event_type}\t{letter.subject}\t"
-                    f"{letter.reason}\t{letter.original_routing_key}\tdeaths={letter.deaths}"
-                )
-            if waiting > len(letters):
-                click.echo(
-                    f"{service}: listed {len(letters)} of {waiting} dead-lettered message(s) "
-                    f"in {queue}; list more with --limit {min(waiting, 100_000)}",
-                    err=True,
-                )
+            with broker_errors():
+                if replay:
+                    _replay_dead_letters(service, limit)
+                else:
+                    _list_dead_letters(service, limit or 100)
 
         @group.command()
         @click.option("--prefetch", type=int, default=20, show_default=True)
@@ -203,6 +182,78 @@ def service_group(
     # Read by `nighttalk broker definitions`: which events this service's queue binds.
     group.nighttalk_bindings = _binding_keys(service, metadata, handlers)
     return group
+
+
+def broker_error_text(exc: BaseException) -> str:
+    """Return an error's class and words; pika leaves the words of some only in its arguments."""
+    text = str(exc) or "; ".join(str(arg) or repr(arg) for arg in exc.args)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def broker_errors() -> Iterator[None]:
+    """Turn a broker out of reach (down, a wrong user or password) into ``Error: broker
+    unreachable: <reason>`` and status 1, one that refuses an operation (a queue it does not
+    have) into ``Error: broker refused: <reason>``, and an AMQP_URL or AMQP_HEARTBEAT that
+    cannot be read into an error naming it: not a traceback."""
+    import pika.exceptions
+
+    from eventbus.connection import parameters
+
+    try:
+        parameters()  # AMQP_URL and AMQP_HEARTBEAT, read before anything is tried
+    except Exception as exc:  # noqa: BLE001 - pika's URL parsing raises ValueError, IndexError…
+        if isinstance(exc, ValueError) and "AMQP_" in str(exc):
+            raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(f"AMQP_URL cannot be read: {broker_error_text(exc)}") from exc
+    # pika logs every failed step of a connection, a traceback with it, at ERROR: the one
+    # line below says it all, so a one-shot command does not print them.
+    pika_log = logging.getLogger("pika")
+    before = pika_log.level
+    pika_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    except (pika.exceptions.AMQPConnectionError, OSError) as exc:
+        raise click.ClickException(f"broker unreachable: {broker_error_text(exc)}") from exc
+    except pika.exceptions.AMQPError as exc:
+        raise click.ClickException(f"broker refused: {broker_error_text(exc)}") from exc
+    finally:
+        pika_log.setLevel(before)
+
+
+def _replay_dead_letters(service: str, limit: int | None) -> None:
+    from eventbus import dead_letters, names
+
+    queue = names.dead_letter_queue(service)
+    waiting = _queue_depth(queue)
+    moved = dead_letters.replay(service, limit=waiting if limit is None else min(limit, waiting))
+    left = _queue_depth(queue)
+    line = f"{service}: replayed {moved} dead-lettered message(s); {left} remain in {queue}"
+    if left:
+        line += (
+            f" (list them with `nighttalk {service} dead-letters`,"
+            f" replay them with `nighttalk {service} dead-letters --replay`)"
+        )
+    click.echo(line)
+
+
+def _list_dead_letters(service: str, limit: int) -> None:
+    from eventbus import dead_letters, names
+
+    queue = names.dead_letter_queue(service)
+    waiting = _queue_depth(queue)
+    letters = dead_letters.inspect(service, limit=limit)
+    for letter in letters:
+        click.echo(
+            f"{letter.event_id}\t{letter.event_type}\t{letter.subject}\t"
+            f"{letter.reason}\t{letter.original_routing_key}\tdeaths={letter.deaths}"
+        )
+    if waiting > len(letters):
+        click.echo(
+            f"{service}: listed {len(letters)} of {waiting} dead-lettered message(s) in {queue};"
+            f" list more with --limit {min(waiting, 100_000)}",
+            err=True,
+        )
 
 
 def _queue_depth(queue: str) -> int:

@@ -43,8 +43,24 @@ class RedactingJsonFormatter(JsonFormatter):
         return redact(super().formatException(ei))
 
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def level() -> str:
+    """Return the level ``LOG_LEVEL`` names, in any case (default INFO); raise ValueError,
+    naming the variable, at a level logging does not know."""
+    raw = os.environ.get("LOG_LEVEL", "")
+    name = raw.strip().upper() or "INFO"
+    if name == "WARN":  # logging's own alias, common in deploy files
+        name = "WARNING"
+    if name not in LEVELS:
+        raise ValueError(f"LOG_LEVEL must be one of {', '.join(LEVELS)} (any case), not {raw!r}")
+    return name
+
+
 def configure(service: str) -> None:
-    """Send JSON lines to stderr at ``LOG_LEVEL`` (default INFO)."""
+    """Send JSON lines to stderr at ``LOG_LEVEL`` (default INFO); ValueError at a bad level."""
+    chosen = level()  # before anything is changed: a bad value leaves the logging as it was
     logging.config.dictConfig(
         {
             "version": 1,
@@ -64,7 +80,7 @@ def configure(service: str) -> None:
                     "filters": ["context"],
                 }
             },
-            "root": {"level": os.environ.get("LOG_LEVEL", "INFO"), "handlers": ["stderr"]},
+            "root": {"level": chosen, "handlers": ["stderr"]},
             # pika's warning about a returned message quotes the start of its body;
             # the outbox logs the failure itself without it.
             "loggers": {"pika": {"level": "ERROR"}},

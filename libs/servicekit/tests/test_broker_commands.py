@@ -35,3 +35,24 @@ def test_definitions_default_to_compose_defaults_and_options_win():
     assert user["password_hash"] == definitions.password_hash("nighttalk", bytes([1, 2, 3, 4]))
     body = _definitions({"RABBITMQ_USER": "ntsvc"}, "--user", "other")
     assert [u["name"] for u in body["users"]] == ["other"]
+
+
+def test_declare_with_the_broker_out_of_reach_is_one_line_and_status_1_not_a_traceback(amqp_url):
+    for url in (
+        "amqp://guest:guest@127.0.0.1:1/%2F",
+        amqp_url.replace("guest:guest@", "guest:not-the-password@"),
+    ):
+        result = CliRunner().invoke(main, ["broker", "declare"], env={"AMQP_URL": url})
+        assert result.exit_code == 1
+        assert isinstance(result.exception, SystemExit), result.exception
+        assert result.stderr.startswith("Error: broker unreachable: "), result.stderr
+        assert len(result.stderr.splitlines()) == 1
+
+
+def test_declare_with_an_amqp_setting_it_cannot_read_names_it():
+    result = CliRunner().invoke(main, ["broker", "declare"], env={"AMQP_HEARTBEAT": "abc"})
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: AMQP_HEARTBEAT must be"), result.stderr
+    result = CliRunner().invoke(main, ["broker", "declare"], env={"AMQP_URL": "amqp://h:x/"})
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: AMQP_URL cannot be read: "), result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pika
@@ -11,14 +12,25 @@ from sqlalchemy import MetaData
 
 from eventbus import names, testing, topology
 from eventbus.connection import connect
-from servicekit import commands, logs
+from servicekit import commands
 
 
 @pytest.fixture
-def service(amqp_url, monkeypatch):
+def restored_logging():
+    """Put the root and pika loggers back as they were: the group's logs.configure() replaces
+    them (with a handler writing to the command's stderr, as when run for real)."""
+    root, pika_log = logging.getLogger(), logging.getLogger("pika")
+    handlers, level, pika_level = root.handlers[:], root.level, pika_log.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    pika_log.setLevel(pika_level)
+
+
+@pytest.fixture
+def service(amqp_url, restored_logging):
     """A consuming service's group with its queue and dead-letter queue on the test vhost."""
     name = f"dl{uuid.uuid4().hex[:8]}"
-    monkeypatch.setattr(logs, "configure", lambda service: None)  # leave pytest's logging be
     conn = connect(amqp_url)
     try:
         topology.declare_service_queue(conn.channel(), name, [])
@@ -90,3 +102,24 @@ def test_a_listing_cut_short_by_the_limit_says_how_many_it_left_out(service, amq
     assert len(result.stdout.splitlines()) == 10
     assert f"listed 10 of 12 dead-lettered message(s) in {name}.dead" in result.stderr
     assert testing.queue_depth(amqp_url, names.dead_letter_queue(name)) == 12  # left there
+
+
+def _unreachable(amqp_url):
+    return "amqp://guest:guest@127.0.0.1:1/%2F"
+
+
+def _wrong_password(amqp_url):
+    return amqp_url.replace("guest:guest@", "guest:not-the-password@")
+
+
+@pytest.mark.parametrize("broker", [_unreachable, _wrong_password])
+@pytest.mark.parametrize("args", [(), ("--replay",)])
+def test_a_broker_out_of_reach_is_one_line_and_status_1_not_a_traceback(
+    service, amqp_url, broker, args
+):
+    _name, group = service
+    result = _run(group, broker(amqp_url), "dead-letters", *args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: broker unreachable: "), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert isinstance(result.exception, SystemExit), result.exception
