@@ -26,7 +26,7 @@ from supervision import ladder, models, payloads
 Handler = Callable[[UnitOfWork, ReceivedEvent], None]
 
 # The role of a co-operating unit's assignment (协办): on the timeline, not on the clock.
-CO = "co"
+CO = models.CO
 
 
 def now() -> dt.datetime:
@@ -285,9 +285,10 @@ def _apply_early_assignment_events(session: Session, case: models.SupervisedCase
     """Apply what the case's assignment reported before its case.routed arrived.
 
     An extension or a resolution of an assignment not yet in force (a transfer's or a
-    reopening's new assignment, routed after the one the case held) only went on the
-    timeline; now that the routing gives the case that assignment, they count: the
-    extensions first, then the resolution (the clock restarted after this stops at once).
+    reopening's new assignment, routed after the one the case held, or, before any routing,
+    an answer without a role, which may be a co-handler's) only went on the timeline; now
+    that the routing gives the case that assignment, they count: the extensions first,
+    then the resolution (the clock restarted after this stops at once).
     """
     entries = session.scalars(_early_assignment_events_statement(), {"case_id": case.case_id}).all()
     mine = [e for e in entries if e.summary.get("assignment_id") == case.assignment_id]
@@ -359,6 +360,8 @@ def _assignment_summary(data: dict[str, Any]) -> dict[str, Any]:
         "unit": data["unit"],
         "by": data.get("by"),
     }
+    if data.get("role") is not None:
+        summary["role"] = data["role"]
     for key in ("reason", "note", "answer", "to_unit", "supervising_unit", "granted_by"):
         if data.get(key) is not None:
             summary[key] = data[key]

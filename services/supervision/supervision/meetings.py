@@ -57,7 +57,8 @@ def unresolved_at(end: dt.datetime):
     was rejected later, and the row now holds a later cycle (routed again, maybe resolved
     again). Such a case stood resolved at ``end`` if its timeline has a resolution before
     ``end`` with no reopening between the two. A co-operating unit's resolution (协办) is
-    not the case's.
+    not the case's: one routing marked ``role: co``, or one of an assignment whose
+    ``case.routed`` says co.
     """
     case, entry = models.SupervisedCase, models.TimelineEntry
     resolution, reopening, co = aliased(entry), aliased(entry), aliased(entry)
@@ -65,6 +66,7 @@ def unresolved_at(end: dt.datetime):
         resolution.case_id == case.case_id,
         resolution.event_type == "assignment.resolved",
         resolution.occurred_at < end,
+        func.coalesce(resolution.summary["role"].as_string(), "") != "co",
         ~exists().where(
             co.case_id == case.case_id,
             co.event_type == "case.routed",

@@ -33,6 +33,11 @@ UNRESOLVED = (OPEN, ROUTED, REOPENED)
 # Statuses of a case resolved (on the spot or by its unit), closed after resolution included.
 RESOLVED_STATES = (RESOLVED_ON_SPOT, RESOLVED, CLOSED)
 
+# The role of an assignment (routing's): the lead unit answers for the case, a co-operating
+# unit (协办) for its part only.
+LEAD = "lead"
+CO = "co"
+
 # How far along each status is: a case only moves to a status further along, so a late
 # case.registered never turns a routed case back to open.
 _PROGRESS = {OPEN: 0, ROUTED: 1, RESOLVED_ON_SPOT: 2, RESOLVED: 2, REOPENED: 2, CLOSED: 3}
@@ -150,10 +155,20 @@ class SupervisedCase(Base):
     def record_resolution(self, data: dict[str, Any]) -> bool:
         """Apply routing's assignment.resolved; return True if it resolved the case.
 
-        Only the assignment in force resolves the case: the answer of an assignment that
-        was transferred away is history on the timeline, not the case's resolution.
+        Only the lead assignment in force resolves the case: the answer of an assignment
+        that was transferred away, or of a co-operating unit (协办), is history on the
+        timeline, not the case's resolution. Before any lead's ``case.routed`` arrived, only
+        an answer routing marks ``role: lead`` resolves the case; one without a role (an
+        event older than the mark) may be a co-handler's, so it waits on the timeline for
+        the routing that names its assignment the lead (``_apply_early_assignment_events``).
         """
-        if self.assignment_id not in (None, data["assignment_id"]):
+        role = data.get("role")
+        if role == CO:
+            return False
+        if self.assignment_id is None:
+            if role != LEAD:
+                return False
+        elif self.assignment_id != data["assignment_id"]:
             return False
         if self.status == REOPENED and self.reopened_at and data["occurred_at"] > self.reopened_at:
             pass  # resolved anew after the visitor's reopening, on the same assignment

@@ -144,6 +144,8 @@ class AssignmentEvent(_Payload):
     assignment_id = identifier(required=True)
     unit = unit_code(required=True)
     occurred_at = instant(required=True)
+    # lead or co (协办); events published before routing marked it carry none.
+    role = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=20))
     by = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=100))
     reason = fields.String(allow_none=True, validate=validate.Length(max=2000))
     note = fields.String(allow_none=True, validate=validate.Length(max=2000))

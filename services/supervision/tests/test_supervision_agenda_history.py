@@ -129,3 +129,25 @@ def test_a_past_months_agenda_shows_the_level_reached_by_its_end(client, july):
     this_month = dt.datetime.now(CST).strftime("%Y-%m")
     now = agenda(client, this_month)[july["later"]]
     assert (now["level"], now["major_supervisor"]) == ("major", "李副市长")
+
+
+def test_a_co_handlers_answer_marked_co_is_not_the_cases_on_a_past_agenda(client, rt, directory):
+    # Routing marks the co-operating unit's answer role co; its case.routed never came here.
+    case = route(rt)
+    ladder.sweep(rt, dt.datetime(2026, 7, 16, tzinfo=CST))
+    consume(
+        rt,
+        assignment_event(
+            "assignment.resolved",
+            case[0],
+            case[1],
+            str(uuid.uuid4()),
+            unit="lw-chaoyang",
+            role="co",
+            occurred_at=dt.datetime(2026, 7, 20, tzinfo=CST),
+        ),
+    )
+    resolve(rt, case, dt.datetime(2026, 8, 10, tzinfo=CST))
+    reject(rt, case[0])
+
+    assert case[1] in agenda(client, "2026-07")
