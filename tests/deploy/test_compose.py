@@ -619,6 +619,8 @@ NOT_FOR_COMPOSE = {
     "NIGHTTALK_VAR_DIR": "local SQLite files and metrics folders of `make run`",
     "METRICS_PORT": "a port per worker process: an override file names them where scraped",
     "METRICS_ADDR": "goes with METRICS_PORT",
+    "RABBITMQ_USER": "compose builds AMQP_URL from it; `nighttalk broker definitions` reads it",
+    "RABBITMQ_PASSWORD": "goes with RABBITMQ_USER",
 }
 
 

@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # The process environment only: a WSGI request's environ (CONTENT_LENGTH) is not configuration.
 READ = re.compile(
     r"""(?<!request\.)(?:environ\.get|environ\[|getenv)\(?\s*["']([A-Z][A-Z0-9_]+)["']"""
+    r"""|envvar\s*=\s*["']([A-Z][A-Z0-9_]+)["']"""  # click's options read from the environment
 )
 # Names read through a small helper (env("NIGHTTALK_..."), _env_flag(...)) are still literals.
 OURS = re.compile(r"""["']((?:NIGHTTALK|INTAKE|ROUTING|SUPERVISION|NOTIFY)_[A-Z0-9_]+)["']""")
@@ -30,7 +31,7 @@ def read_by_code() -> set[str]:
     names = set(COMPUTED)
     for path in _code_files():
         text = path.read_text()
-        names.update(READ.findall(text))
+        names.update(name for pair in READ.findall(text) for name in pair if name)
         names.update(OURS.findall(text))
     return names
 
