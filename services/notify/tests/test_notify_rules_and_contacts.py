@@ -69,10 +69,14 @@ def test_each_escalation_level_reaches_the_supervising_leader_once(deliver, noti
     assert {n.recipient_ref for n in found} == {"city-org"}
 
 
-def test_a_bad_escalation_level_is_poison(deliver):
+@pytest.mark.parametrize("level", [0, 10, "three", None])
+def test_an_escalation_level_supervision_cannot_give_is_poison(level, deliver):
+    # Its ladder's levels are 1 to 9 (LadderStepIn), besides 'major': see the contract tests.
     visit = Visit()
     with pytest.raises(PoisonMessage, match="level"):
-        deliver(supervision_event("case.escalated", visit, PARTNER, level=7, supervisor_unit="x"))
+        deliver(
+            supervision_event("case.escalated", visit, PARTNER, level=level, supervisor_unit="x")
+        )
 
 
 def test_unit_notifications_wait_for_the_units_contact(deliver, notifications_of):
