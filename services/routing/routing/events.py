@@ -62,13 +62,18 @@ def unit_data(unit: models.Unit) -> dict[str, Any]:
 
 
 def action_data(event: models.AssignmentActed) -> dict[str, Any]:
-    """Return an ``assignment.*`` payload: the common fields and the action's own."""
+    """Return an ``assignment.*`` payload: the common fields and the action's own.
+
+    ``role`` (lead or co) tells a co-handling unit's (协办) acceptance, answer or return
+    — its part, internal — from the lead's, which is the case's.
+    """
     assignment = event.assignment
     return {
         "case_id": assignment.case_id,
         "case_number": assignment.case_number,
         "assignment_id": assignment.id,
         "unit": assignment.unit,
+        "role": assignment.role,
         "occurred_at": iso(event.occurred_at),
         "by": event.by,
         **event.extra,

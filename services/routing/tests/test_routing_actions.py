@@ -63,9 +63,10 @@ def test_accept_progress_resolve_publish_their_events(client, runtime, signed_ov
         "assignment.progressed",
         "assignment.resolved",
     ]
-    common = {"case_id", "case_number", "assignment_id", "unit", "occurred_at", "by"}
+    common = {"case_id", "case_number", "assignment_id", "unit", "role", "occurred_at", "by"}
     accepted, progressed, resolved = (data for _, data in published)
     assert set(accepted) == common and accepted["by"] == "lw-guokeng:clerk"
+    assert accepted["role"] == progressed["role"] == resolved["role"] == "lead"
     assert set(progressed) == common | {"note"} and progressed["note"] == "已约谈医保站"
     assert set(resolved) == common | {"answer"} and resolved["answer"] == "已报销"
     assert resolved["unit"] == "lw-guokeng" and resolved["assignment_id"] == assignment_id
@@ -469,6 +470,73 @@ def test_a_lead_unit_asks_another_to_co_handle(client, runtime, signed_over):
         {"unit": "lw", "reason": "r"},
     )
     assert again.status_code == 409
+
+
+def test_every_assignment_event_says_whose_part_it_is(client, runtime, signed_over):
+    """A co-handler's answer (协办) is its part, not the case's: its events say role "co"."""
+    lead_id = signed_over()
+    response = post(
+        client,
+        f"/v1/assignments/{lead_id}/co-handlers",
+        GUOKENG,
+        {"unit": "lw-buwen", "reason": "医保站在步文"},
+    )
+    co_id = response.get_json()["assignment_id"]
+    second = post(
+        client, f"/v1/assignments/{lead_id}/co-handlers", GUOKENG, {"unit": "lw", "reason": "r"}
+    )
+    declined_id = second.get_json()["assignment_id"]
+    mark = len(events(runtime))
+    partner_mark = len(events(runtime, "nighttalk.partners"))
+    lw = bearer("lw", "partner")
+    for path, headers, body in (
+        (f"{co_id}/accept", BUWEN, None),
+        (f"{co_id}/progress", BUWEN, {"note": "材料已转交"}),
+        (f"{co_id}/resolve", BUWEN, {"answer": "步文镇部分：材料已转交"}),
+        (f"{declined_id}/return", lw, {"reason": "非我区之事"}),
+        (f"{lead_id}/accept", GUOKENG, None),
+        (f"{lead_id}/extension", GUOKENG, {"days": 5, "reason": "待鉴定"}),
+        (f"{lead_id}/resolve", GUOKENG, {"answer": "已报销"}),
+    ):
+        response = post(client, f"/v1/assignments/{path}", headers, body)
+        assert response.status_code == 200, (path, response.get_json())
+    said = [(key, data["assignment_id"], data["role"]) for key, data in events(runtime)[mark:]]
+    assert said == [
+        ("assignment.accepted", co_id, "co"),
+        ("assignment.progressed", co_id, "co"),
+        ("assignment.resolved", co_id, "co"),
+        ("assignment.returned", declined_id, "co"),
+        ("assignment.accepted", lead_id, "lead"),
+        ("assignment.extension_granted", lead_id, "lead"),
+        ("assignment.resolved", lead_id, "lead"),
+    ]
+    # The partners' copies carry it too.
+    copies = [
+        (key, data["role"]) for key, data in events(runtime, "nighttalk.partners")[partner_mark:]
+    ]
+    assert copies == [
+        ("lw-buwen.assignment.accepted", "co"),
+        ("lw-guokeng.assignment.accepted", "lead"),
+        ("lw-guokeng.assignment.extension_granted", "lead"),
+    ]
+
+
+def test_a_transfer_and_a_supervisor_s_extension_say_the_lead_s_role(client, runtime, signed_over):
+    lead_id = signed_over()
+    post(client, f"/v1/assignments/{lead_id}/extension", GUOKENG, {"days": 5, "reason": "a"})
+    post(client, f"/v1/assignments/{lead_id}/extension", GUOKENG, {"days": 5, "reason": "b"})
+    mark = len(events(runtime))
+    decision = {"grant": True, "reason": "同意"}
+    path = f"/v1/assignments/{lead_id}/extension/decision"
+    assert post(client, path, bearer("lw", "supervisor"), decision).status_code == 200
+    transfer = {"to_unit": "lw-buwen", "reason": "属步文镇"}
+    assert post(client, f"/v1/assignments/{lead_id}/transfer", GUOKENG, transfer).status_code == 200
+    said = [(key, data.get("role")) for key, data in events(runtime)[mark:]]
+    assert said == [
+        ("assignment.extension_granted", "lead"),
+        ("assignment.transferred", "lead"),
+        ("case.routed", "lead"),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -102,6 +102,7 @@ def test_an_extension_with_the_longest_note_supervision_accepts_is_granted(
     assert key == "assignment.extension_granted"
     # The note travels whole: supervision, its only consumer bound, reads reasons of 2000.
     assert data["reason"] == "议" * SUPERVISION_NOTE and data["granted_by"] == "joint-meeting"
+    assert data["role"] == "lead"
 
 
 def test_a_reassignment_to_a_unit_code_supervision_allows_is_judged_by_the_directory(
