@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import jwt
 import pytest
 from sqlalchemy import select
 
@@ -160,3 +161,50 @@ def test_a_case_registered_with_every_text_at_intake_s_limits_is_routed(
         data["summary"],
         data["details"],
     )
+
+
+# -- who acted: every `by` routing publishes fits its consumers' 100 characters ------------
+
+
+def test_every_actor_routing_names_fits_in_100_characters(client, runtime, signed_over):
+    from servicekit import auth
+
+    def bearer(unit: str, *roles: str, sub: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {auth.mint(unit, list(roles), sub=sub)}"}
+
+    assignment_id = signed_over()
+    path = f"/v1/assignments/{assignment_id}"
+    # A partner's sub is published as it is: the longest a token may carry.
+    longest = "lw-guokeng:" + "办" * (auth.MAX_SUBJECT - len("lw-guokeng:"))
+    partner = bearer("lw-guokeng", "partner", sub=longest)
+    assert client.post(f"{path}/accept", headers=partner).status_code == 200
+    # The policy's grant, then the supervising unit's (named by its unit code).
+    for days in (5, 20):
+        body = {"days": days, "reason": "待鉴定"}
+        assert client.post(f"{path}/extension", headers=partner, json=body).status_code == 200
+    decision = {"grant": True, "reason": "同意"}
+    supervisor = bearer("lw", "supervisor", sub="lw:" + "审" * 97)
+    response = client.post(f"{path}/extension/decision", headers=supervisor, json=decision)
+    assert response.status_code == 200
+    table = models.metadata.tables["outbox"]
+    with runtime.engine.connect() as conn:
+        bodies = [json.loads(row.body) for row in conn.execute(select(table.c.body))]
+    actors = [(data.get("by"), data.get("granted_by")) for data in bodies if "by" in data]
+    assert actors == [
+        (longest, None),  # twice: the events exchange and the partner's copy
+        (longest, None),
+        ("policy", "policy"),
+        ("policy", "policy"),
+        ("lw", "lw"),
+        ("lw", "lw"),
+    ]
+    assert all(len(name) <= 100 for pair in actors for name in pair if name)
+    # A token whose sub is longer is refused at the door, before anything is done.
+    too_long = auth.mint("lw-guokeng", ["partner"], sub="x")
+    claims = jwt.decode(too_long, options={"verify_signature": False})
+    claims["sub"] = longest + "办"
+    token = jwt.encode(claims, auth.secret(), algorithm=auth.ALGORITHM)
+    response = client.post(
+        f"{path}/progress", headers={"Authorization": f"Bearer {token}"}, json={"note": "n"}
+    )
+    assert response.status_code == 401
