@@ -299,6 +299,28 @@ class TimelineEntry(Base):
     )
 
 
+class FeedbackAnswer(Base):
+    """One answer of the visitor on a case's resolution (回访): the satisfaction figures.
+
+    Every answer is kept, an unsatisfied one that reopened the case included, keyed by its
+    ``case.feedback_received`` event. Statistics count the answers given in a period (by
+    ``answered_at``), grouped by the case's receiving unit, category and channel, copied
+    here so that counting them reads this table alone.
+    """
+
+    __tablename__ = "feedback_answers"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(64))
+    answered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    satisfied: Mapped[bool] = mapped_column(Boolean)
+    receiving_unit: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(40))
+    channel: Mapped[str | None] = mapped_column(String(20))
+
+    __table_args__ = (Index("ix_feedback_answers_answered", "answered_at"),)
+
+
 class VisitRecord(Base):
     """One batch (批) as intake registered it, kept for the statistics of batches and people."""
 

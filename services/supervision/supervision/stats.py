@@ -7,6 +7,8 @@ the channel:
 - batches (批次), person-visits (人次) and follow-up visits (a batch coming back about a
   case already registered) from intake's ``visit.registered``;
 - issues raised and everything about them from the cases received in the period;
+- the visitors' answers (回访) given in the period, every one (``feedback_answers``), grouped
+  by their case's receiving unit, category and channel, and by the month they were given;
 - rows add up to the totals exactly (a batch has no category: by category, batches and
   person-visits are reported in the totals only).
 
@@ -16,7 +18,8 @@ date; *overdue open* = not resolved and due before the end of the period (before
 a period not yet ended); *escalated by
 level* = cases that reached a level of listed supervision (1, 2) or got a named supervisor
 (major); *repeat visits* = issues registered as a repeat of an open case of the same
-visitor and category; *satisfaction rate* = satisfied answers / answers; *first-contact
+visitor and category; *satisfaction rate* = satisfied answers / answers given in the
+period (a case answered unsatisfied, then satisfied, counts two answers); *first-contact
 resolution rate* = issues resolved on the spot / issues raised.
 """
 
@@ -107,7 +110,10 @@ def _month(session: Session, column, start: dt.datetime, end: dt.datetime):
 
 
 def _key(session: Session, by: str, *, unit, category, channel, received_at, start, end):
-    """Return the SQL of the grouping key, and what turns its values into labels (or None)."""
+    """Return the SQL of the grouping key, and what turns its values into labels (or None).
+
+    ``received_at`` is the instant whose month groups a row: a reception's, an answer's.
+    """
     if by == "unit":
         return unit, None
     if by == "category":
@@ -223,13 +229,38 @@ def compute(
         "escalated_level_2": count_if(c.escalated_level_2_at.is_not(None)),
         "escalated_major": count_if(c.major_since.is_not(None)),
         "repeat_visits": count_if(c.repeat_of.is_not(None)),
-        "feedback_answers": count_if(c.feedback_satisfied.is_not(None)),
-        "satisfied": count_if(c.feedback_satisfied.is_(True)),
     }
     for result in session.execute(select(key, *figures.values()).where(*conditions).group_by(key)):
         group, *values = result
         group = label(group) if label else group
         for figure, value in zip(figures, values, strict=True):
+            add(group, figure, value)
+            totals[figure] += int(value or 0)
+
+    # The visitors' answers given in the period, every one: by index on answered_at.
+    answer = models.FeedbackAnswer
+    answer_conditions = [answer.answered_at >= start, answer.answered_at < end]
+    if units is not None:
+        answer_conditions.append(answer.receiving_unit.in_(units))
+    if category is not None:
+        answer_conditions.append(answer.category == category)
+    answer_key, answer_label = _key(
+        session,
+        by,
+        unit=answer.receiving_unit,
+        category=answer.category,
+        channel=answer.channel,
+        received_at=answer.answered_at,
+        start=start,
+        end=end,
+    )
+    answers = {"feedback_answers": func.count(), "satisfied": count_if(answer.satisfied.is_(True))}
+    for result in session.execute(
+        select(answer_key, *answers.values()).where(*answer_conditions).group_by(answer_key)
+    ):
+        group, *values = result
+        group = answer_label(group) if answer_label else group
+        for figure, value in zip(answers, values, strict=True):
             add(group, figure, value)
             totals[figure] += int(value or 0)
 

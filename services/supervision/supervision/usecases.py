@@ -136,7 +136,19 @@ def record_feedback(
     }
     if comment is not None:
         received["comment"] = comment
-    emit(uow, "case.feedback_received", case, received)
+    event = emit(uow, "case.feedback_received", case, received)
+    # Every answer counts in the satisfaction figures, not only the case's last one.
+    uow.session.add(
+        models.FeedbackAnswer(
+            event_id=event.event_id,
+            case_id=case.case_id,
+            answered_at=at,
+            satisfied=satisfied,
+            receiving_unit=case.receiving_unit,
+            category=case.category,
+            channel=case.channel,
+        )
+    )
     if satisfied:
         close(uow, case, outcome="satisfied", at=at)
     else:

@@ -3,11 +3,11 @@
 December 2026 on the city's calendar:
 
 - city-org, night talk, 15 Dec: a batch of 5 raising c1 (routed, resolved on time, the
-  visitor satisfied) and c2 (resolved on the spot); a batch of 2 raising nothing new (a
+  visitor satisfied on 19 Dec) and c2 (resolved on the spot); a batch of 2 raising nothing new (a
   follow-up of an older case).
 - lw-org, daily reception, 20 Dec: a batch of 1 raising c3 (routed, due 25 Dec, never
   resolved: overdue, listed for the unit leader on 25 Jan, a named supervisor) and c4 (a
-  repeat, resolved late, the visitor unsatisfied: reopened, so overdue again).
+  repeat, resolved late, the visitor unsatisfied on 29 Dec: reopened, so overdue again).
 - lw-org, letters, 1 Dec 00:30 in the city (30 Nov in UTC): a batch of 3, no issue.
 - Outside the period: a batch and its case on 30 Nov, a batch on 1 Jan 00:30 in the city.
 """
@@ -95,7 +95,9 @@ def route_and_resolve(rt, case_id, number, *, due, resolved_at=None):
         )
 
 
-def feedback(rt, case_id, satisfied):
+def feedback(rt, case_id, satisfied, *, at, monkeypatch):
+    """Record the visitor's answer as given at ``at`` (the statistics count it then)."""
+    monkeypatch.setattr(usecases, "now", lambda: at)
     with rt.unit_of_work() as uow:
         usecases.record_feedback(uow, case_id, satisfied=satisfied, comment=None)
         uow.commit()
@@ -113,7 +115,7 @@ def december(rt, directory, monkeypatch):
     route_and_resolve(
         rt, *c1, due=dt.datetime(2027, 1, 15, tzinfo=CST), resolved_at=DAY_15 + dt.timedelta(days=3)
     )
-    feedback(rt, c1[0], True)
+    feedback(rt, c1[0], True, at=DAY_15 + dt.timedelta(days=4), monkeypatch=monkeypatch)
 
     c3 = register(rt, "lw-org", "daily", DAY_20, "demolition_compensation")
     c4 = register(rt, "lw-org", "daily", DAY_20, "land_acquisition", repeat_of=str(uuid.uuid4()))
@@ -125,7 +127,7 @@ def december(rt, directory, monkeypatch):
         due=dt.datetime(2026, 12, 22, tzinfo=CST),
         resolved_at=dt.datetime(2026, 12, 28, tzinfo=CST),
     )
-    feedback(rt, c4[0], False)
+    feedback(rt, c4[0], False, at=dt.datetime(2026, 12, 29, tzinfo=CST), monkeypatch=monkeypatch)
     with rt.unit_of_work() as uow:
         usecases.name_supervisor(uow, c3[0], supervisor="李副市长", supervisor_unit="city")
         uow.commit()
@@ -240,6 +242,48 @@ def test_rows_add_up_to_the_totals_whatever_the_grouping(client, december):
         "letter": 1,
         "night_talk": 2,
     }
+
+
+def test_every_answer_counts_in_the_period_it_was_given(client, rt, monkeypatch):
+    # Unsatisfied in December (reopened, answered again), satisfied in January: two answers.
+    case_id, number = register(rt, "city-org", "night_talk", DAY_15, "demolition_compensation")
+    route_and_resolve(
+        rt,
+        case_id,
+        number,
+        due=dt.datetime(2027, 1, 15, tzinfo=CST),
+        resolved_at=DAY_15 + dt.timedelta(days=3),
+    )
+    feedback(rt, case_id, False, at=dt.datetime(2026, 12, 20, tzinfo=CST), monkeypatch=monkeypatch)
+    route_and_resolve(
+        rt,
+        case_id,
+        number,
+        due=dt.datetime(2027, 1, 21, tzinfo=CST),
+        resolved_at=dt.datetime(2027, 1, 5, tzinfo=CST),
+    )
+    feedback(rt, case_id, True, at=dt.datetime(2027, 1, 10, tzinfo=CST), monkeypatch=monkeypatch)
+    monkeypatch.setattr(usecases, "now", lambda: dt.datetime(2027, 2, 1, tzinfo=CST))
+
+    def figures(query):
+        body = client.get(f"/v1/stats?{query}", headers=ADMIN).json
+        rows = {
+            row["group"]: (row["feedback_answers"], row["satisfied"], row["satisfaction_rate"])
+            for row in body["rows"]
+        }
+        totals = body["totals"]
+        return rows, (totals["feedback_answers"], totals["satisfied"], totals["satisfaction_rate"])
+
+    assert figures("from=2026-12-01&to=2026-12-31") == ({"city-org": (1, 0, 0.0)}, (1, 0, 0.0))
+    # January received nothing, yet its answer counts there: given in January.
+    assert figures("from=2027-01-01&to=2027-01-31") == ({"city-org": (1, 1, 1.0)}, (1, 1, 1.0))
+    assert figures("from=2026-12-01&to=2027-01-31&by=month") == (
+        {"2026-12": (1, 0, 0.0), "2027-01": (1, 1, 1.0)},
+        (2, 1, 0.5),
+    )
+    for by in ("category", "channel"):
+        rows, totals = figures(f"from=2026-12-01&to=2027-01-31&by={by}")
+        assert (list(rows.values()), totals) == ([(2, 1, 0.5)], (2, 1, 0.5)), by
 
 
 def test_overdue_open_counts_what_was_due_before_the_period_ended(client, december):

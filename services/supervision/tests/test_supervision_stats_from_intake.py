@@ -92,7 +92,7 @@ def case_numbers(visit) -> list[tuple[str, str]]:
     return [(c["case_id"], c["case_number"]) for c in visit["cases"]]
 
 
-def test_the_figures_of_a_month_registered_through_intake(intake, rt, client):
+def test_the_figures_of_a_month_registered_through_intake(intake, rt, client, monkeypatch):
     first = register(
         intake,
         "city-org",
@@ -146,6 +146,8 @@ def test_the_figures_of_a_month_registered_through_intake(intake, rt, client):
     )
     for event in consume_event:
         consume(rt, event)
+    # The visitor's answer, given in November: counted in November's figures.
+    monkeypatch.setattr(usecases, "now", lambda: dt.datetime(2026, 11, 26, 10, 0, tzinfo=CST))
     with rt.unit_of_work() as uow:
         usecases.record_feedback(uow, routed_id, satisfied=True, comment=None)
         uow.commit()
