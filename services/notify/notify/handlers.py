@@ -31,6 +31,7 @@ from notify.payloads import (
     ContactRecordedIn,
     DeadlineIn,
     EscalatedIn,
+    ExtensionGrantedIn,
     ResolvedOnSpotIn,
     UnitChangedIn,
     load,
@@ -48,6 +49,7 @@ _assignment_resolved = AssignmentResolvedIn()
 _resolved_on_spot = ResolvedOnSpotIn()
 _deadline = DeadlineIn()
 _escalated = EscalatedIn()
+_extension_granted = ExtensionGrantedIn()
 _unit_changed = UnitChangedIn()
 
 
@@ -62,6 +64,7 @@ def handlers(runtime=None) -> Mapping[str, Handler]:
         "visit.contact_recorded": on_contact_recorded,
         "case.routed": on_case_routed,
         "assignment.resolved": on_assignment_resolved,
+        "assignment.extension_granted": on_extension_granted,
         "case.resolved_on_spot": on_resolved_on_spot,
         "case.warning": on_deadline,
         "case.overdue": on_deadline,
@@ -223,19 +226,54 @@ def on_assignment_resolved(uow: UnitOfWork, event: ReceivedEvent) -> None:
     """Give the visitor the lead unit's answer, and ask whether they are satisfied (回访).
 
     A co-handling unit's (协办) resolution is its part of the case, not the case's answer:
-    the visitor hears nothing of it. The role is the event's; an event without one (from
-    before routing named it) takes the role ``case.routed`` gave the assignment, and one
-    whose ``case.routed`` notify never had is taken for the lead's.
+    the visitor hears nothing of it (:func:`_is_lead`).
     """
     data = load(_assignment_resolved, event)
-    role = data["role"] or _role_of(uow.session, data["assignment_id"]) or models.LEAD
-    if role != models.LEAD:
-        log.info(
-            "a co-handler's resolution: nothing for the visitor",
-            extra={"event_id": event.id, "case_id": data["case_id"]},
-        )
+    if not _is_lead(uow.session, event, data):
         return
     _answer(uow, event, data, data["assignment_id"], data["occurred_at"])
+
+
+def on_extension_granted(uow: UnitOfWork, event: ReceivedEvent) -> None:
+    """Tell the visitor the new due date: their receipt promised an answer by the old one.
+
+    Once per new due date (a second extension brings a second notice). Routing extends
+    only the lead's assignment; a co-handler's, were it to come, tells the visitor nothing.
+    """
+    data = load(_extension_granted, event)
+    if not _is_lead(uow.session, event, data):
+        return
+    _notify(
+        uow,
+        event,
+        data,
+        occasion=_iso(data["due_at"]) or "",
+        payloads={
+            models.EXTENDED: {
+                "case_number": data["case_number"],
+                "unit": data["unit"],
+                "due_at": _iso(data["due_at"]),
+                "occurred_at": _iso(data["occurred_at"]),
+            }
+        },
+        recipients={models.VISITOR: ""},
+    )
+
+
+def _is_lead(session: Session, event: ReceivedEvent, data: dict[str, Any]) -> bool:
+    """Return True if an assignment.* event is the lead unit's, so the visitor hears of it.
+
+    The role is the event's; an event without one (from before routing named it) takes
+    the role ``case.routed`` gave the assignment, and one whose ``case.routed`` notify
+    never had is taken for the lead's.
+    """
+    role = data["role"] or _role_of(session, data["assignment_id"]) or models.LEAD
+    if role != models.LEAD:
+        log.info(
+            "a co-handler's assignment: nothing for the visitor",
+            extra={"event_id": event.id, "case_id": data["case_id"], "event": event.type},
+        )
+    return role == models.LEAD
 
 
 def _role_of(session: Session, assignment_id: str) -> str | None:

@@ -41,7 +41,18 @@ ASSIGNMENT = "assignment"  # unit: a new case to handle
 WARNING = "warning"  # unit: the due date is near
 OVERDUE = "overdue"  # unit: the due date has passed
 ESCALATED = "escalated"  # leader: the case is under listed supervision (挂牌督办)
-KINDS = (RECEIPT, ROUTED, ANSWER, SATISFACTION, ASSIGNMENT, WARNING, OVERDUE, ESCALATED)
+EXTENDED = "extended"  # visitor: the due date their receipt promised has moved
+KINDS = (
+    RECEIPT,
+    ROUTED,
+    ANSWER,
+    SATISFACTION,
+    ASSIGNMENT,
+    WARNING,
+    OVERDUE,
+    ESCALATED,
+    EXTENDED,
+)
 
 # Who hears it.
 VISITOR = "visitor"

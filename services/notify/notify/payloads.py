@@ -197,6 +197,19 @@ class AssignmentResolvedIn(CaseEventIn):
     role = fields.String(load_default=None, allow_none=True, validate=ROLE)
 
 
+class ExtensionGrantedIn(CaseEventIn):
+    """``assignment.extension_granted`` from routing: the lead's due date moved.
+
+    The reason and who granted it are internal: notify reads neither.
+    """
+
+    assignment_id = fields.String(required=True, validate=ID)
+    unit = fields.String(required=True, validate=UNIT_CODE)
+    due_at = fields.AwareDateTime(required=True)
+    occurred_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    role = fields.String(load_default=None, allow_none=True, validate=ROLE)
+
+
 class ResolvedOnSpotIn(CaseEventIn):
     """``case.resolved_on_spot`` from intake: answered at the desk."""
 

@@ -32,6 +32,7 @@ PRODUCES: dict[str, dict[str, tuple[str, ...]]] = {
         models.ANSWER: (models.VISITOR,),
         models.SATISFACTION: (models.VISITOR,),
     },
+    "assignment.extension_granted": {models.EXTENDED: (models.VISITOR,)},
     "case.warning": {models.WARNING: (models.UNIT,)},
     "case.overdue": {models.OVERDUE: (models.UNIT,)},
     "case.escalated": {models.ESCALATED: (models.LEADER,)},

@@ -35,6 +35,7 @@ FIELDS: dict[str, frozenset[str]] = {
     models.ESCALATED: frozenset(
         _COMMON | {"due_at", "occurred_at", "level", "supervisor_unit", "supervisor"}
     ),
+    models.EXTENDED: frozenset(_COMMON | {"due_at", "occurred_at"}),
 }
 
 # The text of each kind, shared by SMS, webhook and e-mail bodies and the letter.
@@ -73,6 +74,15 @@ _TEXT = {
     (models.SATISFACTION, "en"): (
         "[Night Talk] Are you satisfied with how case {{ case_number }} was handled? "
         "Reply 1 (yes) or 2 (no)."
+    ),
+    # The new due date only: why it moved is the units' business.
+    (models.EXTENDED, "zh"): (
+        "【夜话】您反映的问题（编号{{ case_number }}）办理时限已延长至{{ due_at | date }}，"
+        "{{ unit_name }}将在此前答复您。"
+    ),
+    (models.EXTENDED, "en"): (
+        "[Night Talk] The answer to case {{ case_number }} is now due by {{ due_at | date }}; "
+        "{{ unit_name }} will answer you by then."
     ),
     (models.ASSIGNMENT, "zh"): (
         "{{ unit_name }}：新交办件{{ case_number }}（{{ summary }}），"
