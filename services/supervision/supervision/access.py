@@ -133,7 +133,11 @@ def ensure_not_its_own_assessment(principal: Principal, case: models.SupervisedC
     The unit under assessment does not grade itself: its supervisor records no visitor's
     feedback on its own case nor a joint meeting's decision on it (an extension of its own
     deadline). An admin may; so may the desk that received the visitor, which records the
-    visitor's word (``cases.CaseFeedback``).
+    visitor's word (``cases.CaseFeedback``). A case answered on the spot was answered by the
+    unit that received it: that unit answers for it.
     """
-    if not principal.has("admin") and principal.unit == case.responsible_unit:
+    answered_by = case.responsible_unit
+    if answered_by is None and case.status == models.RESOLVED_ON_SPOT:
+        answered_by = case.receiving_unit
+    if not principal.has("admin") and principal.unit == answered_by:
         abort(403, message="the unit responsible for a case does not assess it itself")

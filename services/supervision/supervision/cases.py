@@ -120,11 +120,12 @@ class CaseFeedback(MethodView):
     @blp.alt_response(404, description="No such case, or not one you may follow.")
     @blp.alt_response(409, description="The case is not resolved and waiting for feedback.")
     def post(self, _query, headers, data, ref: str):
-        """Record the visitor's feedback (回访) on a resolved case.
+        """Record the visitor's feedback (回访) on a resolved case, or one answered on the spot.
 
         Satisfied closes the case (``case.closed``); unsatisfied reopens it
         (``case.reopened``: routing sends it back to the unit, and its clock restarts when
-        it is routed again). Send an ``Idempotency-Key`` so a retry records nothing twice.
+        it is routed again; a case answered on the spot, which routing never had, stays
+        reopened on the board). Send an ``Idempotency-Key`` so a retry records nothing twice.
         """
         principal = current_principal()
         runtime = current_app.extensions["runtime"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, Index, Integer, String, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from servicekit.db import service_metadata
@@ -69,6 +69,9 @@ class SupervisedCase(Base):
     routed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     due_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # Answered on the spot (当场答复) and standing so: closed after its visitor was satisfied
+    # too, no longer once the visitor's rejection reopened it (statistics' resolved_on_spot).
+    answered_on_spot: Mapped[bool] = mapped_column(Boolean, server_default=false())
     assignment_id: Mapped[str | None] = mapped_column(String(64))
     # The earlier open case of the same visitor and category (a repeat visit, 重复来访).
     repeat_of: Mapped[str | None] = mapped_column(String(64))
@@ -212,8 +215,13 @@ class SupervisedCase(Base):
         self._resolve_on_spot(data["resolved_at"])
 
     def _resolve_on_spot(self, resolved_at: dt.datetime) -> None:
+        if self.status in (REOPENED, CLOSED):
+            # The visitor answered since: a late copy of the answer on the spot changes
+            # nothing (a rejected one stays rejected).
+            return
         self.resolved_at = resolved_at
         self.due_at = None
+        self.answered_on_spot = True
         self._advance(RESOLVED_ON_SPOT)
 
     def _advance(self, status: str) -> None:

@@ -206,7 +206,8 @@ def compute(
     figures = {
         "issues": func.count(),
         "resolved": count_if(resolved),
-        "resolved_on_spot": count_if(c.status == models.RESOLVED_ON_SPOT),
+        # Answered on the spot and standing: closed after a satisfied visitor included.
+        "resolved_on_spot": count_if(and_(resolved, c.answered_on_spot.is_(True))),
         "resolved_on_time": count_if(
             and_(
                 by_unit,

@@ -26,6 +26,10 @@ from supervision import models
 SERVICE = "supervision"
 
 
+# The statuses of a case waiting for its visitor's answer: resolved by its unit, or on the spot.
+AWAITING_FEEDBACK = (models.RESOLVED, models.RESOLVED_ON_SPOT)
+
+
 class NotResolved(Exception):
     """Feedback was given on a case that is not waiting for it."""
 
@@ -120,9 +124,15 @@ def locked_case(session: Session, case_id: str) -> models.SupervisedCase:
 def record_feedback(
     uow: UnitOfWork, case_id: str, *, satisfied: bool, comment: str | None
 ) -> dict[str, Any]:
-    """Record the visitor's answer: satisfied closes the case, unsatisfied reopens it."""
+    """Record the visitor's answer: satisfied closes the case, unsatisfied reopens it.
+
+    On a case resolved by its unit or answered on the spot. Reopened, a case answered on
+    the spot is announced with the unit that answered it, the one that received it; routing
+    never had it, so it stays reopened, on the board with no responsible unit, until a
+    routing of it arrives.
+    """
     case = locked_case(uow.session, case_id)
-    if case.status != models.RESOLVED:
+    if case.status not in AWAITING_FEEDBACK:
         raise NotResolved(case.status)
     at = now()
     case.feedback_satisfied = satisfied
@@ -155,6 +165,8 @@ def record_feedback(
         case.status = models.REOPENED
         case.reopened_at = at
         case.reopen_count = (case.reopen_count or 0) + 1
+        # The answer the visitor rejected no longer stands: not a resolution at first contact.
+        case.answered_on_spot = False
         emit(
             uow,
             "case.reopened",
@@ -162,7 +174,7 @@ def record_feedback(
             {
                 "case_id": case.case_id,
                 "case_number": case.case_number,
-                "unit": case.responsible_unit,
+                "unit": case.responsible_unit or case.receiving_unit,
                 "reason": comment or "the visitor is not satisfied with the resolution",
                 "occurred_at": at.isoformat(),
             },

@@ -1,4 +1,4 @@
-"""Every feedback answer kept: the migration copies the answers given before from the timelines."""
+"""Feedback migrations: every answer kept (copied from the timelines), answered on the spot kept."""
 
 from __future__ import annotations
 
@@ -85,3 +85,28 @@ def test_the_migration_keeps_every_answer_given_before(make_database):
         "e3": ("0001", later, True, "city-org", "land", "night_talk"),
         "e4": ("0002", T0, True, "lw-org", None, "daily"),
     }
+
+
+def test_the_migration_marks_the_cases_answered_on_the_spot(make_database):
+    url = make_database("on_spot")
+    migrations.upgrade("supervision", "supervision", url, revision="f7b5d0a4c8e3")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for case_id, status in (
+                ("0001", models.RESOLVED_ON_SPOT),
+                ("0002", models.ROUTED),
+                ("0003", models.CLOSED),
+            ):
+                conn.execute(
+                    insert(models.SupervisedCase.__table__).values(_case(case_id, status=status))
+                )
+        migrations.upgrade("supervision", "supervision", url)
+        with Session(engine) as session:
+            found = {
+                row.case_id: row.answered_on_spot
+                for row in session.scalars(select(models.SupervisedCase))
+            }
+    finally:
+        engine.dispose()
+    assert found == {"0001": True, "0002": False, "0003": False}
