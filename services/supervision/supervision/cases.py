@@ -9,6 +9,7 @@ from marshmallow import RAISE
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from servicekit import text
 from servicekit.auth import current_principal, require
 from supervision import models, usecases
 from supervision.access import (
@@ -40,7 +41,8 @@ blp = Blueprint(
 
 def find_case(session: Session, ref: str) -> models.SupervisedCase:
     """Return the case named by number or id, else abort with 404."""
-    if len(ref) > 90:
+    # A NUL names no case (and PostgreSQL refuses it in a text parameter).
+    if len(ref) > 90 or text.has_unstorable(ref):
         abort(404, message="no such case")
     case = session.scalars(
         select(models.SupervisedCase).where(

@@ -68,9 +68,12 @@ def test_without_a_token_the_case_is_refused(client, routed_case):
 def test_an_unknown_case_is_not_found(client, routed_case):
     admin = bearer("city-org", "admin")
 
-    for ref in ("city-org-20260101-9999", "0" * 36, "x" * 500):
+    # A NUL names no case either (PostgreSQL refuses it in a text parameter: it was a 500).
+    for ref in ("city-org-20260101-9999", "0" * 36, "x" * 500, "a%00b"):
         assert client.get(f"/v1/cases/{ref}", headers=admin).status_code == 404
         assert client.get(f"/v1/cases/{ref}/timeline", headers=admin).status_code == 404
+        feedback = client.post(f"/v1/cases/{ref}/feedback", headers=admin, json={"satisfied": True})
+        assert feedback.status_code == 404
 
 
 def test_the_case_shows_routings_due_date_by_number_and_by_id(client, routed_case):
