@@ -59,8 +59,30 @@ def render(outbox=None, collectors=()) -> Response:
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
+# The methods HTTP defines (RFC 9110) and PATCH. Any other a client sends is counted as
+# "other": each label value is a series of its own, kept in PROMETHEUS_MULTIPROC_DIR for the
+# life of the folder, and a client free to choose the method could fill it (a full folder
+# kills the worker that writes into it, with SIGBUS).
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+UNMATCHED = "unmatched"
+
+
+def _labels() -> tuple[str, str]:
+    """Return the request's method and endpoint labels, each one of a fixed few values."""
+    method = request.method if request.method in KNOWN_METHODS else "other"
+    # The rule's template, never the path: a 404 or 405 (no rule matched) is "unmatched".
+    endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED
+    return method, endpoint
+
+
 def init_app(app: Flask, service: str) -> None:
-    """Count and time every request by its endpoint (not its URL, which carries ids)."""
+    """Count and time every request by its endpoint (not its URL, which carries ids).
+
+    Every label is bounded: the method is a known one or ``other``, the endpoint a route's
+    template or ``unmatched``, the status a status code the app answers.
+    """
 
     @app.before_request
     def _start_timer():
@@ -69,10 +91,8 @@ def init_app(app: Flask, service: str) -> None:
     @app.after_request
     def _observe(response):
         started = g.pop("_metrics_started", None)
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        method, endpoint = _labels()
         if started is not None:
-            HTTP_DURATION.labels(service, request.method, endpoint).observe(
-                time.perf_counter() - started
-            )
-        HTTP_REQUESTS.labels(service, request.method, endpoint, str(response.status_code)).inc()
+            HTTP_DURATION.labels(service, method, endpoint).observe(time.perf_counter() - started)
+        HTTP_REQUESTS.labels(service, method, endpoint, str(response.status_code)).inc()
         return response
