@@ -238,7 +238,8 @@ class IdempotentRequest(Base):
     __tablename__ = "idempotent_requests"
 
     unit: Mapped[str] = mapped_column(String(64), primary_key=True)
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # 200 as the Idempotency-Key header allows, and Open311's "open311:" prefix before it.
+    key: Mapped[str] = mapped_column(String(208), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict] = mapped_column(JSON)
