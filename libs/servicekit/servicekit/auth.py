@@ -21,7 +21,9 @@ ROLES = frozenset({"reception", "partner", "supervisor", "admin"})
 ISSUER = "nighttalk"
 ALGORITHM = "HS256"
 DEV_SECRET = "dev-only-secret-change-me-in-production-0123456789"
-UNIT_CODE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# Matched whole (fullmatch): with re.match, `$` also matches before a final line feed, and a
+# token for 'city-org\n' was minted and accepted (its cases' numbers then held the "\n").
+UNIT_CODE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 def secret() -> str:
@@ -64,7 +66,7 @@ def mint(
     unknown = set(roles) - ROLES
     if unknown:
         raise ValueError(f"unknown roles: {', '.join(sorted(unknown))}")
-    if not UNIT_CODE.match(unit):
+    if not UNIT_CODE.fullmatch(unit):
         raise ValueError(f"not a unit code: {unit!r}")
     if sub is not None and not _is_subject(sub):
         raise ValueError(f"sub must be a text of 1 to {MAX_SUBJECT} characters")
@@ -106,7 +108,7 @@ def verify(token: str, key: str | None = None) -> Principal:
         except jwt.InvalidTokenError as exc:
             raise InvalidToken(f"invalid token: {exc}") from exc
     unit, roles = claims.get("unit"), claims.get("roles")
-    if not isinstance(unit, str) or not UNIT_CODE.match(unit):
+    if not isinstance(unit, str) or not UNIT_CODE.fullmatch(unit):
         raise InvalidToken("invalid token: claim 'unit' must be a unit code")
     if not isinstance(roles, list) or not roles or not set(roles) <= ROLES:
         raise InvalidToken(

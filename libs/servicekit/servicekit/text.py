@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from marshmallow import validate
+from marshmallow import ValidationError, validate
 
 # No text field can store NUL: PostgreSQL refuses it in text. Nor a lone surrogate, which
 # has no UTF-8 form; but that is no Unicode string at all (I-JSON, RFC 7493, forbids it),
@@ -36,12 +36,27 @@ TEXT_PATTERN = rf"^[^{UNSTORABLE}{CONTROL}{NONCHARACTER}]*$"
 _TYPED = rf"[^{UNSTORABLE}{CONTROL}{NONCHARACTER}]"
 NOT_BLANK_PATTERN = rf"^{_TYPED}*[^{UNSTORABLE}{CONTROL}{NONCHARACTER}{SPACE}]{_TYPED}*$"
 
+
+class FullMatch(validate.Regexp):
+    """A pattern rule that the whole value must match, as JSON Schema's ``pattern`` reads it.
+
+    marshmallow's ``Regexp`` uses ``re.match``, where ``$`` also matches before a final line
+    feed: ``^[a-z]+$`` lets ``"abc\\n"`` through, while ECMAScript's ``$`` (the document's)
+    ends the input. The pattern shows in the document as written.
+    """
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
 # A field's own pattern shows in the document in place of STORABLE_PATTERN; these refuse
 # what it refuses, and more.
-NO_CONTROL = validate.Regexp(
+NO_CONTROL = FullMatch(
     TEXT_PATTERN, error="must not contain control characters nor non-characters (U+FFFE…)"
 )
-NOT_BLANK = validate.Regexp(
+NOT_BLANK = FullMatch(
     NOT_BLANK_PATTERN,
     error="must not be blank nor contain control characters nor non-characters (U+FFFE…)",
 )

@@ -16,6 +16,8 @@ def test_a_minted_token_verifies():
     [
         ({"unit": "lw-buwen", "roles": ["partner"]}, "exp"),
         ({"unit": "Not A Unit", "roles": ["partner"], "exp": 4_000_000_000}, "unit"),
+        # A regex's `$` also matches before a final line feed: the unit must end with it.
+        ({"unit": "city-org\n", "roles": ["partner"], "exp": 4_000_000_000}, "unit"),
         ({"unit": "lw-buwen", "roles": ["root"], "exp": 4_000_000_000}, "roles"),
         ({"unit": "lw-buwen", "roles": [], "exp": 4_000_000_000}, "roles"),
     ],
@@ -24,6 +26,14 @@ def test_tokens_with_bad_claims_are_refused(claims, reason):
     token = jwt.encode({"iss": "nighttalk", "sub": "x", **claims}, auth.secret(), algorithm="HS256")
     with pytest.raises(auth.InvalidToken, match=reason):
         auth.verify(token)
+
+
+@pytest.mark.parametrize("unit", ["city-org\n", "\ncity-org", "city\norg", "City-org", ""])
+def test_no_token_is_minted_for_what_is_not_a_unit_code(unit):
+    # intake made case numbers with such a unit ('city-org\n-20261123-0001'), which
+    # supervision dead-lettered: the case never had a deadline clock.
+    with pytest.raises(ValueError, match="not a unit code"):
+        auth.mint(unit, ["reception"])
 
 
 def test_alg_none_and_other_algorithms_are_refused():
