@@ -86,6 +86,9 @@ def _init_request_context(app: Flask) -> None:
             too_large = _buffer_streamed_body(app.config["MAX_CONTENT_LENGTH"])
             if too_large is not None:
                 return too_large
+        too_deep = _too_deeply_nested()
+        if too_deep is not None:
+            return error_response(400, too_deep)
         unstorable = _unstorable_text()
         if unstorable is not None:
             return error_response(422, f"the request's text {UNSTORABLE_TEXT}", unstorable)
@@ -144,6 +147,35 @@ def _repeated_arguments() -> dict | None:
         for name, values in arguments.lists():
             if len(values) > 1:
                 return {location: {name: [f"given {len(values)} times: give it once"]}}
+    return None
+
+
+# No body of the services nests arrays and objects more than a few levels; past this depth
+# a body is refused up front. Python's parser gives up near the recursion limit (about 1,000
+# levels, fewer in a deep stack) with a RecursionError, which ``get_json(silent=True)`` does
+# not silence, and code walking a parsed body could meet it again.
+MAX_JSON_DEPTH = 32
+
+
+def _too_deeply_nested() -> str | None:
+    """Return why a JSON body nested past ``MAX_JSON_DEPTH`` is refused, else None."""
+    if not request.is_json:
+        return None
+    refusal = (
+        f"the JSON body is nested too deeply: at most {MAX_JSON_DEPTH} levels of arrays and objects"
+    )
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        return refusal
+    stack: list[tuple[int, object]] = [(1, body)]
+    while stack:
+        depth, item = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return refusal
+            values = item.values() if isinstance(item, dict) else item
+            stack.extend((depth + 1, value) for value in values)
     return None
 
 
