@@ -110,7 +110,13 @@ def verify(token: str, key: str | None = None) -> Principal:
     unit, roles = claims.get("unit"), claims.get("roles")
     if not isinstance(unit, str) or not UNIT_CODE.fullmatch(unit):
         raise InvalidToken("invalid token: claim 'unit' must be a unit code")
-    if not isinstance(roles, list) or not roles or not set(roles) <= ROLES:
+    # Each role a text before the set: a list or an object inside cannot be hashed.
+    if (
+        not isinstance(roles, list)
+        or not roles
+        or not all(isinstance(role, str) for role in roles)
+        or not set(roles) <= ROLES
+    ):
         raise InvalidToken(
             f"invalid token: claim 'roles' must be a non-empty subset of {sorted(ROLES)}"
         )

@@ -20,6 +20,12 @@ def test_a_minted_token_verifies():
         ({"unit": "city-org\n", "roles": ["partner"], "exp": 4_000_000_000}, "unit"),
         ({"unit": "lw-buwen", "roles": ["root"], "exp": 4_000_000_000}, "roles"),
         ({"unit": "lw-buwen", "roles": [], "exp": 4_000_000_000}, "roles"),
+        ({"unit": "lw-buwen", "roles": "partner", "exp": 4_000_000_000}, "roles"),
+        # A list or an object inside: unhashable, once a TypeError (a 500).
+        ({"unit": "lw-buwen", "roles": [["partner"]], "exp": 4_000_000_000}, "roles"),
+        ({"unit": "lw-buwen", "roles": ["partner", {"a": 1}], "exp": 4_000_000_000}, "roles"),
+        ({"unit": "lw-buwen", "roles": [1], "exp": 4_000_000_000}, "roles"),
+        ({"unit": "lw-buwen", "roles": [None], "exp": 4_000_000_000}, "roles"),
     ],
 )
 def test_tokens_with_bad_claims_are_refused(claims, reason):
