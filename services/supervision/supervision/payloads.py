@@ -13,6 +13,7 @@ longest token subject servicekit lets a caller have (``auth.MAX_SUBJECT``);
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from typing import Any
 
@@ -43,7 +44,14 @@ FIRST_YEAR, LAST_YEAR = 1900, 2999
 
 
 def on_the_calendar(value) -> None:
-    """Refuse an instant or day outside the years 1900 to 2999."""
+    """Refuse an instant or day outside the years 1900 to 2999 (an instant's year in UTC).
+
+    In UTC because routing stores and announces instants so: 23:00 on 31 December 2999 at
+    UTC-5, taken here, would come back as year 3000 and be refused on its way back.
+    """
+    # The year as given first: converting year 1 or 9999 could overflow.
+    if FIRST_YEAR <= value.year <= LAST_YEAR and isinstance(value, dt.datetime) and value.tzinfo:
+        value = value.astimezone(dt.UTC)
     if not FIRST_YEAR <= value.year <= LAST_YEAR:
         raise ValidationError(f"must be in the years {FIRST_YEAR} to {LAST_YEAR}")
 

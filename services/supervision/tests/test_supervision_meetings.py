@@ -191,6 +191,11 @@ def test_the_unit_responsible_records_no_decision_on_its_own_case(client, rt, ja
         ({"case": "c", "decision": "reassign", "note": "x"}, ["unit"]),
         ({"case": "c", "decision": "extend", "note": "x"}, ["due_at"]),
         ({"case": "c", "decision": "extend", "note": "x", "due_at": "2027-02-01"}, ["due_at"]),
+        # Year 3000 in UTC, as routing stores and announces it (its event was then poison).
+        (
+            {"case": "c", "decision": "extend", "note": "x", "due_at": "2999-12-31T23:00:00-05:00"},
+            ["due_at"],
+        ),
         ({"case": "c", "decision": "vote", "note": "x"}, ["decision"]),
         ({"case": "c", "decision": "note", "note": ""}, ["note"]),
         ({"case": "c", "decision": "note", "note": "x", "unit": "lw"}, ["unit"]),
