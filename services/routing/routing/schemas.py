@@ -270,12 +270,20 @@ _HOST = (
     rf"(?:{_LABEL}\.?|(?:{_LABEL}\.)+(?:[A-Za-z]{{2,6}}|[A-Za-z0-9-]{{2,}})\.?"
     r"|[0-9]{1,3}(?:\.[0-9]{1,3}){3})"
 )
+# A port from 1 to 65535, leading zeros allowed (as urllib3 reads them).
+_PORT = (
+    r"0*(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
+    r"|6553[0-5])"
+)
+WEBHOOK_URL_ERROR = (
+    "must be an http or https URL such as 'https://partner.example/hook'; a port must be 1-65535"
+)
 # The http(s) URLs marshmallow's check takes without a TLD, ASCII host names only: as a
 # pattern, the OpenAPI document can say exactly what is accepted.
 WEBHOOK_URL = validate.Regexp(
     # Explicit classes rather than \S, which Python and JSON Schema's regex read differently.
-    rf"^https?://{_HOST}(?::[0-9]+)?(?:/?|[/?#][^\x00-\x20\x7f{text.SPACE}]+)$",
-    error="must be an http or https URL such as 'https://partner.example/hook'",
+    rf"^https?://{_HOST}(?::{_PORT})?(?:/?|[/?#][^\x00-\x20\x7f{text.SPACE}]+)$",
+    error=WEBHOOK_URL_ERROR,
 )
 
 
@@ -302,7 +310,15 @@ class WebhookIn(_Strict):
 
     @validates("url")
     def _not_inside(self, url: str, **_kwargs) -> None:
-        refused = egress.literal_refusal(parse_url(url).host or "")
+        # The checks before this one leave urllib3's parser nothing to refuse; should one
+        # let a URL by, what the parser raises (LocationParseError, a ValueError) is a 422.
+        try:
+            host = parse_url(url).host
+        except ValueError:
+            raise ValidationError(WEBHOOK_URL_ERROR) from None
+        if not host:
+            raise ValidationError(WEBHOOK_URL_ERROR)
+        refused = egress.literal_refusal(host)
         if refused is not None:
             raise ValidationError(f"refused: {refused}")
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from marshmallow import ValidationError
 
+from routing.schemas import WebhookIn
 from servicekit import text
 from servicekit.auth import mint
 
@@ -40,6 +42,13 @@ def test_a_patch_must_change_something_and_says_so(schemas):
         ("https://a.b", False),
         ("https://partner.example/a\x1cb", False),
         ("https://partner.example/a\x00b", False),
+        ("https://partner.example:65535/hook", True),
+        ("https://partner.example:1/hook", True),
+        ("https://partner.example:08443/hook", True),
+        ("https://partner.example:99999/hook", False),
+        ("https://partner.example:65536/hook", False),
+        ("https://partner.example:0/hook", False),
+        ("https://partner.example:000/hook", False),
     ],
 )
 def test_the_webhook_url_pattern_is_what_is_accepted(app, schemas, url, accepted):
@@ -49,6 +58,46 @@ def test_the_webhook_url_pattern_is_what_is_accepted(app, schemas, url, accepted
         "/v1/units/lw-guokeng/webhook", headers=ADMIN, json={"url": url}
     )
     assert response.status_code == (200 if accepted else 422), response.get_json()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://partner.example:99999/hook",
+        "https://partner.example:123456789012345678/hook",
+        "http://10.20.30.40:70000/",
+        "https://partner.example:0/hook",
+        "https://partner.example:/hook",
+        "http://[::1/",
+        "http://[::1]:99999/",
+        "http://[fe80::1%25eth0]/",
+        "https://bücher.example/hook",
+        "https://xn--bcher-kva.example:99999/hook",
+        "http:///hook",
+        "http://:80/",
+        "http://",
+        "http://exa mple.example:1/",
+    ],
+)
+def test_a_webhook_url_the_parser_refuses_is_a_422_naming_url(app, url):
+    # A port over 65535 passed the URL checks, then urllib3's parse_url raised
+    # LocationParseError inside the validator: a 500.
+    response = app.test_client().put(
+        "/v1/units/lw-guokeng/webhook", headers=ADMIN, json={"url": url}
+    )
+    assert response.status_code == 422, response.get_json()
+    assert list(response.get_json()["errors"]["json"]) == ["url"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://[::1/", "https://a.example:99999/", "http://exa mple:1/", "http:///x", "http://"],
+)
+def test_the_webhook_validator_refuses_what_it_cannot_parse(url):
+    # The last check parses the URL again: whatever its parser raises, or a URL without
+    # a host, is a validation error there too, should the checks before it let one by.
+    with pytest.raises(ValidationError):
+        WebhookIn()._not_inside(url)
 
 
 @pytest.mark.parametrize("value", [0, 1, "true"])
