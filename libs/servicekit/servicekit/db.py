@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -81,6 +85,77 @@ def _ping_when_idle(engine: Engine) -> None:
         except Exception as exc:  # noqa: BLE001 - any failure means the connection is gone
             # The pool drops this connection and checks out (or opens) another.
             raise DisconnectionError() from exc
+
+
+class Probe:
+    """One check that a database answers, on a connection of its own, stoppable at any time.
+
+    Readiness asks this rather than the pool: a pooled connection may hang on a database (or
+    a network) gone silent, a full pool makes a checkout wait, and SQLite's engine begins
+    with BEGIN IMMEDIATE, which queues behind a long write. :meth:`run` opens a connection
+    (PostgreSQL: a connect timeout and a statement timeout of ``timeout``; SQLite: a busy
+    timeout), runs one query that reads the database and closes the connection. Another
+    thread may call :meth:`stop` meanwhile: PostgreSQL's socket is shut down, which ends a
+    wait for an answer that will never come; SQLite's query is interrupted.
+    """
+
+    def __init__(self, engine: Engine, timeout: float):
+        self.engine = engine
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._connection = None
+        self._stopped = False
+
+    def run(self) -> None:
+        """Raise if the database cannot be reached or does not answer."""
+        dialect = self.engine.dialect
+        cargs, cparams = dialect.create_connect_args(self.engine.url)
+        if dialect.name == "sqlite":
+            cparams["timeout"] = self.timeout
+            query = "PRAGMA schema_version"  # reads the file's header
+        else:
+            # libpq counts whole seconds, and takes less than 2 as 2.
+            cparams["connect_timeout"] = max(2, math.ceil(self.timeout))
+            options = (cparams.get("options") or "").strip()
+            statement_timeout = f"-c statement_timeout={round(self.timeout * 1000)}"
+            cparams["options"] = f"{options} {statement_timeout}".strip()
+            query = "SELECT 1"
+        connection = dialect.connect(*cargs, **cparams)
+        try:
+            with self._lock:
+                if self._stopped:
+                    raise TimeoutError("stopped before the query")
+                self._connection = connection
+            cursor = connection.cursor()
+            cursor.execute(query)
+            cursor.fetchall()
+            cursor.close()
+        finally:
+            with self._lock:
+                # From now on stop() leaves the connection alone: closing frees its socket,
+                # whose number another connection may get.
+                self._connection = None
+            connection.close()
+
+    def stop(self) -> None:
+        """Make a running check fail at once (from any thread)."""
+        with self._lock:
+            self._stopped = True
+            connection = self._connection
+            if connection is None:
+                return
+            if hasattr(connection, "interrupt"):  # sqlite3
+                connection.interrupt()
+                return
+            pgconn = getattr(connection, "pgconn", None)  # psycopg
+            if pgconn is None:
+                return
+            try:
+                fd = os.dup(pgconn.socket)
+            except Exception:  # noqa: BLE001 - no socket: the connection is gone already
+                return
+            with socket.socket(fileno=fd) as sock, contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def insert_for(dialect: str):
