@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from flask import current_app
+from flask import current_app, jsonify, make_response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
 from sqlalchemy import select
 
-from routing import models, rules, usecases
+from routing import idempotency, models, rules, usecases
 from routing.access import ensure_can_read, visible_assignments
 from routing.pages import paginate
 from routing.schemas import (
@@ -22,6 +22,7 @@ from routing.schemas import (
     ExtensionDecisionIn,
     ExtensionIn,
     ExtensionOut,
+    IdempotencyHeader,
     ProgressIn,
     ResolveIn,
     ReturnIn,
@@ -89,23 +90,51 @@ def fail(exc: usecases.ActionError):
     abort(exc.status, message=exc.message)
 
 
-def act(assignment_id: str, action, *args, **kwargs):
-    """Run a partner or supervisor action in one transaction; return the assignment acted on."""
+def act(headers, assignment_id: str, action, *args, made: bool = False, **kwargs):
+    """Run a partner or supervisor action in one transaction; answer what it acted on.
+
+    The answer is the assignment acted on; with ``made``, the one the action made (201);
+    for an extension, whether it was granted and the assignment.
+    With an ``Idempotency-Key`` the answer is kept with the key: a retry of the same
+    request gets it again and nothing is done twice.
+    """
     _check_id(assignment_id)
-    runtime = current_app.extensions["runtime"]
-    try:
-        with runtime.unit_of_work() as uow:
-            result = action(uow, assignment_id, current_principal(), *args, **kwargs)
+    principal = current_principal()
+    status = 201 if made else 200
+
+    def run(uow) -> dict:
+        result = action(uow, assignment_id, principal, *args, **kwargs)
+        uow.session.flush()
+        if isinstance(result, tuple):
             acted = uow.session.get(models.Assignment, assignment_id)
-            uow.session.flush()
-            # Detached with its state loaded: the response is dumped after the commit.
-            uow.session.expunge(acted)
-            uow.commit()
+            return ExtensionOut().dump({"granted": result[1], "assignment": acted})
+        if made:
+            return AssignmentOut().dump(result)
+        return AssignmentOut().dump(uow.session.get(models.Assignment, assignment_id))
+
+    try:
+        body = idempotency.act_once(
+            current_app.extensions["runtime"].unit_of_work(),
+            unit=principal.unit,
+            key=headers.get("idempotency_key"),
+            request={
+                "action": request.endpoint,
+                "assignment": assignment_id,
+                "body": request.get_json(silent=True),
+            },
+            act=run,
+            status_code=status,
+        )
     except usecases.ActionError as exc:
         fail(exc)
-    if isinstance(result, tuple):
-        return {"granted": result[1], "assignment": acted}
-    return acted
+    except idempotency.IdempotencyConflict:
+        abort(
+            422,
+            message="this Idempotency-Key was already used for a different request",
+            errors={"headers": {"Idempotency-Key": ["already used for a different request"]}},
+        )
+    # Already dumped (and maybe replayed from the first answer): sent as it is.
+    return make_response(jsonify(body), status)
 
 
 ACTION_RESPONSES = (
@@ -113,50 +142,76 @@ ACTION_RESPONSES = (
     (404, "No such assignment for your unit."),
     (409, "The assignment's state forbids this action (e.g. resolve before accept)."),
 )
+REUSED_KEY = (
+    "an Idempotency-Key your unit already sent with another request (another action, "
+    "assignment or body)."
+)
 
 
-def _documented(view):
-    for status, description in ACTION_RESPONSES:
-        view = blp.alt_response(status, description=description)(view)
-    return view
+def _documented(invalid: str = "Bad fields"):
+    """Document an action's refusals; ``invalid`` says what else its 422 refuses."""
+
+    def decorate(view):
+        for status, description in ACTION_RESPONSES:
+            view = blp.alt_response(status, description=description)(view)
+        return blp.alt_response(422, description=f"{invalid}; or {REUSED_KEY}")(view)
+
+    return decorate
 
 
 @blp.route("/<assignment_id>/accept")
 class Accept(MethodView):
     @require("partner")
+    @blp.arguments(IdempotencyHeader(), location="headers")
     @blp.response(200, AssignmentOut)
-    @_documented
-    def post(self, assignment_id: str):
-        """Accept (签收) an assignment of your unit."""
-        return act(assignment_id, usecases.accept)
+    @_documented()
+    def post(self, headers, assignment_id: str):
+        """Accept (签收) an assignment of your unit.
+
+        Send an ``Idempotency-Key`` header: a retry with the same key returns the first
+        answer (200, not the 409 of a second accept) and does nothing again.
+        """
+        return act(headers, assignment_id, usecases.accept)
 
 
 @blp.route("/<assignment_id>/return")
 class Return(MethodView):
     @require("partner")
+    @blp.arguments(IdempotencyHeader(), location="headers")
     @blp.arguments(ReturnIn())
     @blp.response(200, AssignmentOut)
-    @_documented
-    def post(self, data, assignment_id: str):
+    @_documented()
+    def post(self, headers, data, assignment_id: str):
         """Return (退回) an assignment that is not your unit's: its supervising unit re-dispatches.
 
         Past ``ROUTING_MAX_MOVES`` returns and transfers the case goes to arbitration.
+        Send an ``Idempotency-Key`` header: a retry with the same key and body returns
+        the first answer and does nothing again.
         """
         return act(
-            assignment_id, usecases.return_, data["reason"], default_unit=rules.default_unit()
+            headers,
+            assignment_id,
+            usecases.return_,
+            data["reason"],
+            default_unit=rules.default_unit(),
         )
 
 
 @blp.route("/<assignment_id>/transfer")
 class Transfer(MethodView):
     @require("partner")
+    @blp.arguments(IdempotencyHeader(), location="headers")
     @blp.arguments(TransferIn())
     @blp.response(200, AssignmentOut)
-    @blp.alt_response(422, description="to_unit is unknown, inactive, or your own.")
-    @_documented
-    def post(self, data, assignment_id: str):
-        """Transfer (转办) an assignment onward; never to the unit the case accuses."""
+    @_documented("Bad fields; to_unit is unknown, inactive, or your own")
+    def post(self, headers, data, assignment_id: str):
+        """Transfer (转办) an assignment onward; never to the unit the case accuses.
+
+        Send an ``Idempotency-Key`` header: a retry with the same key and body returns
+        the first answer and does nothing again.
+        """
         return act(
+            headers,
             assignment_id,
             usecases.transfer,
             data["to_unit"],
@@ -168,37 +223,51 @@ class Transfer(MethodView):
 @blp.route("/<assignment_id>/progress")
 class Progress(MethodView):
     @require("partner")
+    @blp.arguments(IdempotencyHeader(), location="headers")
     @blp.arguments(ProgressIn())
     @blp.response(200, AssignmentOut)
-    @_documented
-    def post(self, data, assignment_id: str):
-        """Report progress on an accepted assignment."""
-        return act(assignment_id, usecases.progress, data["note"])
+    @_documented()
+    def post(self, headers, data, assignment_id: str):
+        """Report progress on an accepted assignment.
+
+        Send an ``Idempotency-Key`` header: a retry with the same key and body returns
+        the first answer and stores and publishes no second report.
+        """
+        return act(headers, assignment_id, usecases.progress, data["note"])
 
 
 @blp.route("/<assignment_id>/resolve")
 class Resolve(MethodView):
     @require("partner")
+    @blp.arguments(IdempotencyHeader(), location="headers")
     @blp.arguments(ResolveIn())
     @blp.response(200, AssignmentOut)
-    @_documented
-    def post(self, data, assignment_id: str):
-        """Resolve (办结) an accepted assignment with the answer given to the visitor."""
-        return act(assignment_id, usecases.resolve, data["answer"])
+    @_documented()
+    def post(self, headers, data, assignment_id: str):
+        """Resolve (办结) an accepted assignment with the answer given to the visitor.
+
+        Send an ``Idempotency-Key`` header: a retry with the same key and body returns
+        the first answer (200, not the 409 of a second resolve) and does nothing again.
+        """
+        return act(headers, assignment_id, usecases.resolve, data["answer"])
 
 
 @blp.route("/<assignment_id>/extension")
 class Extension(MethodView):
     @require("partner")
+    @blp.arguments(IdempotencyHeader(), location="headers")
     @blp.arguments(ExtensionIn())
     @blp.response(200, ExtensionOut)
-    @_documented
-    def post(self, data, assignment_id: str):
+    @_documented()
+    def post(self, headers, data, assignment_id: str):
         """Ask for more time: the first extension up to the policy's days is granted at once.
 
-        Any other waits for the supervising unit (``granted`` false).
+        Any other waits for the supervising unit (``granted`` false). Send an
+        ``Idempotency-Key`` header: a retry with the same key and body returns the first
+        answer and asks for nothing more.
         """
         return act(
+            headers,
             assignment_id,
             usecases.request_extension,
             data["days"],
@@ -210,12 +279,18 @@ class Extension(MethodView):
 @blp.route("/<assignment_id>/extension/decision")
 class ExtensionDecision(MethodView):
     @require("supervisor", "admin")
+    @blp.arguments(IdempotencyHeader(), location="headers")
     @blp.arguments(ExtensionDecisionIn())
     @blp.response(200, AssignmentOut)
-    @_documented
-    def post(self, data, assignment_id: str):
-        """Grant or refuse a pending extension, as the supervising unit (or an admin)."""
+    @_documented()
+    def post(self, headers, data, assignment_id: str):
+        """Grant or refuse a pending extension, as the supervising unit (or an admin).
+
+        Send an ``Idempotency-Key`` header: a retry with the same key and body returns
+        the first answer and decides nothing again.
+        """
         return act(
+            headers,
             assignment_id,
             usecases.decide_extension,
             data["grant"],
@@ -227,42 +302,41 @@ class ExtensionDecision(MethodView):
 @blp.route("/<assignment_id>/arbitration")
 class Arbitration(MethodView):
     @require("supervisor", "admin")
+    @blp.arguments(IdempotencyHeader(), location="headers")
     @blp.arguments(ArbitrationIn())
     @blp.response(200, AssignmentOut)
-    @blp.alt_response(422, description="unit is unknown or inactive.")
-    @_documented
-    def post(self, data, assignment_id: str):
+    @_documented("Bad fields; unit is unknown or inactive")
+    def post(self, headers, data, assignment_id: str):
         """Decide an arbitration: name the unit that must handle the case.
 
         Only the supervising unit named in ``assignment.arbitration_requested`` (or an
-        admin) decides; the answer is the assignment that went to arbitration.
+        admin) decides; the answer is the assignment that went to arbitration. Send an
+        ``Idempotency-Key`` header: a retry with the same key and body returns the first
+        answer and decides nothing again.
         """
-        return act(assignment_id, usecases.arbitrate, data["unit"], data["reason"])
+        return act(headers, assignment_id, usecases.arbitrate, data["unit"], data["reason"])
 
 
 @blp.route("/<assignment_id>/co-handlers")
 class CoHandlers(MethodView):
     @require("partner")
+    @blp.arguments(IdempotencyHeader(), location="headers")
     @blp.arguments(CoHandlerIn())
     @blp.response(201, AssignmentOut)
-    @blp.alt_response(422, description="unit is unknown, inactive, or the lead unit itself.")
-    @_documented
-    def post(self, data, assignment_id: str):
+    @_documented("Bad fields; unit is unknown, inactive, or the lead unit itself")
+    def post(self, headers, data, assignment_id: str):
         """Ask another unit to co-handle (协办) your unit's case; answers the new assignment.
 
         The co-handling unit gets ``case.routed`` with ``role: co`` and the lead's due date;
-        it may accept, report progress, resolve its part, or return (decline) it.
+        it may accept, report progress, resolve its part, or return (decline) it. Send an
+        ``Idempotency-Key`` header: a retry with the same key and body returns the first
+        answer (201, not the 409 of asking the same unit again) and asks no one else.
         """
-        _check_id(assignment_id)
-        runtime = current_app.extensions["runtime"]
-        try:
-            with runtime.unit_of_work() as uow:
-                co = usecases.add_co_handler(
-                    uow, assignment_id, current_principal(), data["unit"], data["reason"]
-                )
-                uow.session.flush()
-                uow.session.expunge(co)
-                uow.commit()
-        except usecases.ActionError as exc:
-            fail(exc)
-        return co
+        return act(
+            headers,
+            assignment_id,
+            usecases.add_co_handler,
+            data["unit"],
+            data["reason"],
+            made=True,
+        )
