@@ -6,13 +6,16 @@ and each case's progress (open → routed → resolved → closed) with the unit
 answers for it and its due date, extensions included (for queries and the Open311
 face). Every handler is idempotent
 (the consumer's inbox) and order-tolerant: a unit snapshot applies only if its
-revision is newer, a case's status only moves forward — except that a resolved case
-routed again after its answer (reopened) waits for an answer again. Handlers never
+revision is newer, a case's status only moves forward — except for a reopening (the
+visitor not satisfied with the answer), told by its time: the answer given before it no
+longer stands (the case is ``reopened``), a lead's routing after it sends the case back
+to work (``routed``), an answer given after it resolves the case again. Handlers never
 commit.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Mapping
 
@@ -32,6 +35,7 @@ def handlers(runtime=None) -> Mapping[str, Handler]:
         "assignment.resolved": on_assignment_resolved,
         "assignment.extension_granted": on_extension_granted,
         "case.closed": on_case_closed,
+        "case.reopened": on_case_reopened,
     }
 
 
@@ -70,6 +74,11 @@ def _advance(case: models.Case, status: str) -> None:
         case.status = status
 
 
+def _rejected(case: models.Case, answered_at: dt.datetime) -> bool:
+    """Whether an answer given then is one a reopening set aside (given at or before it)."""
+    return case.reopened_at is not None and answered_at <= case.reopened_at
+
+
 def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
     """Record which unit answers for a case (the lead), and routing's due date."""
     data = inbound.load(inbound.CaseRoutedIn, event, subject="case_id")
@@ -89,16 +98,24 @@ def on_case_routed(uow: UnitOfWork, event: ReceivedEvent) -> None:
         resolved_at = case.resolved_at
         if case.status == models.RESOLVED and resolved_at and resolved_at < data["routed_at"]:
             # Routed again after its answer: the visitor was unsatisfied, supervision
-            # reopened the case and routing sent it back. The one exception to "only
-            # forward": it waits for an answer again (and a returning visitor is a repeat).
+            # reopened the case and routing sent it back (the reopening itself may still
+            # be on its way). It waits for an answer again (and a returning visitor is a
+            # repeat).
             case.status = models.ROUTED
             case.resolved_at = None
+        elif case.status == models.REOPENED and data["routed_at"] >= case.reopened_at:
+            # Routing sent the reopened case back to a unit: it is worked on as routed.
+            case.status = models.ROUTED
     _advance(case, models.ROUTED)
     report = uow.session.get(models.AssignmentReport, (case.id, case.lead_assignment_id))
     if report is None:
         return
     _extend(case, report)
-    if report.resolved_at is not None and case.status == models.ROUTED:
+    if (
+        report.resolved_at is not None
+        and case.status == models.ROUTED
+        and not _rejected(case, report.resolved_at)
+    ):
         # The lead's answer came before this routing: the case was resolved then.
         case.resolved_at = report.resolved_at
         case.updated_at = max(filter(None, [case.updated_at, report.resolved_at]))
@@ -133,8 +150,13 @@ def on_assignment_resolved(uow: UnitOfWork, event: ReceivedEvent) -> None:
         return
     if case.responsible_unit is None:
         case.responsible_unit = data["unit"]
+    if _rejected(case, data["occurred_at"]):
+        # The answer the visitor rejected, delivered after the reopening: it stays reopened.
+        return
     case.resolved_at = data["occurred_at"]
     case.updated_at = max(filter(None, [case.updated_at, data["occurred_at"]]))
+    if case.status == models.REOPENED:
+        case.status = models.RESOLVED  # answered again after the reopening
     _advance(case, models.RESOLVED)
 
 
@@ -171,3 +193,34 @@ def on_case_closed(uow: UnitOfWork, event: ReceivedEvent) -> None:
     case.closed_at = data["occurred_at"]
     case.updated_at = max(filter(None, [case.updated_at, data["occurred_at"]]))
     _advance(case, models.CLOSED)
+
+
+def on_case_reopened(uow: UnitOfWork, event: ReceivedEvent) -> None:
+    """Show a case worked on again once supervision reopened it (the visitor not satisfied).
+
+    A case resolved by its unit or answered on the spot is ``reopened`` from then on, its
+    answer (``resolved_at``) no longer standing, until a lead's routing given after the
+    reopening reaches intake (routing sends it back: ``routed``) or an answer given after it
+    (resolved again). Delivered after those, the reopening changes nothing but
+    ``reopened_at``; a closed case stays closed (supervision closes a case only after the
+    visitor's last word, so every reopening is older than the close). Only the latest
+    reopening counts: an earlier one delivered late is ignored.
+    """
+    data = inbound.load(inbound.CaseReopenedIn, event, subject="case_id")
+    case = _case(uow, event, data["case_id"])
+    if case is None:
+        return
+    at = data["occurred_at"]
+    if case.reopened_at is not None and at <= case.reopened_at:
+        return  # this reopening again, or an earlier one: the later one stands
+    case.reopened_at = at
+    case.updated_at = max(filter(None, [case.updated_at, at]))
+    if case.status == models.CLOSED:
+        return
+    if case.status == models.RESOLVED and case.resolved_at and case.resolved_at > at:
+        return  # answered again after the reopening (its news came first): resolved
+    if case.status == models.ROUTED and case.routed_at and case.routed_at >= at:
+        return  # routing has already sent it back: worked on, as routed
+    # The answer it rejects (given, or still on its way to intake) no longer stands.
+    case.status = models.REOPENED
+    case.resolved_at = None

@@ -77,6 +77,18 @@ class CaseClosedIn(_Lenient):
     occurred_at = fields.AwareDateTime(required=True)
 
 
+class CaseReopenedIn(_Lenient):
+    """supervision's ``case.reopened``: the visitor was not satisfied with the answer.
+
+    Only the case and the time are read. ``unit`` (the unit it goes back to) and
+    ``reason`` (the visitor's comment, up to supervision's 500 characters, or a default
+    sentence) are neither kept nor checked: any value supervision sends is accepted.
+    """
+
+    case_id = fields.String(required=True, validate=IDENTIFIER)
+    occurred_at = fields.AwareDateTime(required=True)
+
+
 @functools.cache
 def _reader(schema: type[Schema]) -> Schema:
     # One instance per schema: building one copies every field, which cost more than

@@ -34,13 +34,18 @@ RESOLVED_ON_SPOT = "resolved_on_spot"
 ROUTED = "routed"
 RESOLVED = "resolved"
 CLOSED = "closed"
-STATUSES = (OPEN, ROUTED, RESOLVED_ON_SPOT, RESOLVED, CLOSED)
-# Still waiting for an answer: a visitor raising the same category again is a repeat.
-UNANSWERED = (OPEN, ROUTED)
+# The visitor was not satisfied with the answer (by a unit or on the spot): supervision
+# reopened the case, and no routing of it since has reached intake.
+REOPENED = "reopened"
+STATUSES = (OPEN, ROUTED, RESOLVED_ON_SPOT, RESOLVED, REOPENED, CLOSED)
+# Still waiting for an answer: a visitor raising the same category again is a repeat,
+# and Open311 shows it open.
+UNANSWERED = (OPEN, ROUTED, REOPENED)
 # A case only moves forward (open → routed → resolved → closed), whatever order
-# routing's and supervision's events arrive in; the one way back: a resolved case
-# routed again after its answer (reopened) is routed again (see handlers.py).
-STATUS_RANK = {OPEN: 0, ROUTED: 1, RESOLVED_ON_SPOT: 2, RESOLVED: 2, CLOSED: 3}
+# routing's and supervision's events arrive in; the way back is a reopening, told by its
+# time (``reopened_at``): an answer given before it no longer stands, a routing after
+# it sends the case back to work, an answer after it resolves it again (see handlers.py).
+STATUS_RANK = {OPEN: 0, ROUTED: 1, RESOLVED_ON_SPOT: 2, RESOLVED: 2, REOPENED: 2, CLOSED: 3}
 
 
 class Base(DeclarativeBase):
@@ -157,6 +162,8 @@ class Case(Base):
     routed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # supervision's latest reopening of it (the visitor not satisfied with the answer).
+    reopened_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     # Where an Open311 client placed the request (WGS 84), and a photo it linked.
     latitude: Mapped[float | None] = mapped_column(Float)

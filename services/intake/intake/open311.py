@@ -390,6 +390,7 @@ def _notes(case: models.Case, names: dict[str, str]) -> str:
         models.ROUTED: f"routed to {unit}",
         models.RESOLVED: f"answered by {unit}",
         models.RESOLVED_ON_SPOT: "answered on the spot",
+        models.REOPENED: "reopened: the answer did not satisfy the visitor; being handled again",
         models.CLOSED: "closed",
     }.get(case.status, case.status)
 

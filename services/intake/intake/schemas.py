@@ -208,6 +208,14 @@ class CaseOut(Schema):
     routed_at = timestamp(allow_none=True)
     resolved_at = timestamp(allow_none=True)
     closed_at = timestamp(allow_none=True)
+    reopened_at = fields.String(
+        allow_none=True,
+        metadata={
+            "format": "date-time",
+            "description": "When supervision last reopened it (the visitor not satisfied"
+            " with the answer); kept once it is routed, resolved or closed again.",
+        },
+    )
 
 
 MAX_PAGE_SIZE = 100

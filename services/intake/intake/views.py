@@ -21,5 +21,6 @@ def case_view(case: models.Case) -> dict[str, Any]:
         routed_at=events.iso(case.routed_at),
         resolved_at=events.iso(case.resolved_at),
         closed_at=events.iso(case.closed_at),
+        reopened_at=events.iso(case.reopened_at),
     )
     return data

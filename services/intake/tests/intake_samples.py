@@ -124,6 +124,27 @@ def case_closed(case_id: str, case_number: str, *, at: dt.datetime) -> OutgoingE
     )
 
 
+def case_reopened(
+    case_id: str,
+    case_number: str,
+    *,
+    at: dt.datetime,
+    unit: str = "lw-buwen",
+    reason: str = "the visitor is not satisfied with the resolution",
+) -> OutgoingEvent:
+    """Return supervision's case.reopened (the visitor was not satisfied with the answer)."""
+    data = {
+        "case_id": case_id,
+        "case_number": case_number,
+        "unit": unit,
+        "reason": reason,
+        "occurred_at": at.isoformat(),
+    }
+    return envelope.build(
+        service="supervision", routing_key="case.reopened", subject=case_id, data=data
+    )
+
+
 def consume(runtime: Runtime, *events: OutgoingEvent) -> None:
     """Apply events exactly as the consumer does: inbox check, handler, inbox row, commit."""
     for event in events:

@@ -48,6 +48,7 @@ def test_intake_binds_the_events_it_follows():
         "assignment.resolved",
         "assignment.extension_granted",
         "case.closed",
+        "case.reopened",
     }
 
 
