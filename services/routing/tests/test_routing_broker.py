@@ -198,6 +198,46 @@ def test_an_invalid_case_is_dead_lettered(
         assert session.scalars(select(models.Assignment)).all() == []
 
 
+def test_a_reopening_of_a_case_routing_never_routed_is_acked_not_dead_lettered(
+    consumer, live_runtime, amqp_url, case_data, case_registered
+):
+    # A case answered on the spot at the desk, reopened by supervision when its visitor
+    # rejected the answer: case.reopened names the receiving unit, routing has no
+    # assignment for it. It is logged and acked, as a case unknown here.
+    from eventbus import envelope
+
+    on_spot = case_data(disposition={"action": "resolved_on_spot", "unit": None})
+    publish(amqp_url, case_registered(on_spot))
+    reopened = envelope.build(
+        service="supervision",
+        routing_key="case.reopened",
+        subject=on_spot["case_id"],
+        data={
+            "case_id": on_spot["case_id"],
+            "case_number": on_spot["case_number"],
+            "unit": on_spot["unit"],
+            "reason": "the visitor is not satisfied with the resolution",
+            "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+        },
+    )
+    publish(amqp_url, reopened)
+    marker = case_data(disposition={"action": "sign_over", "unit": "xc-zhishan"})
+    publish(amqp_url, case_registered(marker))  # queued after the reopening
+
+    # The consumer applies messages in order: the marker's copy means the reopening is done.
+    [_] = testing.get_messages(amqp_url, "partner.xc-zhishan", count=1, timeout=20)
+    inbox = live_runtime.inbox_table
+    with live_runtime.engine.connect() as conn:
+        applied = conn.scalars(
+            select(inbox.c.event_id).where(inbox.c.event_id == reopened.event_id)
+        ).all()
+    assert applied == [reopened.event_id]
+    assert testing.queue_depth(amqp_url, names.dead_letter_queue("routing")) == 0
+    with live_runtime.sessions() as session:
+        routed = session.scalars(select(models.Assignment.case_id)).all()
+    assert routed == [marker["case_id"]]
+
+
 def test_seed_loads_the_directory_and_declares_partner_queues(database, amqp_url, monkeypatch):
     monkeypatch.setenv("AMQP_URL", amqp_url)
     monkeypatch.setenv("ROUTING_DATABASE_URL", database)

@@ -105,6 +105,31 @@ def test_a_reopening_of_an_unknown_case_changes_nothing(runtime, deliver, case_d
     assert published(runtime) == []
 
 
+def test_a_rejected_on_the_spot_answer_is_logged_and_applied_not_poison(
+    runtime, deliver, case_data, case_registered, caplog
+):
+    # Supervision reopens a case its desk answered on the spot once the visitor rejects
+    # the answer, naming the unit that received it; routing never routed that case.
+    data = case_data(disposition={"action": "resolved_on_spot", "unit": None})
+    deliver(case_registered(data))
+    comment = "窗口答复不清楚" * 71  # a visitor's comment at supervision's longest, 497
+    event = reopened(data, unit=data["unit"], reason=comment)
+    with caplog.at_level(logging.INFO, logger="routing.usecases"):
+        deliver(event)  # no PoisonMessage: the consumer acks it
+    assert chain(runtime, data["case_id"]) == [] and published(runtime) == []
+    [record] = [
+        r for r in caplog.records if r.getMessage() == "reopened case was never routed here"
+    ]
+    assert record.levelno == logging.WARNING and record.case_id == data["case_id"]
+    assert "窗口" not in caplog.text  # the visitor's words stay out of the log
+    inbox = runtime.inbox_table
+    with runtime.engine.connect() as conn:
+        claimed = conn.scalars(
+            select(inbox.c.event_id).where(inbox.c.event_id == event.event_id)
+        ).all()
+    assert claimed == [event.event_id]  # applied (and so acked) once
+
+
 def test_an_invalid_reopening_is_poison(runtime, deliver, routed_case):
     with pytest.raises(PoisonMessage):
         deliver(reopened(routed_case, occurred_at="yesterday"))
