@@ -24,15 +24,14 @@ from marshmallow import (
 
 from eventbus.envelope import PoisonMessage, ReceivedEvent
 from servicekit import pii
+from servicekit.text import FullMatch
 
-ID = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", error="must be an id")
-UNIT_CODE = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,62}$", error="must be a unit code")
-CASE_NUMBER = validate.Regexp(
-    r"^[a-z0-9][a-z0-9-]{0,62}-\d{8}-\d{4,}$", error="must be a case number"
-)
-PHONE = validate.Regexp(r"^\+?\d{5,15}$", error="must be a phone number of 5 to 15 digits")
+ID = FullMatch(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", error="must be an id")
+UNIT_CODE = FullMatch(r"^[a-z0-9][a-z0-9-]{0,62}$", error="must be a unit code")
+CASE_NUMBER = FullMatch(r"^[a-z0-9][a-z0-9-]{0,62}-\d{8}-\d{4,}$", error="must be a case number")
+PHONE = FullMatch(r"^\+?\d{5,15}$", error="must be a phone number of 5 to 15 digits")
 ROLE = validate.OneOf(["lead", "co"])
-LANGUAGE = validate.Regexp(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$", error="must be a language tag")
+LANGUAGE = FullMatch(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$", error="must be a language tag")
 
 
 class AccusedIn(Schema):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, fields, validate
 
 from notify import models
+from servicekit.text import FullMatch
 
-CASE_NUMBER = validate.Regexp(
+CASE_NUMBER = FullMatch(
     r"^[a-z0-9][a-z0-9-]{0,62}-\d{8}-\d{4,}$",
     error="must be a case number such as 'city-org-20261115-0042'",
 )

@@ -20,12 +20,13 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from eventbus.envelope import PoisonMessage, ReceivedEvent
+from servicekit.text import FullMatch
 
 IDENTIFIER = validate.Length(min=1, max=64)
-UNIT_CODE = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,63}$", error="must be a unit code")
-CASE_NUMBER = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,89}$", error="must be a case number")
-CATEGORY = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,39}$", error="must be a category slug")
-CHANNEL = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,19}$", error="must be a channel slug")
+UNIT_CODE = FullMatch(r"^[a-z0-9][a-z0-9-]{0,63}$", error="must be a unit code")
+CASE_NUMBER = FullMatch(r"^[a-z0-9][a-z0-9-]{0,89}$", error="must be a case number")
+CATEGORY = FullMatch(r"^[a-z0-9][a-z0-9_-]{0,39}$", error="must be a category slug")
+CHANNEL = FullMatch(r"^[a-z0-9][a-z0-9_-]{0,19}$", error="must be a channel slug")
 
 
 def identifier(**kwargs) -> fields.String:

@@ -6,6 +6,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from servicekit.openapi import JsonBoolean
 from servicekit.pages import CountedPage
+from servicekit.text import FullMatch
 from supervision.models import STEP_EVENTS, SUPERVISED_BY
 from supervision.payloads import FIRST_YEAR, LAST_YEAR, on_the_calendar
 
@@ -57,9 +58,9 @@ class TimelineOut(Schema):
     )
 
 
-UNIT_CODE = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,63}$", error="must be a unit code")
-CATEGORY = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,39}$", error="must be a category slug")
-CHANNEL = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,19}$", error="must be a channel slug")
+UNIT_CODE = FullMatch(r"^[a-z0-9][a-z0-9-]{0,63}$", error="must be a unit code")
+CATEGORY = FullMatch(r"^[a-z0-9][a-z0-9_-]{0,39}$", error="must be a category slug")
+CHANNEL = FullMatch(r"^[a-z0-9][a-z0-9_-]{0,19}$", error="must be a channel slug")
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 10_000
 
@@ -76,7 +77,7 @@ class IdempotencyHeader(Schema):
         data_key="Idempotency-Key",
         validate=[
             validate.Length(min=1, max=100),
-            validate.Regexp(r"^[\x21-\x7e]+$", error="must be printable ASCII"),
+            FullMatch(r"^[\x21-\x7e]+$", error="must be printable ASCII"),
         ],
     )
 
@@ -145,7 +146,7 @@ class LadderOut(Schema):
     steps = fields.List(fields.Nested(LadderStepOut))
 
 
-STEP_NAME = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,29}$", error="must be a step slug")
+STEP_NAME = FullMatch(r"^[a-z0-9][a-z0-9-]{0,29}$", error="must be a step slug")
 
 
 # -- the board ----------------------------------------------------------------------------
@@ -300,7 +301,7 @@ class StatsQuery(Strict):
 
 # Years 1900-2999: the programme began in 1996, and a year such as 0000 or 9999 has no
 # month boundaries on the calendar (the month after 9999-12 does not exist).
-MONTH = validate.Regexp(
+MONTH = FullMatch(
     r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$", error="must be a month: YYYY-MM from 1900 to 2999"
 )
 
