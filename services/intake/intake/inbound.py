@@ -13,8 +13,9 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from eventbus.envelope import PoisonMessage, ReceivedEvent
+from servicekit.text import FullMatch
 
-UNIT_CODE = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,63}$", error="must be a unit code")
+UNIT_CODE = FullMatch(r"^[a-z0-9][a-z0-9-]{0,63}$", error="must be a unit code")
 IDENTIFIER = validate.Length(min=1, max=64)
 
 

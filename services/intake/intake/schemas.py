@@ -13,17 +13,15 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from intake.catalogue import CATEGORIES, CHANNELS, DISPOSITIONS
 from intake.models import STATUSES
 from servicekit.pages import CountedPage
-from servicekit.text import NO_CONTROL, NOT_BLANK
+from servicekit.text import NO_CONTROL, NOT_BLANK, FullMatch
 
-UNIT_CODE = validate.Regexp(
-    r"^[a-z0-9][a-z0-9-]{0,62}$", error="must be a unit code such as 'lw-buwen'"
-)
-CASE_NUMBER = validate.Regexp(
+UNIT_CODE = FullMatch(r"^[a-z0-9][a-z0-9-]{0,62}$", error="must be a unit code such as 'lw-buwen'")
+CASE_NUMBER = FullMatch(
     r"^[a-z0-9][a-z0-9-]{0,62}-\d{8}-\d{4,}$",
     error="must be a case number such as 'city-org-20261115-0042'",
 )
-PHONE = validate.Regexp(r"^\+?\d{5,15}$", error="must be a phone number of 5 to 15 digits")
-ID_NUMBER = validate.Regexp(
+PHONE = FullMatch(r"^\+?\d{5,15}$", error="must be a phone number of 5 to 15 digits")
+ID_NUMBER = FullMatch(
     r"^(\d{15}|\d{17}[\dXx])$", error="must be a 15- or 18-character resident ID number"
 )
 EARLIEST = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
@@ -273,7 +271,7 @@ class IdempotencyHeader(Schema):
         data_key="Idempotency-Key",
         validate=[
             validate.Length(min=1, max=200),
-            validate.Regexp(r"^[\x21-\x7e]+$", error="must be printable ASCII"),
+            FullMatch(r"^[\x21-\x7e]+$", error="must be printable ASCII"),
         ],
     )
 
