@@ -21,9 +21,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from routing.models import CITY, CITY_AREA, COUNTY, LEVELS, TOWNSHIP, Rule, Unit
+from servicekit.text import FullMatch
 
 UNIT_CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-UNIT_CODE = validate.Regexp(UNIT_CODE_PATTERN, error="must be a unit code such as 'lw-buwen'")
+UNIT_CODE = FullMatch(UNIT_CODE_PATTERN, error="must be a unit code such as 'lw-buwen'")
 # Deeper than any real hierarchy: a longer walk up means the parents form a loop.
 MAX_DEPTH = 16
 

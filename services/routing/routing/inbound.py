@@ -15,6 +15,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 from eventbus.envelope import PoisonMessage, ReceivedEvent
 from routing.directory import UNIT_CODE
 from routing.rules import RESOLVED_ON_SPOT, ROUTE, SIGN_OVER
+from servicekit.text import FullMatch
 
 
 class _Lenient(Schema):
@@ -84,7 +85,7 @@ class CaseReopenedIn(_Lenient):
 # A unit code as supervision's schemas take one: up to 64 characters, one more than routing's
 # directory holds. A longer code than a unit can have is then an unknown unit (poison, said
 # so), not a malformed event: what supervision accepts, routing reads.
-SUPERVISION_UNIT_CODE = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,63}$", error="must be a unit code")
+SUPERVISION_UNIT_CODE = FullMatch(r"^[a-z0-9][a-z0-9-]{0,63}$", error="must be a unit code")
 
 
 class MeetingDecisionIn(_Lenient):

@@ -23,6 +23,7 @@ from routing.models import LEVELS, STATUSES
 from servicekit import text
 from servicekit.openapi import JsonBoolean
 from servicekit.pages import CountedPage
+from servicekit.text import FullMatch
 
 MAX_PAGE_SIZE = 100
 
@@ -160,7 +161,7 @@ class IdempotencyHeader(Schema):
         data_key="Idempotency-Key",
         validate=[
             validate.Length(min=1, max=200),
-            validate.Regexp(r"^[\x21-\x7e]+$", error="must be printable ASCII"),
+            FullMatch(r"^[\x21-\x7e]+$", error="must be printable ASCII"),
         ],
     )
 
@@ -198,10 +199,10 @@ class UnitPatch(_Strict):
             raise ValidationError("name at least one of: name, leader, active, amqp", "_schema")
 
 
-CATEGORY = validate.Regexp(
+CATEGORY = FullMatch(
     r"^(\*|[a-z][a-z0-9_]{0,39})$", error="must be a category slug such as 'land', or '*'"
 )
-AREA = validate.Regexp(
+AREA = FullMatch(
     r"^(\*|[a-z0-9][a-z0-9-]{0,62})$", error="must be an area (a county code or 'city'), or '*'"
 )
 
@@ -280,7 +281,7 @@ WEBHOOK_URL_ERROR = (
 )
 # The http(s) URLs marshmallow's check takes without a TLD, ASCII host names only: as a
 # pattern, the OpenAPI document can say exactly what is accepted.
-WEBHOOK_URL = validate.Regexp(
+WEBHOOK_URL = FullMatch(
     # Explicit classes rather than \S, which Python and JSON Schema's regex read differently.
     rf"^https?://{_HOST}(?::{_PORT})?(?:/?|[/?#][^\x00-\x20\x7f{text.SPACE}]+)$",
     error=WEBHOOK_URL_ERROR,
