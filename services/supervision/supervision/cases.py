@@ -117,10 +117,15 @@ class CaseFeedback(MethodView):
     @blp.response(200, FeedbackOut)
     @blp.alt_response(401, description="No valid bearer token.")
     @blp.alt_response(
-        403, description="Partners, and the unit responsible for the case, do not record it."
+        403,
+        description="Partners, and the unit that answered (responsible for the case, or that "
+        "answered it on the spot), do not record it.",
     )
     @blp.alt_response(404, description="No such case, or not one you may follow.")
-    @blp.alt_response(409, description="The case is not resolved and waiting for feedback.")
+    @blp.alt_response(
+        409,
+        description="The case is neither resolved nor answered on the spot, waiting for feedback.",
+    )
     def post(self, _query, headers, data, ref: str):
         """Record the visitor's feedback (回访) on a resolved case, or one answered on the spot.
 
